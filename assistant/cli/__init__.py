@@ -1,0 +1,67 @@
+"""The terminal front end: ``offline-assistant`` and ``python -m assistant``.
+
+Each sub-command group lives in its own module with a ``register(subparsers)`` function that adds
+its parser and sets ``func`` (called with the parsed ``argparse.Namespace``, returns an exit code).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+from assistant import APP_NAME, __version__
+from assistant.errors import AssistantError
+
+EXIT_ERROR = 1
+EXIT_INTERRUPTED = 130
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from assistant.cli import ask_cmd, history_cmd, models_cmd
+
+    parser = argparse.ArgumentParser(
+        prog="offline-assistant",
+        description=f"{APP_NAME}: a private assistant that runs on this computer.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log details to stderr")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    ask_cmd.register(subparsers)
+    models_cmd.register(subparsers)
+    history_cmd.register(subparsers)
+    return parser
+
+
+def error(text: str) -> None:
+    """Print one clear line to stderr."""
+    print(f"offline-assistant: error: {text}", file=sys.stderr)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    if not getattr(args, "func", None):
+        return _open_gui(parser)
+    try:
+        return int(args.func(args))
+    except AssistantError as exc:
+        error(exc.full_text())
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print(file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+def _open_gui(parser: argparse.ArgumentParser) -> int:
+    try:
+        from assistant.ui.app import run_app
+    except ImportError:
+        parser.print_help()
+        return 0
+    return run_app()

@@ -1,0 +1,119 @@
+"""The provider interface every front end uses, whatever runs the model."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal, Protocol
+
+Role = Literal["system", "user", "assistant"]
+StopReason = Literal["stop", "length", "cancelled", "error"]
+OverflowPolicy = Literal["drop_oldest", "refuse"]
+OVERFLOW_POLICIES: tuple[OverflowPolicy, ...] = ("drop_oldest", "refuse")
+
+
+@dataclass(frozen=True)
+class ChatMessage:
+    role: Role
+    content: str
+
+    def to_dict(self) -> dict[str, str]:
+        return {"role": self.role, "content": self.content}
+
+
+@dataclass(frozen=True)
+class GenerationSettings:
+    """Sampling and length settings for one answer. ``temperature == 0`` means greedy."""
+
+    temperature: float = 0.7
+    top_p: float = 0.95
+    top_k: int = 40
+    min_p: float = 0.05
+    repeat_penalty: float = 1.1
+    max_tokens: int = 1024
+    seed: int | None = None
+    overflow: OverflowPolicy = "drop_oldest"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class GenerationStats:
+    """What one answer cost. ``evaluated_prompt_tokens`` counts only the prompt tokens the engine
+    really had to process (the rest came from its cache)."""
+
+    model: str = ""
+    provider: str = ""
+    prompt_tokens: int = 0
+    evaluated_prompt_tokens: int = 0
+    completion_tokens: int = 0
+    ttft_s: float | None = None
+    total_s: float = 0.0
+    tokens_per_s: float | None = None
+    stop_reason: StopReason = "stop"
+    dropped_messages: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class CancelToken:
+    """Thread-safe flag a front end sets to stop an answer at the next token."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+
+    def cancel(self) -> None:
+        self._event.set()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._event.is_set()
+
+
+@dataclass
+class Generation:
+    """One answer in progress: iterate it for text chunks.
+
+    ``dropped`` lists the messages left out to fit the context (known before the first chunk);
+    ``stats`` is set once iteration ends, also after a cancel. ``text`` is what was produced so far.
+    """
+
+    _chunks: Iterator[str]
+    dropped: list[ChatMessage] = field(default_factory=list)
+    stats: GenerationStats | None = None
+    text: str = ""
+
+    def __iter__(self) -> Iterator[str]:
+        for chunk in self._chunks:
+            self.text += chunk
+            yield chunk
+
+    def run(self, on_chunk: Callable[[str], None] | None = None) -> str:
+        """Consume the whole answer, passing each chunk to ``on_chunk``; return the full text."""
+        for chunk in self:
+            if on_chunk is not None:
+                on_chunk(chunk)
+        return self.text
+
+
+class ChatProvider(Protocol):
+    """Anything that can answer a conversation: the local engine now, a cloud API later."""
+
+    @property
+    def provider_name(self) -> str:  # "local", "openai", ...
+        ...
+
+    @property
+    def model_name(self) -> str: ...
+
+    def stream_chat(
+        self,
+        messages: list[ChatMessage],
+        settings: GenerationSettings,
+        cancel: CancelToken | None = None,
+    ) -> Generation:
+        """Start an answer. Raises ``ContextOverflowError`` at once under the ``refuse`` policy."""
+        ...

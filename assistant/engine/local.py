@@ -1,0 +1,328 @@
+"""The local provider: llama.cpp (through llama-cpp-python) running a GGUF on this computer.
+
+A llama context is not thread-safe: one ``LocalEngine`` is owned by one worker at a time, and
+``stream_chat`` holds the engine's lock until its generation ends.
+
+Follow-up turns reuse the KV cache: the new prompt is compared token by token with what the
+context already holds, and only the part after the common prefix is evaluated. Time to first
+token therefore tracks the length of the new message, not of the whole conversation.
+"""
+
+from __future__ import annotations
+
+import codecs
+import ctypes
+import logging
+import random
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import llama_cpp
+from llama_cpp import Llama
+
+from assistant import llama_log
+from assistant.engine.base import (
+    CancelToken,
+    ChatMessage,
+    Generation,
+    GenerationSettings,
+    GenerationStats,
+    StopReason,
+)
+from assistant.engine.prompt import FALLBACK_WARNING, PromptFormat, StopScanner
+from assistant.errors import ContextOverflowError, InsufficientMemoryError
+from assistant.gguf_file import GGUFInfo, explain_load_failure, read_gguf_info
+from assistant.hardware import detect_hardware, estimate_memory
+from assistant.settings import Settings
+
+log = logging.getLogger(__name__)
+
+DEFAULT_CONTEXT = 4096
+
+
+def default_threads() -> int:
+    """Physical cores: llama.cpp decoding gains nothing from hyper-threads."""
+    return max(1, detect_hardware().physical_cores)
+
+
+def gpu_offload_supported() -> bool:
+    return bool(llama_cpp.llama_supports_gpu_offload())
+
+
+class LocalEngine:
+    """A loaded GGUF model that answers chats. Construct it on the worker that will own it."""
+
+    provider_name = "local"
+
+    def __init__(
+        self,
+        model_path: Path | str,
+        *,
+        model_id: str | None = None,
+        n_ctx: int = DEFAULT_CONTEXT,
+        n_threads: int | None = None,
+        n_gpu_layers: int = 0,
+        check_memory: bool = True,
+    ) -> None:
+        self.path = Path(model_path)
+        self.info: GGUFInfo = read_gguf_info(self.path)
+        self.model_id = model_id or self.path.stem
+        trained = self.info.context_length
+        self.n_ctx = min(n_ctx, trained) if trained else n_ctx
+        self.n_threads = n_threads or default_threads()
+        self.warnings: list[str] = []
+        if check_memory:
+            self._check_memory()
+
+        with llama_log.capture() as lines:
+            try:
+                self._llama = Llama(
+                    model_path=str(self.path),
+                    n_ctx=self.n_ctx,
+                    n_batch=512,
+                    n_threads=self.n_threads,
+                    n_threads_batch=self.n_threads,
+                    n_gpu_layers=n_gpu_layers if gpu_offload_supported() else 0,
+                    verbose=False,
+                )
+            except ValueError as exc:
+                raise explain_load_failure("".join(lines), self.info) from exc
+
+        model = self._llama._model
+        self._vocab = model.vocab
+        self._format = PromptFormat(
+            self.info.chat_template,
+            bos_token=_token_text(model, model.token_bos()),
+            eos_token=_token_text(model, model.token_eos()),
+        )
+        if self._format.uses_fallback:
+            self.warnings.append(FALLBACK_WARNING)
+            log.warning("%s: %s", self.path.name, FALLBACK_WARNING)
+        self._pieces: dict[int, bytes] = {}
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_settings(cls, model_path: Path | str, settings: Settings, *, model_id: str | None = None
+                      ) -> LocalEngine:
+        """Load a model with the context size, threads and GPU layers the user chose."""
+        gpu = str(settings["gpu_layers"])
+        layers = -1 if gpu == "auto" else 0 if gpu == "off" else int(gpu)
+        return cls(
+            model_path,
+            model_id=model_id,
+            n_ctx=settings["context_size"],
+            n_threads=settings["threads"] or None,
+            n_gpu_layers=layers,
+        )
+
+    # --- provider interface --------------------------------------------------------------
+
+    @property
+    def model_name(self) -> str:
+        return self.model_id
+
+    @property
+    def uses_fallback_template(self) -> bool:
+        return self._format.uses_fallback
+
+    def stream_chat(
+        self,
+        messages: list[ChatMessage],
+        settings: GenerationSettings,
+        cancel: CancelToken | None = None,
+    ) -> Generation:
+        tokens, dropped, stops = self.fit_prompt(messages, settings)
+        generation = Generation(iter(()), dropped=dropped)
+        generation._chunks = self._produce(generation, tokens, stops, settings, cancel)
+        return generation
+
+    def count_tokens(self, text: str) -> int:
+        return len(self._llama.tokenize(text.encode("utf-8"), add_bos=False, special=False))
+
+    def close(self) -> None:
+        with self._lock:
+            self._llama.close()
+
+    # --- prompt fitting --------------------------------------------------------------------
+
+    def answer_reserve(self, settings: GenerationSettings) -> int:
+        """Tokens kept free for the answer when deciding whether a prompt fits."""
+        return max(16, min(settings.max_tokens, self.n_ctx // 4))
+
+    def fit_prompt(
+        self, messages: list[ChatMessage], settings: GenerationSettings
+    ) -> tuple[list[int], list[ChatMessage], tuple[str, ...]]:
+        """Tokenize the conversation, dropping oldest turns (keeping system prompts) if the
+        policy allows. Returns the prompt tokens, the dropped messages and the stop strings."""
+        if not messages:
+            raise ValueError("a chat needs at least one message")
+        budget = self.n_ctx - self.answer_reserve(settings)
+        kept = list(messages)
+        dropped: list[ChatMessage] = []
+        while True:
+            rendered = self._format.render(kept)
+            tokens = self._llama.tokenize(
+                rendered.text.encode("utf-8"),
+                add_bos=not rendered.has_special_tokens,
+                special=not self._format.uses_fallback,
+            )
+            if len(tokens) <= budget:
+                return tokens, dropped, rendered.stop
+            if settings.overflow == "refuse":
+                raise ContextOverflowError(
+                    f"This conversation is {len(tokens):,} tokens long, but the model's context "
+                    f"window holds {self.n_ctx:,} tokens, including room for the answer.",
+                    hint="Start a new conversation, raise the context size in Settings, or let "
+                    "the app drop the oldest turns.",
+                )
+            oldest = next(
+                (i for i, m in enumerate(kept[:-1]) if m.role != "system"),
+                None,
+            )
+            if oldest is None:
+                raise ContextOverflowError(
+                    f"Your message alone is {len(tokens):,} tokens long, more than the model's "
+                    f"context window of {self.n_ctx:,} tokens can take with room for an answer.",
+                    hint="Shorten the message or raise the context size in Settings.",
+                )
+            # Drop a whole exchange at a time so the transcript still alternates.
+            dropped.append(kept.pop(oldest))
+            if oldest < len(kept) - 1 and kept[oldest].role == "assistant":
+                dropped.append(kept.pop(oldest))
+
+    # --- generation ------------------------------------------------------------------------
+
+    def _reuse_cache(self, tokens: list[int]) -> int:
+        """Keep the cached prefix shared with ``tokens``; return how many tokens it saves."""
+        llama = self._llama
+        cached = llama.n_tokens
+        prefix = 0
+        for held, wanted in zip(llama._input_ids[:cached], tokens, strict=False):
+            if held != wanted:
+                break
+            prefix += 1
+        # The last prompt token is always evaluated again: sampling needs its fresh logits.
+        reuse = min(prefix, len(tokens) - 1)
+        if reuse > 0 and llama._ctx.kv_cache_seq_rm(-1, reuse, -1):
+            llama.n_tokens = reuse
+            return reuse
+        llama.reset()
+        llama._ctx.kv_cache_clear()
+        return 0
+
+    def _produce(
+        self,
+        generation: Generation,
+        tokens: list[int],
+        stops: tuple[str, ...],
+        settings: GenerationSettings,
+        cancel: CancelToken | None,
+    ) -> Iterator[str]:
+        stats = GenerationStats(
+            model=self.model_id, provider=self.provider_name, prompt_tokens=len(tokens)
+        )
+        generation.stats = stats
+        with self._lock:
+            started = time.perf_counter()
+            first_token_at: float | None = None
+            stop_reason: StopReason = "stop"
+            llama = self._llama
+            try:
+                reused = self._reuse_cache(tokens)
+                pending = tokens[reused:]
+                stats.evaluated_prompt_tokens = len(pending)
+                for start in range(0, len(pending), llama.n_batch):
+                    if cancel is not None and cancel.cancelled:
+                        stop_reason = "cancelled"
+                        return
+                    llama.eval(pending[start : start + llama.n_batch])
+
+                llama.set_seed(
+                    settings.seed if settings.seed is not None else random.getrandbits(31)
+                )
+                sampler = llama._init_sampler(
+                    top_k=settings.top_k,
+                    top_p=settings.top_p,
+                    min_p=settings.min_p,
+                    temp=settings.temperature,
+                    repeat_penalty=settings.repeat_penalty,
+                )
+                decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+                scanner = StopScanner(stops)
+                to_piece = self._token_bytes
+                is_end = llama_cpp.llama_vocab_is_eog
+                while True:
+                    if cancel is not None and cancel.cancelled:
+                        stop_reason = "cancelled"
+                        break
+                    if stats.completion_tokens >= settings.max_tokens or llama.n_tokens >= self.n_ctx:
+                        stop_reason = "length"
+                        break
+                    token = sampler.sample(llama._ctx, -1)
+                    if first_token_at is None:
+                        first_token_at = time.perf_counter()
+                    if is_end(self._vocab, token):
+                        break
+                    stats.completion_tokens += 1
+                    text = scanner.feed(decoder.decode(to_piece(token)))
+                    if text:
+                        yield text
+                    if scanner.stopped:
+                        break
+                    llama.eval([token])
+                tail = scanner.feed(decoder.decode(b"", final=True)) + scanner.flush()
+                if tail:
+                    yield tail
+            except (GeneratorExit, KeyboardInterrupt):  # the consumer stopped: not a failure
+                stop_reason = "cancelled"
+                raise
+            except BaseException:
+                stop_reason = "error"
+                raise
+            finally:
+                ended = time.perf_counter()
+                stats.stop_reason = stop_reason
+                stats.dropped_messages = len(generation.dropped)
+                stats.total_s = ended - started
+                if first_token_at is not None:
+                    stats.ttft_s = first_token_at - started
+                    decode_time = ended - first_token_at
+                    if stats.completion_tokens > 1 and decode_time > 0:
+                        stats.tokens_per_s = (stats.completion_tokens - 1) / decode_time
+
+    def _token_bytes(self, token: int) -> bytes:
+        """The bytes of one token (cached). Multi-byte characters may span several tokens."""
+        piece = self._pieces.get(token)
+        if piece is None:
+            buffer = ctypes.create_string_buffer(64)
+            size = llama_cpp.llama_token_to_piece(self._vocab, token, buffer, 64, 0, False)
+            if size < 0:
+                buffer = ctypes.create_string_buffer(-size)
+                size = llama_cpp.llama_token_to_piece(self._vocab, token, buffer, -size, 0, False)
+            piece = self._pieces[token] = buffer.raw[: max(size, 0)]
+        return piece
+
+    def _check_memory(self) -> None:
+        hardware = detect_hardware()
+        needed = estimate_memory(
+            self.info.file_size,
+            self.n_ctx,
+            layers=self.info.layers,
+            kv_heads=self.info.kv_heads,
+            head_dim=self.info.head_dim,
+        ).total
+        if needed > hardware.total_ram:
+            raise InsufficientMemoryError(
+                f"{self.info.name} needs about {needed / 2**30:.1f} GB of memory with a "
+                f"{self.n_ctx:,}-token context, but this computer has "
+                f"{hardware.total_ram / 2**30:.1f} GB.",
+                hint="Pick a smaller model or lower the context size in Settings.",
+            )
+
+
+def _token_text(model: object, token: int) -> str:
+    if token < 0:
+        return ""
+    return str(model.token_get_text(token))  # type: ignore[attr-defined]

@@ -1,0 +1,158 @@
+"""Known problems of the environment, each with a sentence a user can act on.
+
+Anything that is not an ``AssistantError`` is a bug: front ends log its traceback and show a calm
+"something went wrong" report. A cancel is not an error and is not an ``AssistantError``.
+"""
+
+from __future__ import annotations
+
+
+class AssistantError(Exception):
+    """A known problem. ``str(err)`` is the user-facing sentence; ``hint`` says what to do next."""
+
+    hint: str = ""
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        if hint is not None:
+            self.hint = hint
+
+    @property
+    def message(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+    def full_text(self) -> str:
+        return f"{self.message} {self.hint}".strip()
+
+
+class Cancelled(Exception):  # noqa: N818 - a cancel is an outcome, not an error
+    """The user stopped an operation. Never shown as an error."""
+
+
+# --- configuration and catalog -------------------------------------------------------------
+
+
+class CatalogError(AssistantError):
+    """The model catalog file is malformed."""
+
+
+class ModelNotFoundError(AssistantError):
+    """No model with that id is in the catalog or installed."""
+
+
+class NoModelError(AssistantError):
+    """No model is installed or chosen yet."""
+
+
+# --- model files -----------------------------------------------------------------------------
+
+
+class ModelFileError(AssistantError):
+    """A model file cannot be used."""
+
+
+class ModelFileMissingError(ModelFileError):
+    pass
+
+
+class NotGGUFError(ModelFileError):
+    pass
+
+
+class CorruptModelError(ModelFileError):
+    """The file starts like a GGUF but is truncated or damaged."""
+
+
+class UnsupportedArchitectureError(ModelFileError):
+    def __init__(self, architecture: str, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.architecture = architecture
+
+
+class InsufficientMemoryError(AssistantError):
+    pass
+
+
+class ModelLoadError(ModelFileError):
+    """llama.cpp refused the file for a reason we could not name more precisely."""
+
+
+# --- generation ------------------------------------------------------------------------------
+
+
+class ContextOverflowError(AssistantError):
+    """The conversation does not fit in the context window and the policy says refuse."""
+
+
+# --- history ---------------------------------------------------------------------------------
+
+
+class HistoryError(AssistantError):
+    pass
+
+
+class ConversationNotFoundError(HistoryError):
+    pass
+
+
+class ImportFormatError(HistoryError):
+    """A conversation file to import is not in the expected format."""
+
+
+# --- getting models (downloads, imports, the Hub, the keyring) -------------------------------
+
+
+class DiskFullError(AssistantError):
+    """Not enough free disk space, found before starting or while writing."""
+
+
+class SecretStoreError(AssistantError):
+    """The system keyring is missing or refused to store or read a secret."""
+
+
+class DownloadError(AssistantError):
+    """Getting a file from the Hugging Face Hub failed; nothing was installed."""
+
+
+class HubOfflineError(DownloadError):
+    """Hub access is switched off (``HF_HUB_OFFLINE``) and the file is not on disk yet."""
+
+
+class HubUnreachableError(DownloadError):
+    """No connection to the Hub could be made at all."""
+
+
+class RepoNotFoundError(DownloadError):
+    pass
+
+
+class RemoteFileNotFoundError(DownloadError):
+    """The repository exists but has no file of that name."""
+
+
+class HubAccessError(DownloadError):
+    """401/403: the repository is gated or private and the token is missing or not allowed."""
+
+
+class HubServerError(DownloadError):
+    """The Hub answered with a server error (5xx) on every attempt."""
+
+
+class ConnectionDroppedError(DownloadError):
+    """The connection kept breaking mid-transfer and the retries ran out."""
+
+
+class DownloadTimeoutError(DownloadError):
+    """The server stopped sending data for longer than the timeout, on every attempt."""
+
+
+class TLSError(DownloadError):
+    """The secure connection could not be set up (certificate or TLS problem)."""
+
+
+class ChecksumMismatchError(DownloadError):
+    """The downloaded bytes are not the published file; they were deleted."""
+
+
+class DownloadInProgressError(DownloadError):
+    """Another process is downloading the same file right now."""

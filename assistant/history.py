@@ -1,0 +1,716 @@
+"""Conversations and their messages, kept in SQLite.
+
+The database runs in WAL mode so a reader (the sidebar, a search) never waits behind a writer (a
+worker saving an answer). Its schema grows only through the named, append-only ``MIGRATIONS``
+below; each one is recorded in ``_migrations`` and applied once, in its own transaction.
+
+Thread safety: a ``HistoryStore`` holds one connection opened with ``check_same_thread=False``
+and guards every use of it with a lock, so the GUI thread and a worker thread may share one store.
+Each write is one ``BEGIN IMMEDIATE`` transaction, which also serializes writes between processes
+(the CLI and the GUI open the same file).
+
+Deleting a conversation is a soft delete: it disappears from lists, lookups and search but can be
+restored until ``purge_deleted`` removes it for good. Timestamps are ISO-8601 UTC strings with
+microseconds, so they sort as text.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field, fields
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+from assistant.errors import ConversationNotFoundError, HistoryError, ImportFormatError
+
+ROLES = ("system", "user", "assistant")
+STATUSES = ("complete", "interrupted", "error")
+EXPORT_FORMAT = "offline-assistant.conversation"
+EXPORT_VERSION = 1
+SNIPPET_START = "«"
+SNIPPET_END = "»"
+# SQLITE_BUSY, LOCKED, READONLY, IOERR, CORRUPT, FULL, CANTOPEN, NOTADB: problems of the machine.
+_ENVIRONMENT_ERROR_CODES = {5, 6, 8, 10, 11, 13, 14, 26}
+# What an export carries of each conversation and message.
+_CONVERSATION_KEYS = ("title", "created_at", "model", "system_prompt", "settings")
+_MESSAGE_KEYS = ("role", "text", "model", "provider", "stats", "status", "created_at")
+
+
+@dataclass
+class Conversation:
+    id: int
+    title: str
+    created_at: str
+    updated_at: str
+    model: str | None = None
+    system_prompt: str | None = None
+    settings: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Message:
+    id: int
+    conversation_id: int
+    role: str
+    text: str
+    model: str | None = None
+    provider: str | None = None
+    stats: dict[str, Any] = field(default_factory=dict)
+    status: str = "complete"
+    created_at: str = ""
+
+
+@dataclass
+class SearchHit:
+    """One search result. ``message_id`` is ``None`` when the conversation title matched."""
+
+    conversation_id: int
+    conversation_title: str
+    message_id: int | None
+    snippet: str
+
+
+# --- migrations ------------------------------------------------------------------------------
+# Append only: never edit or reorder a migration that has shipped; add a new one instead.
+
+
+def _run(conn: sqlite3.Connection, *statements: str) -> None:
+    # Not executescript(): it commits first, which would break the migration's transaction.
+    for statement in statements:
+        conn.execute(statement)
+
+
+def _m001_initial_schema(conn: sqlite3.Connection) -> None:
+    _run(
+        conn,
+        """CREATE TABLE conversations (
+            id INTEGER PRIMARY KEY,
+            title TEXT NOT NULL DEFAULT '',
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL,
+            model TEXT,
+            system_prompt TEXT,
+            settings TEXT NOT NULL DEFAULT '{}'
+        )""",
+        """CREATE TABLE messages (
+            id INTEGER PRIMARY KEY,
+            conversation_id INTEGER NOT NULL REFERENCES conversations(id) ON DELETE CASCADE,
+            position INTEGER NOT NULL,
+            role TEXT NOT NULL CHECK (role IN ('system', 'user', 'assistant')),
+            text TEXT NOT NULL DEFAULT '',
+            model TEXT,
+            provider TEXT,
+            stats TEXT NOT NULL DEFAULT '{}',
+            status TEXT NOT NULL DEFAULT 'complete'
+                CHECK (status IN ('complete', 'interrupted', 'error')),
+            created_at TEXT NOT NULL,
+            UNIQUE (conversation_id, position)
+        )""",
+        "CREATE INDEX conversations_by_update ON conversations (updated_at)",
+    )
+
+
+def _m002_full_text_search(conn: sqlite3.Connection) -> None:
+    # External-content FTS5 tables: the text is stored once, in the real tables, and triggers keep
+    # the index in step with every insert, edit and delete (also deletes by ON DELETE CASCADE).
+    _run(
+        conn,
+        """CREATE VIRTUAL TABLE messages_fts USING fts5(
+            text, content='messages', content_rowid='id',
+            tokenize='unicode61 remove_diacritics 2')""",
+        """CREATE TRIGGER messages_fts_insert AFTER INSERT ON messages BEGIN
+            INSERT INTO messages_fts (rowid, text) VALUES (new.id, new.text);
+        END""",
+        """CREATE TRIGGER messages_fts_delete AFTER DELETE ON messages BEGIN
+            INSERT INTO messages_fts (messages_fts, rowid, text)
+                VALUES ('delete', old.id, old.text);
+        END""",
+        """CREATE TRIGGER messages_fts_update AFTER UPDATE OF text ON messages BEGIN
+            INSERT INTO messages_fts (messages_fts, rowid, text)
+                VALUES ('delete', old.id, old.text);
+            INSERT INTO messages_fts (rowid, text) VALUES (new.id, new.text);
+        END""",
+        """CREATE VIRTUAL TABLE conversations_fts USING fts5(
+            title, content='conversations', content_rowid='id',
+            tokenize='unicode61 remove_diacritics 2')""",
+        """CREATE TRIGGER conversations_fts_insert AFTER INSERT ON conversations BEGIN
+            INSERT INTO conversations_fts (rowid, title) VALUES (new.id, new.title);
+        END""",
+        """CREATE TRIGGER conversations_fts_delete AFTER DELETE ON conversations BEGIN
+            INSERT INTO conversations_fts (conversations_fts, rowid, title)
+                VALUES ('delete', old.id, old.title);
+        END""",
+        """CREATE TRIGGER conversations_fts_update AFTER UPDATE OF title ON conversations BEGIN
+            INSERT INTO conversations_fts (conversations_fts, rowid, title)
+                VALUES ('delete', old.id, old.title);
+            INSERT INTO conversations_fts (rowid, title) VALUES (new.id, new.title);
+        END""",
+        # Index whatever an older database already holds.
+        "INSERT INTO messages_fts (messages_fts) VALUES ('rebuild')",
+        "INSERT INTO conversations_fts (conversations_fts) VALUES ('rebuild')",
+    )
+
+
+def _m003_soft_delete(conn: sqlite3.Connection) -> None:
+    _run(
+        conn,
+        "ALTER TABLE conversations ADD COLUMN deleted_at TEXT",
+        "CREATE INDEX conversations_by_deletion ON conversations (deleted_at)",
+    )
+
+
+Migration = tuple[str, Callable[[sqlite3.Connection], None]]
+
+MIGRATIONS: list[Migration] = [
+    ("001_initial_schema", _m001_initial_schema),
+    ("002_full_text_search", _m002_full_text_search),
+    ("003_soft_delete", _m003_soft_delete),
+]
+
+
+def _utc_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _iso(moment: datetime) -> str:
+    return moment.isoformat(timespec="microseconds")
+
+
+def migrate(conn: sqlite3.Connection, migrations: list[Migration] | None = None) -> list[str]:
+    """Apply the migrations not yet recorded in ``_migrations``; return the names applied.
+
+    ``conn`` must be in autocommit mode (``isolation_level=None``). Each migration runs in its own
+    ``BEGIN IMMEDIATE`` transaction, so a failure leaves the database as the last one left it, and
+    two processes opening the same file at once cannot apply one twice.
+    """
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)"
+    )
+    applied: list[str] = []
+    for name, apply in MIGRATIONS if migrations is None else migrations:
+        with _transaction(conn):
+            if conn.execute("SELECT 1 FROM _migrations WHERE name = ?", (name,)).fetchone():
+                continue
+            apply(conn)
+            conn.execute(
+                "INSERT INTO _migrations (name, applied_at) VALUES (?, ?)", (name, _iso(_utc_now()))
+            )
+        applied.append(name)
+    return applied
+
+
+@contextmanager
+def _transaction(conn: sqlite3.Connection) -> Iterator[None]:
+    """``BEGIN IMMEDIATE`` … ``COMMIT`` on an autocommit connection; roll back on any error."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:  # SQLite may already have rolled back (disk full, I/O error)
+            conn.execute("ROLLBACK")
+        raise
+
+
+def open_connection(db_path: Path, busy_timeout_s: float = 10.0) -> sqlite3.Connection:
+    """Open ``db_path`` in autocommit mode, WAL journal, foreign keys on. A write waits up to
+    ``busy_timeout_s`` for another process's write to finish."""
+    conn = sqlite3.connect(
+        db_path, timeout=busy_timeout_s, isolation_level=None, check_same_thread=False
+    )
+    try:
+        conn.row_factory = sqlite3.Row
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA synchronous = NORMAL")
+        conn.execute("PRAGMA foreign_keys = ON")
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+# --- helpers ---------------------------------------------------------------------------------
+
+
+def title_from_question(text: str, limit: int = 60) -> str:
+    """A conversation title from its first question: the first non-blank line, whitespace
+    collapsed, cut at a word boundary with an ellipsis when longer than ``limit`` characters."""
+    line = next((ln for ln in text.splitlines() if ln.strip()), "")
+    line = " ".join(line.split())
+    if len(line) <= limit:
+        return line
+    cut = line[: max(limit - 1, 0)]
+    space = cut.rfind(" ")
+    # Cut inside a word: drop that word, unless it is so long that too little would be left.
+    if line[len(cut)] != " " and space > limit // 3:
+        cut = cut[:space]
+    return cut.rstrip(" ,;:.-–—") + "…"
+
+
+def fts_query(text: str) -> str:
+    """Turn what a user typed into a safe FTS5 query: every word is a quoted string (so ``AND``,
+    ``"``, ``*``, ``(`` or ``-`` mean nothing special), all must match, the last as a prefix.
+    Returns ``""`` when the text holds no word at all."""
+    words = [w for w in text.split() if any(ch.isalnum() for ch in w)]
+    if not words:
+        return ""
+    quoted = ['"' + w.replace('"', '""') + '"' for w in words]
+    quoted[-1] += "*"
+    return " ".join(quoted)
+
+
+def _dumps(value: dict[str, Any]) -> str:
+    return json.dumps(value, ensure_ascii=False, sort_keys=True)
+
+
+def _loads(text: str | None) -> dict[str, Any]:
+    if not text:
+        return {}
+    value = json.loads(text)
+    return value if isinstance(value, dict) else {}
+
+
+def _check(value: str, allowed: tuple[str, ...], what: str) -> None:
+    if value not in allowed:
+        raise ValueError(f"{what} must be one of {', '.join(allowed)}, not {value!r}")
+
+
+def _conversation(row: sqlite3.Row) -> Conversation:
+    values = {f.name: row[f.name] for f in fields(Conversation)}
+    return Conversation(**{**values, "settings": _loads(row["settings"])})
+
+
+def _message(row: sqlite3.Row) -> Message:
+    values = {f.name: row[f.name] for f in fields(Message)}
+    return Message(**{**values, "stats": _loads(row["stats"])})
+
+
+# --- the store -------------------------------------------------------------------------------
+
+
+class HistoryStore:
+    """All conversations of one user, in one SQLite file. See the module docstring for threads."""
+
+    def __init__(self, db_path: Path, *, busy_timeout_s: float = 10.0) -> None:
+        self.db_path = Path(db_path)
+        self._lock = threading.RLock()
+        self._last_stamp = _utc_now() - timedelta(days=1)
+        try:
+            self.db_path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise HistoryError(
+                f"Could not create the folder for the chat history at {self.db_path.parent}.",
+                hint=f"Check that the folder can be written to ({err.strerror or err}).",
+            ) from err
+        try:
+            self._conn = open_connection(self.db_path, busy_timeout_s)
+        except sqlite3.DatabaseError as err:
+            raise self._open_error(err) from err
+        try:
+            migrate(self._conn)
+        except sqlite3.DatabaseError as err:
+            self._conn.close()
+            raise self._open_error(err) from err
+
+    def _open_error(self, err: sqlite3.DatabaseError) -> HistoryError:
+        if isinstance(err, sqlite3.OperationalError):
+            return HistoryError(
+                f"Could not open the chat history file {self.db_path}.",
+                hint=f"Check that it can be read and written ({err}).",
+            )
+        return HistoryError(
+            f"The chat history file {self.db_path} is damaged or is not a chat history.",
+            hint="Move the file aside to start a fresh history; the old file is left untouched.",
+        )
+
+    # -- plumbing
+
+    def _now(self) -> str:
+        """Strictly increasing timestamps (called under the lock), so "most recent first" holds
+        even where the system clock ticks coarsely."""
+        now = _utc_now()
+        if now <= self._last_stamp:
+            now = self._last_stamp + timedelta(microseconds=1)
+        self._last_stamp = now
+        return _iso(now)
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction, under the lock. A full disk, a file another program holds
+        too long, or damage found on the way is a ``HistoryError``; anything else is a bug."""
+        with self._lock:
+            try:
+                with _transaction(self._conn):
+                    yield self._conn
+            except sqlite3.DatabaseError as err:
+                if getattr(err, "sqlite_errorcode", 0) & 0xFF not in _ENVIRONMENT_ERROR_CODES:
+                    raise
+                raise HistoryError(
+                    f"Could not save to the chat history file {self.db_path}.",
+                    hint=f"The disk may be full, or another program may be using the file ({err}).",
+                ) from err
+
+    def _read(self, sql: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
+        with self._lock:
+            return self._conn.execute(sql, params).fetchall()
+
+    def _live_conversation_row(self, conn: sqlite3.Connection, conversation_id: int) -> sqlite3.Row:
+        row = conn.execute(
+            "SELECT * FROM conversations WHERE id = ? AND deleted_at IS NULL", (conversation_id,)
+        ).fetchone()
+        if row is None:
+            raise self._not_found(conversation_id)
+        return row
+
+    def _touch(self, conn: sqlite3.Connection, conversation_id: int, **columns: Any) -> None:
+        """Set ``columns`` of a conversation (``updated_at`` to now unless given)."""
+        columns.setdefault("updated_at", self._now())
+        assignments = ", ".join(f"{name} = ?" for name in columns)
+        conn.execute(
+            f"UPDATE conversations SET {assignments} WHERE id = ?",
+            (*columns.values(), conversation_id),
+        )
+
+    def _insert_conversation(self, conn: sqlite3.Connection, **columns: Any) -> Conversation:
+        columns["updated_at"] = now = self._now()
+        columns["created_at"] = columns.get("created_at") or now
+        columns["settings"] = _dumps(columns.get("settings") or {})
+        cur = conn.execute(
+            f"INSERT INTO conversations ({', '.join(columns)})"
+            f" VALUES ({', '.join('?' * len(columns))})",
+            tuple(columns.values()),
+        )
+        return _conversation(self._live_conversation_row(conn, cur.lastrowid or 0))
+
+    def _insert_message(
+        self, conn: sqlite3.Connection, conversation_id: int, **columns: Any
+    ) -> Message:
+        (position,) = conn.execute(
+            "SELECT COALESCE(MAX(position), 0) + 1 FROM messages WHERE conversation_id = ?",
+            (conversation_id,),
+        ).fetchone()
+        columns.update(conversation_id=conversation_id, position=position)
+        columns["created_at"] = columns.get("created_at") or self._now()
+        columns["status"] = columns.get("status") or "complete"
+        columns["stats"] = _dumps(columns.get("stats") or {})
+        cur = conn.execute(
+            f"INSERT INTO messages ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})",
+            tuple(columns.values()),
+        )
+        row = conn.execute("SELECT * FROM messages WHERE id = ?", (cur.lastrowid,)).fetchone()
+        return _message(row)
+
+    @staticmethod
+    def _not_found(conversation_id: int) -> ConversationNotFoundError:
+        return ConversationNotFoundError(f"There is no conversation number {conversation_id}.")
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    def __enter__(self) -> HistoryStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- conversations
+
+    def create_conversation(
+        self,
+        *,
+        title: str = "",
+        model: str | None = None,
+        system_prompt: str | None = None,
+        settings: dict[str, Any] | None = None,
+    ) -> Conversation:
+        with self._write() as conn:
+            return self._insert_conversation(
+                conn, title=title, model=model, system_prompt=system_prompt, settings=settings
+            )
+
+    def get_conversation(self, conversation_id: int) -> Conversation:
+        """The conversation; ``ConversationNotFoundError`` if it never existed or was deleted."""
+        with self._lock:
+            return _conversation(self._live_conversation_row(self._conn, conversation_id))
+
+    def list_conversations(self, limit: int | None = None) -> list[Conversation]:
+        """Conversations not deleted, most recently updated first."""
+        rows = self._read(
+            "SELECT * FROM conversations WHERE deleted_at IS NULL"
+            " ORDER BY updated_at DESC, id DESC LIMIT ?",
+            (-1 if limit is None else limit,),
+        )
+        return [_conversation(row) for row in rows]
+
+    def rename_conversation(self, conversation_id: int, title: str) -> None:
+        """Set the title. Renaming does not move the conversation up the list."""
+        with self._write() as conn:
+            self._live_conversation_row(conn, conversation_id)
+            conn.execute(
+                "UPDATE conversations SET title = ? WHERE id = ?",
+                (title, conversation_id),
+            )
+
+    def delete_conversation(self, conversation_id: int) -> None:
+        """Hide the conversation; ``restore_conversation`` undoes this until a purge."""
+        with self._write() as conn:
+            self._live_conversation_row(conn, conversation_id)
+            conn.execute(
+                "UPDATE conversations SET deleted_at = ? WHERE id = ?",
+                (self._now(), conversation_id),
+            )
+
+    def restore_conversation(self, conversation_id: int) -> None:
+        """Undo a delete. Restoring a conversation that is not deleted does nothing."""
+        with self._write() as conn:
+            cur = conn.execute(
+                "UPDATE conversations SET deleted_at = NULL WHERE id = ?", (conversation_id,)
+            )
+            if cur.rowcount == 0:
+                raise self._not_found(conversation_id)
+
+    def purge_deleted(self) -> int:
+        """Remove deleted conversations and their messages for good; return how many."""
+        with self._write() as conn:
+            cur = conn.execute("DELETE FROM conversations WHERE deleted_at IS NOT NULL")
+            return cur.rowcount
+
+    # -- messages
+
+    def add_message(
+        self,
+        conversation_id: int,
+        role: str,
+        text: str,
+        *,
+        model: str | None = None,
+        provider: str | None = None,
+        stats: dict[str, Any] | None = None,
+        status: str = "complete",
+    ) -> Message:
+        """Append a message. The first user message names an untitled conversation.
+
+        Saving into a deleted (not yet purged) conversation is allowed, so an answer that finishes
+        after the user deleted its conversation is still there after an undo.
+        """
+        _check(role, ROLES, "role")
+        _check(status, STATUSES, "status")
+        with self._write() as conn:
+            row = conn.execute(
+                "SELECT title FROM conversations WHERE id = ?", (conversation_id,)
+            ).fetchone()
+            if row is None:
+                raise self._not_found(conversation_id)
+            values = {"model": model, "provider": provider, "stats": stats, "status": status}
+            message = self._insert_message(conn, conversation_id, role=role, text=text, **values)
+            title = row["title"] or (title_from_question(text) if role == "user" else "")
+            self._touch(conn, conversation_id, updated_at=message.created_at, title=title)
+            return message
+
+    def update_message(
+        self,
+        message_id: int,
+        *,
+        text: str | None = None,
+        status: str | None = None,
+        stats: dict[str, Any] | None = None,
+    ) -> None:
+        """Change a saved message (an answer that finished streaming, or was stopped)."""
+        changes: dict[str, Any] = {}
+        if text is not None:
+            changes["text"] = text
+        if status is not None:
+            _check(status, STATUSES, "status")
+            changes["status"] = status
+        if stats is not None:
+            changes["stats"] = _dumps(stats)
+        with self._write() as conn:
+            row = conn.execute(
+                "SELECT conversation_id FROM messages WHERE id = ?", (message_id,)
+            ).fetchone()
+            if row is None:
+                raise HistoryError(f"Message {message_id} is no longer in the chat history.")
+            if not changes:
+                return
+            assignments = ", ".join(f"{column} = ?" for column in changes)
+            conn.execute(
+                f"UPDATE messages SET {assignments} WHERE id = ?", (*changes.values(), message_id)
+            )
+            self._touch(conn, row["conversation_id"])
+
+    def delete_messages_from(self, conversation_id: int, message_id: int) -> None:
+        """Remove this message and every later one in its conversation (regenerate, edit)."""
+        with self._write() as conn:
+            row = conn.execute(
+                "SELECT position FROM messages WHERE id = ? AND conversation_id = ?",
+                (message_id, conversation_id),
+            ).fetchone()
+            if row is None:
+                raise HistoryError(
+                    f"Message {message_id} is not in conversation {conversation_id}."
+                )
+            conn.execute(
+                "DELETE FROM messages WHERE conversation_id = ? AND position >= ?",
+                (conversation_id, row["position"]),
+            )
+            self._touch(conn, conversation_id)
+
+    def messages(self, conversation_id: int) -> list[Message]:
+        """The messages of a conversation, oldest first."""
+        with self._lock:
+            self._live_conversation_row(self._conn, conversation_id)
+            rows = self._conn.execute(
+                "SELECT * FROM messages WHERE conversation_id = ? ORDER BY position",
+                (conversation_id,),
+            ).fetchall()
+        return [_message(row) for row in rows]
+
+    # -- search
+
+    def search(self, query: str, limit: int = 50) -> list[SearchHit]:
+        """Messages and titles containing every word of ``query`` (the last word as a prefix),
+        best match first. Matches in the snippet are wrapped in ``SNIPPET_START``/``SNIPPET_END``.
+        Any text is a valid query; punctuation and FTS operators are taken as plain words."""
+        match = fts_query(query)
+        if not match:
+            return []
+        marks = (SNIPPET_START, SNIPPET_END, "…")
+        rows = self._read(
+            """SELECT c.id AS cid, c.title, m.id AS mid, c.updated_at,
+                      snippet(messages_fts, 0, ?, ?, ?, 16) AS snip, bm25(messages_fts) AS score
+               FROM messages_fts
+               JOIN messages m ON m.id = messages_fts.rowid
+               JOIN conversations c ON c.id = m.conversation_id
+               WHERE messages_fts MATCH ? AND c.deleted_at IS NULL
+               UNION ALL
+               SELECT c.id, c.title, NULL, c.updated_at,
+                      snippet(conversations_fts, 0, ?, ?, ?, 16), bm25(conversations_fts)
+               FROM conversations_fts
+               JOIN conversations c ON c.id = conversations_fts.rowid
+               WHERE conversations_fts MATCH ? AND c.deleted_at IS NULL
+               ORDER BY score, updated_at DESC
+               LIMIT ?""",
+            (*marks, match, *marks, match, limit),
+        )
+        return [SearchHit(row["cid"], row["title"], row["mid"], row["snip"]) for row in rows]
+
+    # -- export and import
+
+    def export_markdown(self, conversation_id: int) -> str:
+        """The conversation as a Markdown document a person can read or share."""
+        conversation = self.get_conversation(conversation_id)
+        lines = [f"# {conversation.title or 'Untitled conversation'}", ""]
+        lines.append(f"- Started: {conversation.created_at}")
+        if conversation.model:
+            lines.append(f"- Model: {conversation.model}")
+        lines.append("")
+        if conversation.system_prompt:
+            lines += ["## System prompt", "", conversation.system_prompt, ""]
+        headings = {"system": "System", "user": "You", "assistant": "Assistant"}
+        for message in self.messages(conversation_id):
+            heading = headings[message.role]
+            if message.role == "assistant" and message.model:
+                heading += f" ({message.model})"
+            lines += [f"## {heading}", "", message.text, ""]
+            if message.status == "interrupted":
+                lines += ["*(answer stopped before it was finished)*", ""]
+            elif message.status == "error":
+                lines += ["*(answer failed)*", ""]
+        return "\n".join(lines).rstrip() + "\n"
+
+    def export_json(self, conversation_id: int) -> dict[str, Any]:
+        """The conversation in the versioned exchange format ``import_json`` reads."""
+        conversation = asdict(self.get_conversation(conversation_id))
+        del conversation["id"]
+        messages = [asdict(m) for m in self.messages(conversation_id)]
+        for message in messages:
+            del message["id"], message["conversation_id"]
+        return {
+            "format": EXPORT_FORMAT,
+            "version": EXPORT_VERSION,
+            "exported_at": _iso(_utc_now()),
+            "conversation": conversation,
+            "messages": messages,
+        }
+
+    def import_json(self, data: dict[str, Any]) -> Conversation:
+        """Add the exported conversation ``data`` as a new conversation, all or nothing.
+
+        Creation times are kept; ``updated_at`` is now, so it shows at the top of the list.
+        Raises ``ImportFormatError`` naming the first thing that is wrong.
+        """
+        conv, messages = _validate_export(data)
+        if not conv["title"]:
+            first = next((m["text"] for m in messages if m["role"] == "user"), "")
+            conv["title"] = title_from_question(first)
+        with self._write() as conn:
+            conversation = self._insert_conversation(
+                conn, **{k: conv.get(k) for k in _CONVERSATION_KEYS}
+            )
+            for m in messages:
+                self._insert_message(conn, conversation.id, **{k: m.get(k) for k in _MESSAGE_KEYS})
+            return conversation
+
+
+# --- import validation -----------------------------------------------------------------------
+
+
+def _fail(where: str, problem: str) -> ImportFormatError:
+    return ImportFormatError(
+        f"This is not a conversation file this app can import: {where} {problem}.",
+        hint="Pick a file exported by Offline Assistant (JSON format).",
+    )
+
+
+def _check_optional(obj: dict[str, Any], key: str, kind: type, where: str) -> None:
+    value = obj.get(key)
+    if value is None:
+        return
+    if not isinstance(value, kind):
+        raise _fail(f"{where}.{key}", "should be " + ("text" if kind is str else "an object"))
+    if key.endswith("_at"):
+        try:
+            datetime.fromisoformat(str(value))
+        except ValueError:
+            raise _fail(f"{where}.{key}", f"is not a date and time ({value!r})") from None
+
+
+def _validate_export(data: Any) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Check the shape of an export; return its conversation part and its messages."""
+    if not isinstance(data, dict):
+        raise _fail("the file", "does not hold a JSON object")
+    if data.get("format") != EXPORT_FORMAT:
+        raise _fail("'format'", f"should be {EXPORT_FORMAT!r}")
+    version = data.get("version")
+    if type(version) is not int or version != EXPORT_VERSION:
+        raise _fail("'version'", f"is {version!r}; this app reads version {EXPORT_VERSION}")
+    conv = data.get("conversation")
+    if not isinstance(conv, dict):
+        raise _fail("'conversation'", "is missing or not an object")
+    for key in ("title", "model", "system_prompt", "created_at", "updated_at"):
+        _check_optional(conv, key, str, "conversation")
+    conv = {**conv, "title": conv.get("title") or ""}
+    _check_optional(conv, "settings", dict, "conversation")
+    messages = data.get("messages")
+    if not isinstance(messages, list):
+        raise _fail("'messages'", "is missing or not a list")
+    for index, m in enumerate(messages):
+        where = f"messages[{index}]"
+        if not isinstance(m, dict):
+            raise _fail(where, "is not an object")
+        if m.get("role") not in ROLES:
+            raise _fail(f"{where}.role", f"should be one of {', '.join(ROLES)}")
+        if not isinstance(m.get("text"), str):
+            raise _fail(f"{where}.text", "is missing or not text")
+        if m.get("status", "complete") not in STATUSES:
+            raise _fail(f"{where}.status", f"should be one of {', '.join(STATUSES)}")
+        for key in ("model", "provider", "created_at"):
+            _check_optional(m, key, str, where)
+        _check_optional(m, "stats", dict, where)
+    return conv, messages

@@ -1,0 +1,120 @@
+"""Secrets (the Hugging Face token, API keys) live in the OS keyring, never in a file.
+
+Every secret is stored under the service name ``offline-assistant`` with its own user name
+(``huggingface-token`` for the Hub). Reading never fails loudly: a machine without a keyring simply
+has no stored secrets. Writing to a missing or locked keyring raises ``SecretStoreError`` with a
+sentence that says what to do instead.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import keyring
+import keyring.errors
+
+from assistant import APP_ID
+from assistant.errors import SecretStoreError
+
+log = logging.getLogger(__name__)
+
+SERVICE = APP_ID
+HF_TOKEN_NAME = "huggingface-token"
+
+
+def get_secret(name: str) -> str | None:
+    """The stored secret, or ``None`` when there is none or no keyring to ask."""
+    try:
+        value = keyring.get_password(SERVICE, name)
+    except keyring.errors.KeyringError as exc:
+        log.info("No secret %r read from the keyring: %s", name, exc)
+        return None
+    return value or None
+
+
+def set_secret(name: str, value: str) -> None:
+    if not value:
+        raise ValueError("an empty secret cannot be stored")
+    try:
+        keyring.set_password(SERVICE, name, value)
+    except keyring.errors.KeyringError as exc:
+        raise SecretStoreError(
+            f"The system keyring could not store the secret ({exc}).",
+            hint="Unlock or install a keyring (GNOME Keyring, KWallet, macOS Keychain, "
+            "Windows Credential Manager), or set the HF_TOKEN environment variable instead.",
+        ) from exc
+
+
+def delete_secret(name: str) -> bool:
+    """Forget a secret; ``False`` when there was none."""
+    try:
+        keyring.delete_password(SERVICE, name)
+    except keyring.errors.PasswordDeleteError:
+        return False
+    except keyring.errors.KeyringError as exc:
+        raise SecretStoreError(
+            f"The system keyring could not delete the secret ({exc}).",
+            hint="Unlock the keyring and try again.",
+        ) from exc
+    return True
+
+
+# --- the Hugging Face token ------------------------------------------------------------------
+
+
+def get_hf_token() -> str | None:
+    """The token stored by this app, else the one ``huggingface-hub`` would use.
+
+    The environment and the Hub CLI's token file are read at call time (not at import time as
+    ``huggingface_hub.constants`` does), so ``HF_HOME`` set later still counts.
+    """
+    stored = get_secret(HF_TOKEN_NAME)
+    if stored:
+        return stored
+    from_env = os.environ.get("HF_TOKEN", "").strip()
+    if from_env:
+        return from_env
+    return _hub_cli_token()
+
+
+def hf_token_source() -> str | None:
+    """Where the token in use comes from, for display: ``keyring``, ``HF_TOKEN`` or a file."""
+    if get_secret(HF_TOKEN_NAME):
+        return "keyring"
+    if os.environ.get("HF_TOKEN", "").strip():
+        return "HF_TOKEN"
+    if _hub_cli_token():
+        return str(_hub_cli_token_path())
+    return None
+
+
+def set_hf_token(token: str) -> None:
+    token = token.strip()
+    if not token:
+        raise ValueError("the token is empty")
+    set_secret(HF_TOKEN_NAME, token)
+
+
+def clear_hf_token() -> bool:
+    return delete_secret(HF_TOKEN_NAME)
+
+
+def _hub_cli_token_path() -> Path:
+    explicit = os.environ.get("HF_TOKEN_PATH")
+    if explicit:
+        return Path(explicit).expanduser()
+    home = os.environ.get("HF_HOME") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME", os.path.join("~", ".cache")), "huggingface"
+    )
+    return Path(home).expanduser() / "token"
+
+
+def _hub_cli_token() -> str | None:
+    """The token saved by ``hf auth login`` (the Hub's own CLI), if any."""
+    try:
+        token = _hub_cli_token_path().read_text(encoding="utf-8").strip()
+    except OSError:
+        return None
+    return token or None
