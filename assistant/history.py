@@ -54,6 +54,9 @@ class Conversation:
 
 @dataclass
 class Message:
+    """One turn. ``stats`` holds what the answer cost (``GenerationStats.to_dict()``: tokens,
+    ``ttft_s``, ``tokens_per_s``…); ``status`` is ``complete``, ``interrupted`` or ``error``."""
+
     id: int
     conversation_id: int
     role: str
@@ -302,14 +305,8 @@ class HistoryStore:
         self._last_stamp = _utc_now() - timedelta(days=1)
         try:
             self.db_path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as err:
-            raise HistoryError(
-                f"Could not create the folder for the chat history at {self.db_path.parent}.",
-                hint=f"Check that the folder can be written to ({err.strerror or err}).",
-            ) from err
-        try:
             self._conn = open_connection(self.db_path, busy_timeout_s)
-        except sqlite3.DatabaseError as err:
+        except (OSError, sqlite3.DatabaseError) as err:
             raise self._open_error(err) from err
         try:
             migrate(self._conn)
@@ -317,8 +314,8 @@ class HistoryStore:
             self._conn.close()
             raise self._open_error(err) from err
 
-    def _open_error(self, err: sqlite3.DatabaseError) -> HistoryError:
-        if isinstance(err, sqlite3.OperationalError):
+    def _open_error(self, err: OSError | sqlite3.DatabaseError) -> HistoryError:
+        if isinstance(err, (OSError, sqlite3.OperationalError)):
             return HistoryError(
                 f"Could not open the chat history file {self.db_path}.",
                 hint=f"Check that it can be read and written ({err}).",
@@ -522,14 +519,11 @@ class HistoryStore:
         stats: dict[str, Any] | None = None,
     ) -> None:
         """Change a saved message (an answer that finished streaming, or was stopped)."""
-        changes: dict[str, Any] = {}
-        if text is not None:
-            changes["text"] = text
         if status is not None:
             _check(status, STATUSES, "status")
-            changes["status"] = status
-        if stats is not None:
-            changes["stats"] = _dumps(stats)
+        stats_json = None if stats is None else _dumps(stats)
+        changes = {"text": text, "status": status, "stats": stats_json}
+        changes = {column: value for column, value in changes.items() if value is not None}
         with self._write() as conn:
             row = conn.execute(
                 "SELECT conversation_id FROM messages WHERE id = ?", (message_id,)

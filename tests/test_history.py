@@ -118,6 +118,27 @@ def test_an_older_database_keeps_its_data_and_gets_the_later_migrations(db_path:
     assert _count(db_path, "_migrations") == len(MIGRATIONS)
 
 
+def test_a_failing_migration_leaves_no_trace(db_path: Path) -> None:
+    db_path.parent.mkdir(parents=True)
+    conn = open_connection(db_path)
+
+    def broken(conn: sqlite3.Connection) -> None:
+        conn.execute("CREATE TABLE half_done (x INTEGER)")
+        raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError):
+        migrate(conn, [*MIGRATIONS[:1], ("002_broken", broken)])
+    names = [row[0] for row in conn.execute("SELECT name FROM _migrations")]
+    assert names == ["001_initial_schema"]
+    assert (
+        conn.execute("SELECT name FROM sqlite_master WHERE name = 'half_done'").fetchone() is None
+    )
+    conn.close()
+    with HistoryStore(db_path) as store:  # the real list still applies cleanly afterwards
+        store.create_conversation()
+    assert _count(db_path, "_migrations") == len(MIGRATIONS)
+
+
 def test_a_file_that_is_not_a_database_is_a_history_error(db_path: Path) -> None:
     db_path.parent.mkdir(parents=True)
     db_path.write_bytes(os.urandom(8192))
@@ -275,16 +296,21 @@ def test_first_user_message_names_an_untitled_conversation(store: HistoryStore) 
         ("", ""),
         ("word " * 30, "word word word word word word word word word word word word…"),
         ("x" * 100, "x" * 59 + "…"),
-        ("Tell me, please, about the history of the Roman Empire, in detail", None),
+        (
+            "Tell me, please, about the history of the Roman Empire, in detail",
+            "Tell me, please, about the history of the Roman Empire, in…",
+        ),
+        (  # no dangling comma before the ellipsis
+            "Please compare these approaches carefully for me, considering everything",
+            "Please compare these approaches carefully for me…",
+        ),
+        ("Exactly sixty characters long, so it stays just as it is, ok", None),
     ],
 )
 def test_title_from_question(text: str, expected: str | None) -> None:
     title = title_from_question(text)
     assert len(title) <= 60
-    if expected is not None:
-        assert title == expected
-    else:
-        assert title == "Tell me, please, about the history of the Roman Empire, in…"
+    assert title == (text if expected is None else expected)
 
 
 def test_update_message_while_streaming(store: HistoryStore) -> None:
@@ -495,6 +521,9 @@ def test_import_names_an_untitled_conversation(store: HistoryStore) -> None:
     assert store.messages(imported.id)[0].status == "complete"
 
 
+_DELETE = object()
+
+
 def _break(data: dict[str, Any], path: list[Any], value: Any) -> dict[str, Any]:
     broken = copy.deepcopy(data)
     target: Any = broken
@@ -505,9 +534,6 @@ def _break(data: dict[str, Any], path: list[Any], value: Any) -> dict[str, Any]:
     else:
         target[path[-1]] = value
     return broken
-
-
-_DELETE = object()
 
 
 @pytest.mark.parametrize(
@@ -594,6 +620,23 @@ def test_two_threads_writing_at_once(store: HistoryStore) -> None:
         mine = [m for m in messages if m.role == role]
         assert [m.text for m in mine] == [f"{role} {i}" for i in range(100)]
         assert [m.stats for m in mine] == [{"i": i} for i in range(100)]
+
+
+def test_a_file_held_by_another_program_is_a_history_error(
+    store: HistoryStore, db_path: Path
+) -> None:
+    with HistoryStore(db_path, busy_timeout_s=0.05) as impatient:
+        other = sqlite3.connect(db_path, isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")  # another process in the middle of a write
+        try:
+            with pytest.raises(HistoryError, match="Could not save") as caught:
+                impatient.create_conversation(title="blocked")
+            assert str(db_path) in caught.value.message
+        finally:
+            other.execute("ROLLBACK")
+            other.close()
+        impatient.create_conversation(title="fine now")  # the store still works afterwards
+    assert [c.title for c in store.list_conversations()] == ["fine now"]
 
 
 def test_two_stores_on_one_file(db_path: Path) -> None:

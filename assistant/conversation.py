@@ -1,0 +1,121 @@
+"""One exchange of a saved conversation: history in, answer streamed out, everything saved.
+
+Shared by the CLI and the GUI worker. The question is saved before the model starts, and the
+answer row is created as ``interrupted`` and completed at the end, so a process killed
+mid-answer leaves an honest record instead of nothing.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from assistant.engine.base import (
+    CancelToken,
+    ChatMessage,
+    ChatProvider,
+    GenerationSettings,
+    GenerationStats,
+)
+from assistant.history import HistoryStore, Message
+
+# How often a long answer in progress is written to the database.
+SAVE_EVERY_S = 1.0
+
+
+@dataclass
+class Exchange:
+    """The outcome of one answer."""
+
+    message: Message
+    stats: GenerationStats
+    dropped: list[ChatMessage]
+
+    @property
+    def text(self) -> str:
+        return self.message.text
+
+
+def context_for(history: HistoryStore, conversation_id: int) -> list[ChatMessage]:
+    """The messages the model should see: the system prompt, then every saved turn that has
+    text (interrupted answers included, failed ones left out)."""
+    conversation = history.get_conversation(conversation_id)
+    messages: list[ChatMessage] = []
+    if conversation.system_prompt:
+        messages.append(ChatMessage("system", conversation.system_prompt))
+    for saved in history.messages(conversation_id):
+        if saved.role == "system" or saved.status == "error" or not saved.text:
+            continue
+        messages.append(ChatMessage(saved.role, saved.text))  # type: ignore[arg-type]
+    return messages
+
+
+def answer(
+    history: HistoryStore,
+    provider: ChatProvider,
+    conversation_id: int,
+    settings: GenerationSettings,
+    *,
+    cancel: CancelToken | None = None,
+    on_chunk: Callable[[str], None] | None = None,
+    on_dropped: Callable[[list[ChatMessage]], None] | None = None,
+) -> Exchange:
+    """Answer the conversation's last user message and save the answer.
+
+    A cancel (or Ctrl-C) keeps the partial text, marked ``interrupted``; a failure marks the
+    answer ``error`` and re-raises.
+    """
+    generation = provider.stream_chat(context_for(history, conversation_id), settings, cancel)
+    if generation.dropped and on_dropped is not None:
+        on_dropped(generation.dropped)
+    saved = history.add_message(
+        conversation_id,
+        "assistant",
+        "",
+        model=provider.model_name,
+        provider=provider.provider_name,
+        status="interrupted",
+    )
+    last_save = time.monotonic()
+    status = "error"
+    try:
+        for chunk in generation:
+            if on_chunk is not None:
+                on_chunk(chunk)
+            if time.monotonic() - last_save > SAVE_EVERY_S:
+                history.update_message(saved.id, text=generation.text)
+                last_save = time.monotonic()
+        stats = generation.stats or GenerationStats()
+        status = "interrupted" if stats.stop_reason == "cancelled" else "complete"
+    except KeyboardInterrupt:
+        status = "interrupted"
+        raise
+    finally:
+        stats = generation.stats or GenerationStats()
+        if status == "interrupted":
+            stats.stop_reason = "cancelled"
+        history.update_message(
+            saved.id, text=generation.text, status=status, stats=stats.to_dict()
+        )
+    message = next(m for m in history.messages(conversation_id) if m.id == saved.id)
+    return Exchange(message, stats, generation.dropped)
+
+
+def ask(
+    history: HistoryStore,
+    provider: ChatProvider,
+    conversation_id: int,
+    question: str,
+    settings: GenerationSettings,
+    *,
+    cancel: CancelToken | None = None,
+    on_chunk: Callable[[str], None] | None = None,
+    on_dropped: Callable[[list[ChatMessage]], None] | None = None,
+) -> Exchange:
+    """Save ``question`` as the next user message, then answer it."""
+    history.add_message(conversation_id, "user", question)
+    return answer(
+        history, provider, conversation_id, settings,
+        cancel=cancel, on_chunk=on_chunk, on_dropped=on_dropped,
+    )

@@ -1,0 +1,557 @@
+"""The Hugging Face Hub: its settings, its cache layout, its questions and its errors.
+
+Settings (``HF_ENDPOINT``, ``HF_HOME``/``HF_HUB_CACHE``, ``HF_HUB_OFFLINE``) are read from the
+environment when used, not when ``huggingface_hub`` was imported, so a test or a GUI that changes
+them later is obeyed.
+
+Only :func:`list_gguf_files` and :func:`fetch_file_metadata` talk to the network; everything about
+the cache is plain file-system work. Outside an explicit pull or search the app runs inside
+:func:`offline_guard`, where ``huggingface_hub`` itself refuses to make a request.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import ssl
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+from urllib.parse import urlsplit
+
+import httpx2
+from huggingface_hub import constants as hf_constants
+from huggingface_hub.errors import (
+    FileMetadataError,
+    GatedRepoError,
+    HfHubHTTPError,
+    OfflineModeIsEnabled,
+    RemoteEntryNotFoundError,
+    RepositoryNotFoundError,
+    RevisionNotFoundError,
+)
+
+from assistant.errors import (
+    AssistantError,
+    ConnectionDroppedError,
+    DownloadError,
+    DownloadTimeoutError,
+    HubAccessError,
+    HubOfflineError,
+    HubServerError,
+    HubUnreachableError,
+    RemoteFileNotFoundError,
+    RepoNotFoundError,
+    TLSError,
+)
+
+DEFAULT_ENDPOINT = "https://huggingface.co"
+DEFAULT_REVISION = "main"
+_TRUE = {"1", "on", "yes", "true"}
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+_GIT_SHA1 = re.compile(r"[0-9a-f]{40}")
+_SPLIT = re.compile(r"-(\d{5})-of-(\d{5})\.gguf$", re.IGNORECASE)
+_QUANT = re.compile(
+    r"^(?:I?Q\d+(?:_[A-Z0-9]+)*|TQ\d_\d|BF16|F16|FP16|F32|FP32|MXFP4(?:_MOE)?)$", re.IGNORECASE
+)
+T = TypeVar("T")
+
+
+# --- settings from the environment ------------------------------------------------------------
+
+
+def hub_endpoint() -> str:
+    return (os.environ.get("HF_ENDPOINT") or DEFAULT_ENDPOINT).rstrip("/")
+
+
+def hub_offline() -> bool:
+    value = os.environ.get("HF_HUB_OFFLINE") or os.environ.get("TRANSFORMERS_OFFLINE") or ""
+    return value.strip().lower() in _TRUE
+
+
+def hub_cache_dir() -> Path:
+    """``HF_HUB_CACHE``, else ``$HF_HOME/hub``, else ``~/.cache/huggingface/hub``."""
+    explicit = os.environ.get("HF_HUB_CACHE") or os.environ.get("HUGGINGFACE_HUB_CACHE")
+    if explicit:
+        return Path(os.path.expandvars(explicit)).expanduser()
+    home = os.environ.get("HF_HOME") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME", os.path.join("~", ".cache")), "huggingface"
+    )
+    return Path(os.path.expandvars(home)).expanduser() / "hub"
+
+
+def repo_page(repo_id: str, endpoint: str | None = None) -> str:
+    return f"{endpoint or hub_endpoint()}/{repo_id}"
+
+
+@contextlib.contextmanager
+def offline_guard() -> Iterator[None]:
+    """Inside this block no Hub request leaves the process, whoever asks for one.
+
+    Sets ``HF_HUB_OFFLINE`` for libraries that read it late and flips ``huggingface_hub``'s own
+    switch, which its HTTP client checks before every request. Both are restored on exit.
+    """
+    previous_env = os.environ.get("HF_HUB_OFFLINE")
+    previous_flag = hf_constants.HF_HUB_OFFLINE
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    hf_constants.HF_HUB_OFFLINE = True
+    try:
+        yield
+    finally:
+        hf_constants.HF_HUB_OFFLINE = previous_flag
+        if previous_env is None:
+            os.environ.pop("HF_HUB_OFFLINE", None)
+        else:
+            os.environ["HF_HUB_OFFLINE"] = previous_env
+
+
+def require_online(what: str) -> None:
+    if hub_offline():
+        raise HubOfflineError(
+            f"Cannot {what}: Hugging Face Hub access is switched off (HF_HUB_OFFLINE is set).",
+            hint="Unset HF_HUB_OFFLINE to download, or import a .gguf file you already have.",
+        )
+
+
+# --- what files look like -----------------------------------------------------------------------
+
+
+def is_sha256(value: str | None) -> bool:
+    return bool(value and _SHA256.fullmatch(value))
+
+
+def parse_quantization(filename: str) -> str | None:
+    """``Model.Q4_K_M.gguf`` → ``Q4_K_M``; ``None`` when the name does not say."""
+    stem = _SPLIT.sub("", Path(filename).name)
+    stem = re.sub(r"\.gguf$", "", stem, flags=re.IGNORECASE)
+    for token in reversed(re.split(r"[.\-]", stem)):
+        if _QUANT.match(token):
+            return token.upper()
+    match = re.search(r"(?:^|_)(I?Q\d+_(?:K_[SML]|K|\d|[A-Z]+))(?:$|_)", stem, re.IGNORECASE)
+    return match.group(1).upper() if match else None
+
+
+def split_part(filename: str) -> tuple[int, int] | None:
+    """``(part, of)`` for split models such as ``model-00001-of-00003.gguf``."""
+    match = _SPLIT.search(filename)
+    return (int(match.group(1)), int(match.group(2))) if match else None
+
+
+@dataclass(frozen=True)
+class HubFile:
+    """One GGUF file in a Hub repository, as ``models search`` shows it."""
+
+    repo: str
+    filename: str
+    size_bytes: int | None
+    sha256: str | None
+    quantization: str | None
+
+    @property
+    def split(self) -> tuple[int, int] | None:
+        return split_part(self.filename)
+
+
+@dataclass(frozen=True)
+class FileMetadata:
+    """What a HEAD on ``/resolve`` says about one file."""
+
+    repo: str
+    filename: str
+    revision: str
+    commit: str
+    etag: str
+    size: int | None
+    location: str
+    sha256: str | None
+
+    @property
+    def git_sha1(self) -> str | None:
+        """The git blob id, when the file is stored in git rather than LFS."""
+        return self.etag if _GIT_SHA1.fullmatch(self.etag) else None
+
+
+# --- asking the Hub ----------------------------------------------------------------------------
+
+
+def list_gguf_files(
+    repo_id: str,
+    *,
+    revision: str | None = None,
+    token: str | None = None,
+    endpoint: str | None = None,
+    timeout: float = 15.0,
+) -> list[HubFile]:
+    """The repository's ``.gguf`` files with size, sha256 and quantization (one request)."""
+    from huggingface_hub import HfApi
+
+    require_online(f"list the files of {repo_id}")
+    endpoint = endpoint or hub_endpoint()
+    api = HfApi(endpoint=endpoint, token=token or False)
+    try:
+        info = api.model_info(
+            repo_id, revision=revision, files_metadata=True, timeout=timeout, token=token or False
+        )
+    except Exception as exc:
+        raise translate_error(exc, repo=repo_id, endpoint=endpoint, has_token=bool(token)) from exc
+    files = []
+    for sibling in info.siblings or []:
+        if not sibling.rfilename.lower().endswith(".gguf"):
+            continue
+        lfs = sibling.lfs
+        files.append(
+            HubFile(
+                repo=repo_id,
+                filename=sibling.rfilename,
+                size_bytes=lfs.size if lfs else sibling.size,
+                sha256=lfs.sha256 if lfs else None,
+                quantization=parse_quantization(sibling.rfilename),
+            )
+        )
+    return sorted(files, key=lambda f: f.filename.lower())
+
+
+def fetch_file_metadata(
+    repo_id: str,
+    filename: str,
+    *,
+    revision: str = DEFAULT_REVISION,
+    token: str | None = None,
+    endpoint: str | None = None,
+    timeout: float = 10.0,
+    retries: int = 3,
+    retry_wait: float = 1.0,
+) -> FileMetadata:
+    """HEAD the file's ``/resolve`` URL: commit, etag (the LFS sha256), size and final location."""
+    from huggingface_hub import get_hf_file_metadata, hf_hub_url
+
+    require_online(f"download {filename} from {repo_id}")
+    endpoint = endpoint or hub_endpoint()
+    url = hf_hub_url(repo_id, filename, revision=revision, endpoint=endpoint)
+
+    def head() -> FileMetadata:
+        meta = get_hf_file_metadata(url, token=token or False, timeout=timeout, endpoint=endpoint)
+        if not meta.commit_hash or not meta.etag:
+            raise FileMetadataError(f"{url} answered without X-Repo-Commit or ETag")
+        return FileMetadata(
+            repo=repo_id,
+            filename=filename,
+            revision=revision,
+            commit=meta.commit_hash,
+            etag=meta.etag,
+            size=meta.size,
+            location=meta.location,
+            sha256=meta.etag if is_sha256(meta.etag) else None,
+        )
+
+    try:
+        return with_retries(head, retries=retries, retry_wait=retry_wait)
+    except Exception as exc:
+        raise translate_error(
+            exc, repo=repo_id, filename=filename, endpoint=endpoint, has_token=bool(token)
+        ) from exc
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Worth another try: a dropped or timed-out connection, a 5xx or a 429."""
+    if isinstance(exc, HfHubHTTPError):
+        return exc.response.status_code in (408, 429) or exc.response.status_code >= 500
+    if is_tls_failure(exc):
+        return False
+    return isinstance(exc, httpx2.TransportError) and not isinstance(exc, httpx2.UnsupportedProtocol)
+
+
+def with_retries(call: Callable[[], T], *, retries: int, retry_wait: float) -> T:
+    """Run ``call``; on a transient failure wait (doubling, at most 8 s) and try again."""
+    for attempt in range(retries + 1):
+        try:
+            return call()
+        except Exception as exc:
+            if attempt >= retries or not is_transient(exc):
+                raise
+            time.sleep(min(retry_wait * 2**attempt, 8.0))
+    raise AssertionError("unreachable")
+
+
+def same_origin(url: str, other: str) -> bool:
+    a, b = urlsplit(url), urlsplit(other)
+    return (a.scheme, a.hostname, a.port) == (b.scheme, b.hostname, b.port)
+
+
+# --- errors in plain words -------------------------------------------------------------------------
+
+
+def is_tls_failure(exc: BaseException) -> bool:
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, ssl.SSLError | ssl.CertificateError):
+            return True
+        text = str(current)
+        if "CERTIFICATE_VERIFY_FAILED" in text or "[SSL" in text or "SSL:" in text:
+            return True
+        current = current.__cause__ or current.__context__
+    return False
+
+
+def _status(exc: HfHubHTTPError) -> int:
+    return int(exc.response.status_code)
+
+
+def translate_error(
+    exc: BaseException,
+    *,
+    repo: str,
+    filename: str | None = None,
+    endpoint: str | None = None,
+    has_token: bool = False,
+) -> AssistantError:
+    """Turn whatever ``huggingface_hub``/``httpx2`` raised into one plain sentence."""
+    if isinstance(exc, AssistantError):
+        return exc
+    endpoint = endpoint or hub_endpoint()
+    page = repo_page(repo, endpoint)
+    what = f"{filename} from {repo}" if filename else repo
+    token_hint = (
+        "Check on the model's page that your token's account was granted access."
+        if has_token
+        else "Add your Hugging Face token with `offline-assistant models token set`."
+    )
+    access_hint = f"Open {page}, accept the model's license there, then try again. {token_hint}"
+    if isinstance(exc, OfflineModeIsEnabled):
+        return HubOfflineError(
+            f"Cannot download {what}: Hugging Face Hub access is switched off.",
+            hint="Unset HF_HUB_OFFLINE to download.",
+        )
+    if isinstance(exc, GatedRepoError):
+        return HubAccessError(f"{repo} is a gated model: its license must be accepted first.",
+                              hint=access_hint)
+    if isinstance(exc, RepositoryNotFoundError):
+        if _status(exc) in (401, 403):
+            return RepoNotFoundError(
+                f"The Hub has no repository {repo} that this app may see.",
+                hint="Check the name. If the repository is private or gated, open "
+                f"{page}, accept its license, and add a token with "
+                "`offline-assistant models token set`.",
+            )
+        return RepoNotFoundError(
+            f"There is no repository {repo} on the Hub.",
+            hint="Check the spelling of the repository id (owner/name).",
+        )
+    if isinstance(exc, RevisionNotFoundError):
+        return RepoNotFoundError(f"{repo} has no such revision.", hint="Use the main revision.")
+    if isinstance(exc, RemoteEntryNotFoundError):
+        return RemoteFileNotFoundError(
+            f"{repo} has no file named {filename}.",
+            hint=f"See its GGUF files with `offline-assistant models search {repo}`.",
+        )
+    if isinstance(exc, HfHubHTTPError):
+        status = _status(exc)
+        if status in (401, 403):
+            return HubAccessError(
+                f"The Hub refused access to {what} (HTTP {status}).", hint=access_hint
+            )
+        if status == 429:
+            return HubServerError(
+                f"The Hub is rate-limiting downloads of {what} (HTTP 429).",
+                hint="Wait a few minutes and try again.",
+            )
+        if status >= 500:
+            return HubServerError(
+                f"The Hub had a server error (HTTP {status}) while sending {what}.",
+                hint="This is on the Hub's side; try again in a few minutes.",
+            )
+        return DownloadError(f"The Hub refused the request for {what} (HTTP {status}).")
+    if isinstance(exc, FileMetadataError):
+        return DownloadError(
+            f"The server at {endpoint} did not answer like the Hugging Face Hub.",
+            hint="Check HF_ENDPOINT, and any proxy or firewall between you and the Hub.",
+        )
+    if is_tls_failure(exc):
+        return TLSError(
+            f"The secure connection to {urlsplit(endpoint).hostname} failed ({_short(exc)}).",
+            hint="Check the computer's date and time, and any proxy that intercepts HTTPS. "
+            "Corporate proxies need their certificate installed.",
+        )
+    if isinstance(exc, httpx2.TimeoutException):
+        return DownloadTimeoutError(
+            f"The Hub stopped answering while sending {what} (timed out).",
+            hint="The connection is slow or stalled; try again. Finished bytes are kept.",
+        )
+    if isinstance(exc, httpx2.ConnectError):
+        return HubUnreachableError(
+            f"Cannot reach the Hub at {endpoint}.",
+            hint="Check the internet connection (and HF_ENDPOINT if you set it).",
+        )
+    if isinstance(exc, httpx2.TransportError):
+        return ConnectionDroppedError(
+            f"The connection to the Hub kept dropping while sending {what}.",
+            hint="Run the same command again: it continues where it stopped.",
+        )
+    return DownloadError(f"Downloading {what} failed: {_short(exc)}.")
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+# --- the Hub's cache on disk -------------------------------------------------------------------
+
+PARTIAL_SUFFIX = ".incomplete"
+
+
+def file_lock_held(lock_path: Path) -> bool:
+    """Whether some process (this one included) holds the lock right now."""
+    from filelock import FileLock, Timeout
+
+    if not lock_path.exists():
+        return False
+    lock = FileLock(str(lock_path), timeout=0)
+    try:
+        lock.acquire()
+    except Timeout:
+        return True
+    except OSError:
+        return False
+    lock.release()
+    return False
+
+
+class HubCache:
+    """``huggingface_hub``'s cache layout, so other tools find our downloads and we find theirs.
+
+    ``models--owner--name/blobs/<etag>`` holds the bytes (the etag of an LFS file is its sha256),
+    ``snapshots/<commit>/<filename>`` links to the blob and ``refs/<revision>`` names the commit.
+    A download in progress is ``blobs/<etag>.incomplete``: the name older ``huggingface_hub``
+    versions resumed from and that ``hf cache`` lists as an incomplete download.
+    """
+
+    def __init__(self, root: Path | None = None) -> None:
+        self.root = root or hub_cache_dir()
+
+    def repo_dir(self, repo_id: str) -> Path:
+        return self.root / ("models--" + repo_id.replace("/", "--"))
+
+    def blob_path(self, repo_id: str, etag: str) -> Path:
+        return self.repo_dir(repo_id) / "blobs" / etag
+
+    def partial_path(self, repo_id: str, etag: str) -> Path:
+        return self.repo_dir(repo_id) / "blobs" / (etag + PARTIAL_SUFFIX)
+
+    def pointer_path(self, repo_id: str, commit: str, filename: str) -> Path:
+        return self.repo_dir(repo_id) / "snapshots" / commit / Path(*filename.split("/"))
+
+    def lock_path(self, repo_id: str, etag: str) -> Path:
+        # The very lock hf_hub_download takes, so it and we never write the same blob at once.
+        return self.root / ".locks" / self.repo_dir(repo_id).name / f"{etag}.lock"
+
+    def cached_file(
+        self, repo_id: str, filename: str, revision: str = DEFAULT_REVISION
+    ) -> Path | None:
+        """The file, if any tool already put it in the cache. Reads the disk only."""
+        from huggingface_hub import try_to_load_from_cache
+
+        try:
+            found = try_to_load_from_cache(repo_id, filename, cache_dir=self.root,
+                                           revision=revision)
+        except ValueError:
+            return None
+        return Path(found) if isinstance(found, str) and os.path.exists(found) else None
+
+    def install(self, meta: FileMetadata, verified: Path) -> Path:
+        """Move a verified file into place as blob + snapshot link; return the snapshot path."""
+        blob = self.blob_path(meta.repo, meta.etag)
+        pointer = self.pointer_path(meta.repo, meta.commit, meta.filename)
+        blob.parent.mkdir(parents=True, exist_ok=True)
+        pointer.parent.mkdir(parents=True, exist_ok=True)
+        os.chmod(verified, 0o644)
+        os.replace(verified, blob)
+        self._link(blob, pointer)
+        if meta.revision != meta.commit:
+            ref = self.repo_dir(meta.repo) / "refs" / meta.revision
+            ref.parent.mkdir(parents=True, exist_ok=True)
+            tmp = ref.with_name(f".{ref.name}.{os.getpid()}.tmp")
+            tmp.write_text(meta.commit, encoding="utf-8")
+            os.replace(tmp, ref)
+        return pointer
+
+    @staticmethod
+    def _link(blob: Path, pointer: Path) -> None:
+        tmp = pointer.with_name(f".{pointer.name}.{os.getpid()}.link")
+        tmp.unlink(missing_ok=True)
+        try:
+            os.symlink(os.path.relpath(blob, pointer.parent), tmp)
+            os.replace(tmp, pointer)
+        except OSError:
+            # No symlinks here (Windows without developer mode): like huggingface_hub, keep the
+            # file itself in the snapshot folder.
+            tmp.unlink(missing_ok=True)
+            os.replace(blob, pointer)
+
+    def remove_file(self, pointer: Path) -> int:
+        """Delete a snapshot file and its blob unless another snapshot uses it; bytes freed."""
+        freed = 0
+        snapshots = next((p for p in pointer.parents if p.name == "snapshots"), None)
+        if pointer.is_symlink():
+            blob = pointer.resolve()
+            pointer.unlink()
+            if snapshots and blob.exists() and not self._blob_in_use(snapshots, blob):
+                freed = blob.stat().st_size
+                blob.unlink()
+        elif pointer.exists():
+            freed = pointer.stat().st_size
+            pointer.unlink()
+        if snapshots:
+            for parent in pointer.parents:
+                if parent == snapshots:
+                    break
+                with contextlib.suppress(OSError):
+                    parent.rmdir()  # only when empty
+        return freed
+
+    @staticmethod
+    def _blob_in_use(snapshots: Path, blob: Path) -> bool:
+        for link in snapshots.rglob("*"):
+            if link.is_symlink() and link.resolve() == blob:
+                return True
+        return False
+
+    def orphan_partials(self, repo_id: str, etag: str) -> list[Path]:
+        """Temp files of ``hf_hub_download`` runs that were killed while fetching this blob."""
+        blobs = self.blob_path(repo_id, etag).parent
+        return sorted(blobs.glob(f"{etag}.*{PARTIAL_SUFFIX}")) if blobs.is_dir() else []
+
+    def clean_orphans(self, *, max_age_s: float) -> list[Path]:
+        """Delete partial downloads nobody will finish; return what was deleted.
+
+        Kept: partials whose lock is held (a download is running) and our resumable
+        ``<etag>.incomplete`` files younger than ``max_age_s``. Deleted: partials of blobs that
+        are already complete, ``hf_hub_download``'s per-process temp files whose process is gone
+        (they can never be resumed), and resumable partials nobody came back to.
+        """
+        deleted: list[Path] = []
+        if not self.root.is_dir():
+            return deleted
+        now = time.time()
+        for blobs in self.root.glob("models--*/blobs"):
+            for partial in blobs.glob("*" + PARTIAL_SUFFIX):
+                stem = partial.name[: -len(PARTIAL_SUFFIX)]
+                etag = stem.split(".", 1)[0]
+                lock = self.root / ".locks" / blobs.parent.name / f"{etag}.lock"
+                if file_lock_held(lock):
+                    continue
+                try:
+                    age = now - partial.stat().st_mtime
+                except OSError:
+                    continue
+                per_process = "." in stem
+                if per_process or (blobs / etag).exists() or age > max_age_s:
+                    with contextlib.suppress(OSError):
+                        partial.unlink()
+                        deleted.append(partial)
+        return deleted
