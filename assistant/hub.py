@@ -261,7 +261,9 @@ def is_transient(exc: BaseException) -> bool:
         return exc.response.status_code in (408, 429) or exc.response.status_code >= 500
     if is_tls_failure(exc):
         return False
-    return isinstance(exc, httpx2.TransportError) and not isinstance(exc, httpx2.UnsupportedProtocol)
+    return isinstance(exc, httpx2.TransportError) and not isinstance(
+        exc, httpx2.UnsupportedProtocol
+    )
 
 
 def with_retries(call: Callable[[], T], *, retries: int, retry_wait: float) -> T:
@@ -281,7 +283,7 @@ def same_origin(url: str, other: str) -> bool:
     return (a.scheme, a.hostname, a.port) == (b.scheme, b.hostname, b.port)
 
 
-# --- errors in plain words -------------------------------------------------------------------------
+# --- errors in plain words ---------------------------------------------------------------------
 
 
 def is_tls_failure(exc: BaseException) -> bool:
@@ -328,8 +330,9 @@ def translate_error(
             hint="Unset HF_HUB_OFFLINE to download.",
         )
     if isinstance(exc, GatedRepoError):
-        return HubAccessError(f"{repo} is a gated model: its license must be accepted first.",
-                              hint=access_hint)
+        return HubAccessError(
+            f"{repo} is a gated model: its license must be accepted first.", hint=access_hint
+        )
     if isinstance(exc, RepositoryNotFoundError):
         if _status(exc) in (401, 403):
             return RepoNotFoundError(
@@ -457,8 +460,9 @@ class HubCache:
         from huggingface_hub import try_to_load_from_cache
 
         try:
-            found = try_to_load_from_cache(repo_id, filename, cache_dir=self.root,
-                                           revision=revision)
+            found = try_to_load_from_cache(
+                repo_id, filename, cache_dir=self.root, revision=revision
+            )
         except ValueError:
             return None
         return Path(found) if isinstance(found, str) and os.path.exists(found) else None
@@ -516,10 +520,7 @@ class HubCache:
 
     @staticmethod
     def _blob_in_use(snapshots: Path, blob: Path) -> bool:
-        for link in snapshots.rglob("*"):
-            if link.is_symlink() and link.resolve() == blob:
-                return True
-        return False
+        return any(link.is_symlink() and link.resolve() == blob for link in snapshots.rglob("*"))
 
     def orphan_partials(self, repo_id: str, etag: str) -> list[Path]:
         """Temp files of ``hf_hub_download`` runs that were killed while fetching this blob."""

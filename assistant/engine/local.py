@@ -48,7 +48,8 @@ def default_threads() -> int:
 
 
 def gpu_offload_supported() -> bool:
-    return bool(llama_cpp.llama_supports_gpu_offload())
+    """Whether this llama.cpp build can put layers on a GPU (CUDA, Metal, Vulkan...)."""
+    return detect_hardware().gpu_offload
 
 
 class LocalEngine:
@@ -85,6 +86,9 @@ class LocalEngine:
                     n_threads=self.n_threads,
                     n_threads_batch=self.n_threads,
                     n_gpu_layers=n_gpu_layers if gpu_offload_supported() else 0,
+                    # llama.cpp's own default ("auto") turns this on wherever it runs; the
+                    # wrapper's default turns it off, costing ~10% of decode speed on CPU.
+                    flash_attn=True,
                     verbose=False,
                 )
             except ValueError as exc:
@@ -237,7 +241,7 @@ class LocalEngine:
                     if cancel is not None and cancel.cancelled:
                         stop_reason = "cancelled"
                         return
-                    llama.eval(pending[start : start + llama.n_batch])
+                    self._decode(pending[start : start + llama.n_batch])
 
                 llama.set_seed(
                     settings.seed if settings.seed is not None else random.getrandbits(31)
@@ -271,7 +275,7 @@ class LocalEngine:
                         yield text
                     if scanner.stopped:
                         break
-                    llama.eval([token])
+                    self._decode([token])
                 tail = scanner.feed(decoder.decode(b"", final=True)) + scanner.flush()
                 if tail:
                     yield tail
@@ -291,6 +295,24 @@ class LocalEngine:
                     decode_time = ended - first_token_at
                     if stats.completion_tokens > 1 and decode_time > 0:
                         stats.tokens_per_s = (stats.completion_tokens - 1) / decode_time
+
+    def _decode(self, tokens: list[int]) -> None:
+        """Evaluate tokens after those already in the context (at most one batch).
+
+        Calls llama.cpp directly rather than ``Llama.eval``, which clears the cache tail and
+        rebuilds a batch in Python on every call: a measurable cost per generated token.
+        The ``Llama`` object's token record is kept in step so prefix reuse still works.
+        """
+        llama = self._llama
+        count = len(tokens)
+        array = (llama_cpp.llama_token * count)(*tokens)
+        if llama_cpp.llama_decode(llama._ctx.ctx, llama_cpp.llama_batch_get_one(array, count)):
+            raise InsufficientMemoryError(
+                "The engine ran out of room while reading the conversation.",
+                hint="Lower the context size or start a new conversation.",
+            )
+        llama.input_ids[llama.n_tokens : llama.n_tokens + count] = tokens
+        llama.n_tokens += count
 
     def _token_bytes(self, token: int) -> bytes:
         """The bytes of one token (cached). Multi-byte characters may span several tokens."""

@@ -1,0 +1,818 @@
+"""Getting models from the Hugging Face Hub: resumable, verified, installed atomically.
+
+A :class:`DownloadJob` fetches one file. Its ``run()`` blocks (call it from a worker thread);
+``pause()``, ``resume()`` and ``cancel()`` may be called from any other thread, such as a GUI's,
+and progress arrives through the plain ``on_progress`` callable.
+
+How a file gets here:
+
+1. Already registered, or already in the Hugging Face cache (put there by any tool): verify it
+   and register it. No request is made.
+2. Otherwise one HEAD on ``/resolve`` gives the commit, the size and the etag (the LFS sha256).
+3. Bytes go to ``blobs/<etag>.incomplete`` in the Hub cache, under the same lock
+   ``hf_hub_download`` takes. That name is stable across processes, so after a crash, a
+   ``kill -9`` or a reboot the next pull asks the server only for the missing bytes
+   (``Range: bytes=N-``). ``huggingface_hub`` 2.x resumes only within one call; its per-process
+   temp files left by a killed run are adopted or cleaned up here.
+4. The finished file is checked against the catalog's sha256 pin (or the Hub's LFS sha256) and
+   its GGUF header, then renamed into the cache layout and only then registered. A mismatch
+   deletes the bytes: a file is never offered as a model before it is complete and verified.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import hashlib
+import logging
+import os
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+import httpx2
+from huggingface_hub.errors import HfHubHTTPError
+
+from assistant import hub
+from assistant.errors import (
+    AssistantError,
+    Cancelled,
+    ChecksumMismatchError,
+    CorruptModelError,
+    DownloadError,
+    DownloadInProgressError,
+    ModelFileError,
+    NotGGUFError,
+)
+from assistant.gguf_file import read_gguf_info
+from assistant.models_store import (
+    MIN_FREE_MARGIN,
+    InstalledModel,
+    ModelStore,
+    Source,
+    check_free_space,
+    disk_full_error,
+    format_bytes,
+)
+from assistant.secrets import get_hf_token
+
+if TYPE_CHECKING:
+    from assistant.catalog import Catalog, ModelSpec
+    from assistant.hardware import Hardware
+
+log = logging.getLogger(__name__)
+
+JobState = Literal[
+    "pending", "checking", "downloading", "paused", "verifying", "done", "failed", "cancelled"
+]
+HASH_CHUNK = 8 * 1024 * 1024
+ORPHAN_MAX_AGE_S = 14 * 24 * 3600
+_DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+
+
+@dataclass(frozen=True)
+class DownloadProgress:
+    """``done`` of ``total`` bytes (``total`` None when unknown), speed over the last seconds,
+    and the time left at that speed. ``phase`` is ``downloading``, ``verifying`` or ``paused``."""
+
+    done: int
+    total: int | None
+    speed_bps: float
+    eta_s: float | None
+    phase: str = "downloading"
+
+    @property
+    def fraction(self) -> float | None:
+        return self.done / self.total if self.total else None
+
+
+@dataclass(frozen=True)
+class DownloadTarget:
+    """One file to get. ``sha256`` is a pin the file must match (from the catalog)."""
+
+    repo: str
+    filename: str
+    revision: str = hub.DEFAULT_REVISION
+    model_id: str | None = None
+    name: str | None = None
+    sha256: str | None = None
+    source: Source = "hub"
+    spec: ModelSpec | None = None
+
+    @classmethod
+    def for_spec(cls, spec: ModelSpec) -> DownloadTarget:
+        return cls(
+            repo=spec.repo,
+            filename=spec.filename,
+            model_id=spec.id,
+            name=spec.name,
+            sha256=spec.sha256,
+            source="catalog",
+            spec=spec,
+        )
+
+
+@dataclass(frozen=True)
+class DownloadResult:
+    model: InstalledModel
+    fetched_bytes: int = 0
+    resumed_from: int = 0
+    from_cache: bool = False
+    already_installed: bool = False
+    warnings: tuple[str, ...] = field(default_factory=tuple)
+
+
+class Downloader:
+    """Makes :class:`DownloadJob` objects that share one store, catalog and settings.
+
+    ``endpoint`` and ``cache_dir`` default to ``HF_ENDPOINT`` and the Hub cache of ``HF_HOME``;
+    ``token`` defaults to the one in the keyring (else ``HF_TOKEN``, else ``hf auth login``'s).
+    """
+
+    def __init__(
+        self,
+        store: ModelStore,
+        *,
+        catalog: Catalog | None = None,
+        hardware: Hardware | None = None,
+        endpoint: str | None = None,
+        cache_dir: Path | None = None,
+        token: Callable[[], str | None] = get_hf_token,
+        timeout: float = 10.0,
+        retries: int = 5,
+        retry_wait: float = 1.0,
+        free_margin: int = MIN_FREE_MARGIN,
+        progress_interval: float = 0.1,
+        orphan_max_age_s: float = ORPHAN_MAX_AGE_S,
+    ) -> None:
+        self.store = store
+        self.catalog = catalog if catalog is not None else store.catalog
+        self.hardware = hardware
+        self.endpoint = endpoint
+        self.cache = hub.HubCache(cache_dir)
+        self.token = token
+        self.timeout = timeout
+        self.retries = retries
+        self.retry_wait = retry_wait
+        self.free_margin = free_margin
+        self.progress_interval = progress_interval
+        self.orphan_max_age_s = orphan_max_age_s
+
+    def job(
+        self,
+        target: DownloadTarget,
+        *,
+        on_progress: Callable[[DownloadProgress], None] | None = None,
+        on_warning: Callable[[str], None] | None = None,
+    ) -> DownloadJob:
+        return DownloadJob(self, target, on_progress=on_progress, on_warning=on_warning)
+
+    def target_for(self, model_or_repo: str, filename: str | None = None) -> DownloadTarget:
+        """A catalog id, or a repo id with ``filename``, as a target."""
+        if filename is None:
+            if self.catalog is None:
+                raise DownloadError("No catalog is loaded to look the model id up in.")
+            return DownloadTarget.for_spec(self.catalog.get(model_or_repo))
+        spec = self.catalog.find_by_file(model_or_repo, filename) if self.catalog else None
+        if spec is not None:
+            return DownloadTarget.for_spec(spec)
+        return DownloadTarget(repo=model_or_repo, filename=filename)
+
+    def pull(
+        self,
+        model_or_repo: str,
+        filename: str | None = None,
+        *,
+        on_progress: Callable[[DownloadProgress], None] | None = None,
+    ) -> DownloadResult:
+        return self.job(self.target_for(model_or_repo, filename), on_progress=on_progress).run()
+
+    def clean_orphans(self) -> list[Path]:
+        return self.cache.clean_orphans(max_age_s=self.orphan_max_age_s)
+
+    def endpoint_url(self) -> str:
+        return self.endpoint or hub.hub_endpoint()
+
+
+class _Hasher:
+    """sha256 of the partial file, kept in step with the bytes written to it."""
+
+    def __init__(self) -> None:
+        self.digest = hashlib.sha256()
+
+    def update(self, data: bytes | memoryview) -> None:
+        self.digest.update(data)
+
+    def hexdigest(self) -> str:
+        return self.digest.hexdigest()
+
+
+class DownloadJob:
+    """One file from the Hub to an installed model. See the module docstring for the steps."""
+
+    def __init__(
+        self,
+        downloader: Downloader,
+        target: DownloadTarget,
+        *,
+        on_progress: Callable[[DownloadProgress], None] | None = None,
+        on_warning: Callable[[str], None] | None = None,
+    ) -> None:
+        self.downloader = downloader
+        self.target = target
+        self.on_progress = on_progress
+        self.on_warning = on_warning
+        self.warnings: list[str] = []
+        self._state: JobState = "pending"
+        self._progress = DownloadProgress(0, None, 0.0, None, "checking")
+        self._cond = threading.Condition()
+        self._pause_requested = False
+        self._cancel_requested = False
+        self._discard = False
+        self._last_report = 0.0
+        self._samples: deque[tuple[float, int]] = deque()
+        self._thread: threading.Thread | None = None
+        self._result: DownloadResult | None = None
+        self._error: BaseException | None = None
+
+    # --- control, from any thread ----------------------------------------------------------
+
+    @property
+    def state(self) -> JobState:
+        return self._state
+
+    @property
+    def progress(self) -> DownloadProgress:
+        return self._progress
+
+    def pause(self) -> None:
+        with self._cond:
+            self._pause_requested = True
+            self._cond.notify_all()
+
+    def resume(self) -> None:
+        with self._cond:
+            self._pause_requested = False
+            self._cond.notify_all()
+
+    def cancel(self, *, discard_partial: bool = False) -> None:
+        """Stop soon. The bytes so far are kept for the next pull unless ``discard_partial``."""
+        with self._cond:
+            self._cancel_requested = True
+            self._discard = discard_partial
+            self._cond.notify_all()
+
+    def start(self) -> threading.Thread:
+        """Run in a daemon thread; collect the outcome with :meth:`wait`."""
+
+        def work() -> None:
+            try:
+                self._result = self.run()
+            except BaseException as exc:  # handed to wait(), never lost in the thread
+                self._error = exc
+
+        self._thread = threading.Thread(target=work, name="download", daemon=True)
+        self._thread.start()
+        return self._thread
+
+    def wait(self, timeout: float | None = None) -> DownloadResult | None:
+        """The result once done (``None`` if still running after ``timeout``); re-raises."""
+        if self._thread is None:
+            raise RuntimeError("the job was not started")
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            return None
+        if self._error is not None:
+            raise self._error
+        return self._result
+
+    # --- the work, in the worker thread ------------------------------------------------------
+
+    def run(self) -> DownloadResult:
+        try:
+            result = self._run()
+        except Cancelled:
+            self._state = "cancelled"
+            raise
+        except BaseException:
+            self._state = "failed"
+            raise
+        self._state = "done"
+        return result
+
+    def _run(self) -> DownloadResult:
+        self._state = "checking"
+        target = self.target
+        existing = self._installed()
+        if existing is not None and not existing.missing:
+            return DownloadResult(existing, already_installed=True)
+        cached = self.downloader.cache.cached_file(target.repo, target.filename, target.revision)
+        if cached is not None:
+            adopted = self._adopt_cached(cached)
+            if adopted is not None:
+                return adopted
+        return self._download()
+
+    def _installed(self) -> InstalledModel | None:
+        store = self.downloader.store
+        if self.target.model_id is not None:
+            found = store.find(self.target.model_id)
+            if found is not None:
+                return found
+        for model in store.list_installed():
+            if (
+                model.source in ("catalog", "hub")
+                and model.repo == self.target.repo
+                and model.filename == self.target.filename
+            ):
+                return model
+        return None
+
+    def _adopt_cached(self, pointer: Path) -> DownloadResult | None:
+        """A copy already in the Hub cache: verify it, then register it without any request."""
+        blob_name = pointer.resolve().name
+        expected = self.target.sha256 or (blob_name if hub.is_sha256(blob_name) else None)
+        if expected is None:
+            return None  # cannot verify offline; fetch the metadata instead
+        self._state = "verifying"
+        actual = self._hash_file(pointer)
+        if actual != expected:
+            log.warning("Cached %s does not match its checksum; downloading it again.", pointer)
+            return None
+        self._check_gguf(pointer, delete=False)
+        model = self._register(pointer, pointer.stat().st_size, actual)
+        return DownloadResult(model, from_cache=True, warnings=tuple(self.warnings))
+
+    def _download(self) -> DownloadResult:
+        d = self.downloader
+        target = self.target
+        endpoint = d.endpoint_url()
+        token = d.token()
+        meta = hub.fetch_file_metadata(
+            target.repo,
+            target.filename,
+            revision=target.revision,
+            token=token,
+            endpoint=endpoint,
+            timeout=d.timeout,
+            retries=d.retries,
+            retry_wait=d.retry_wait,
+        )
+        if target.sha256 and meta.sha256 and target.sha256.lower() != meta.sha256:
+            raise ChecksumMismatchError(
+                f"The Hub now serves a different {target.filename} than the one this app's "
+                "catalog vouches for (the checksums differ). Nothing was downloaded.",
+                hint="Update the app for a refreshed catalog, or pull the file by repository "
+                f"with `offline-assistant models pull {target.repo} --file {target.filename}`.",
+            )
+        expected = target.sha256.lower() if target.sha256 else meta.sha256
+        if expected is None and meta.git_sha1 is None:
+            expected = self._sha256_from_listing(token, endpoint)
+        total = meta.size or (target.spec.size_bytes if target.spec else None)
+        self._check_split()
+        blob = d.cache.blob_path(meta.repo, meta.etag)
+        if blob.exists():
+            # Same bytes already here under another revision: link them, after checking them.
+            actual = self._hash_file(blob)
+            if actual == expected or (expected is None and self._git_sha1(blob) == meta.git_sha1):
+                pointer = self._install(meta, blob, linked_only=True)
+                model = self._register(pointer, blob.stat().st_size, actual)
+                return DownloadResult(model, from_cache=True, warnings=tuple(self.warnings))
+            blob.unlink()
+
+        from filelock import FileLock, Timeout
+
+        lock_path = d.cache.lock_path(meta.repo, meta.etag)
+        lock_path.parent.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(str(lock_path), timeout=0)
+        try:
+            lock.acquire()
+        except Timeout:
+            raise DownloadInProgressError(
+                f"{target.filename} is being downloaded by another process right now.",
+                hint="Wait for that download to finish; it will then be ready here too.",
+            ) from None
+        try:
+            partial = d.cache.partial_path(meta.repo, meta.etag)
+            partial.parent.mkdir(parents=True, exist_ok=True)
+            self._adopt_orphans(meta, partial)
+            try:
+                d.clean_orphans()
+            except OSError as exc:
+                log.warning("Could not clean up old partial downloads: %s", exc)
+            try:
+                return self._fetch(meta, partial, expected, total, token, endpoint)
+            except Cancelled:
+                if self._discard:
+                    partial.unlink(missing_ok=True)
+                raise
+        finally:
+            lock.release()
+
+    def _fetch(
+        self,
+        meta: hub.FileMetadata,
+        partial: Path,
+        expected: str | None,
+        total: int | None,
+        token: str | None,
+        endpoint: str,
+    ) -> DownloadResult:
+        d = self.downloader
+        have = partial.stat().st_size if partial.exists() else 0
+        if total is not None and have > total:
+            partial.unlink()
+            have = 0
+        if total is not None:
+            check_free_space(
+                partial.parent,
+                total - have,
+                margin=d.free_margin,
+                what=f"{self.target.filename} ({format_bytes(total)})",
+            )
+        self._warn_memory_fit(total)
+        hasher = _Hasher()
+        if have:
+            self._state = "verifying"
+            self._hash_into(partial, hasher, have)
+        resumed_from = have
+        self._state = "downloading"
+        fetched = self._transfer(meta, partial, hasher, have, total, token, endpoint)
+        size = partial.stat().st_size
+        self._state = "verifying"
+        self._emit(size, size, phase="verifying", force=True)
+        if total is not None and size != total:
+            partial.unlink(missing_ok=True)
+            raise ChecksumMismatchError(
+                f"{self.target.filename} arrived with {size} bytes instead of {total}. "
+                "It was deleted; nothing was installed.",
+                hint="Try again; if it keeps happening the file on the Hub may be changing.",
+            )
+        actual = hasher.hexdigest()
+        matches = actual == expected if expected else self._git_sha1(partial) == meta.git_sha1
+        if not matches:
+            partial.unlink(missing_ok=True)
+            raise ChecksumMismatchError(
+                f"The downloaded {self.target.filename} does not match its published checksum "
+                f"(expected {(expected or meta.etag)[:12]}…, got {actual[:12]}…). "
+                "It was deleted; nothing was installed.",
+                hint="Try again. If it happens again, the connection or a proxy is altering "
+                "the file.",
+            )
+        self._check_gguf(partial, delete=True)
+        pointer = self._install(meta, partial)
+        model = self._register(pointer, size, actual)
+        return DownloadResult(
+            model, fetched_bytes=fetched, resumed_from=resumed_from, warnings=tuple(self.warnings)
+        )
+
+    def _transfer(
+        self,
+        meta: hub.FileMetadata,
+        partial: Path,
+        hasher: _Hasher,
+        done: int,
+        total: int | None,
+        token: str | None,
+        endpoint: str,
+    ) -> int:
+        """Fetch the missing bytes, retrying broken connections; return bytes received."""
+        from huggingface_hub.utils import build_hf_headers, get_session, hf_raise_for_status
+
+        d = self.downloader
+        url = meta.location
+        refreshed = False
+        attempts = 0
+        fetched = 0
+        self._samples.clear()
+        self._emit(done, total, force=True)
+        with partial.open("ab", buffering=0) as sink:
+            while total is None or done < total:
+                self._checkpoint(done, total)
+                send_token = token if hub.same_origin(url, endpoint) else None
+                headers = build_hf_headers(
+                    token=send_token or False, headers={"Accept-Encoding": "identity"}
+                )
+                if done:
+                    headers["Range"] = f"bytes={done}-"
+                progressed = False
+                try:
+                    with get_session().stream(
+                        "GET", url, headers=headers, timeout=httpx2.Timeout(d.timeout)
+                    ) as response:
+                        if response.status_code == 416 and total is not None and done >= total:
+                            break
+                        if response.status_code >= 400:
+                            response.read()
+                            hf_raise_for_status(response)
+                        if done and response.status_code != 206:
+                            # The server ignored the Range header: start again from byte 0.
+                            sink.truncate(0)
+                            hasher = _Hasher()
+                            done = 0
+                        elif done and not _range_starts_at(response, done):
+                            raise DownloadError(
+                                f"The server sent the wrong part of {self.target.filename}."
+                            )
+                        if total is None:
+                            total = _length(response, done)
+                        for chunk in response.iter_raw():
+                            _write_all(sink, chunk, partial)
+                            hasher.update(chunk)
+                            done += len(chunk)
+                            fetched += len(chunk)
+                            progressed = True
+                            self._emit(done, total)
+                            if self._pause_requested or self._cancel_requested:
+                                break
+                        else:
+                            if total is None:
+                                break  # no length announced: the end of the body is the end
+                except Exception as exc:
+                    if isinstance(exc, OSError) and exc.errno in _DISK_FULL:
+                        partial.unlink(missing_ok=True)
+                        raise disk_full_error(
+                            partial.parent,
+                            self.target.filename,
+                            "The partial download was deleted to give the space back.",
+                        ) from exc
+                    if not isinstance(exc, httpx2.TransportError | HfHubHTTPError):
+                        raise
+                    attempts = 0 if progressed else attempts + 1
+                    if not self._give_up(exc, attempts):
+                        log.info(
+                            "Download of %s interrupted (%s); resuming at byte %d.",
+                            meta.filename,
+                            exc,
+                            done,
+                        )
+                        self._sleep(min(d.retry_wait * 2 ** max(attempts - 1, 0), 8.0))
+                        continue
+                    if (
+                        isinstance(exc, HfHubHTTPError)
+                        and not refreshed
+                        and exc.response.status_code in (401, 403)
+                        and not hub.same_origin(url, endpoint)
+                    ):
+                        # A signed CDN link expired (say, during a long pause): get a new one.
+                        meta = hub.fetch_file_metadata(
+                            meta.repo,
+                            meta.filename,
+                            revision=meta.revision,
+                            token=token,
+                            endpoint=endpoint,
+                            timeout=d.timeout,
+                            retries=d.retries,
+                            retry_wait=d.retry_wait,
+                        )
+                        url, refreshed = meta.location, True
+                        continue
+                    raise hub.translate_error(
+                        exc,
+                        repo=meta.repo,
+                        filename=meta.filename,
+                        endpoint=endpoint,
+                        has_token=bool(token),
+                    ) from exc
+            os.fsync(sink.fileno())
+        self._emit(done, total, force=True)
+        return fetched
+
+    def _give_up(self, exc: BaseException, attempts: int) -> bool:
+        if hub.is_tls_failure(exc) or not hub.is_transient(exc):
+            return True
+        return attempts > self.downloader.retries
+
+    # --- helpers ---------------------------------------------------------------------------
+
+    def _checkpoint(self, done: int, total: int | None) -> None:
+        """Raise ``Cancelled`` if asked to; while paused, wait here (the connection is closed)."""
+        with self._cond:
+            if self._pause_requested and not self._cancel_requested:
+                previous = self._state
+                self._state = "paused"
+                self._progress = DownloadProgress(done, total, 0.0, None, "paused")
+                self._notify(self._progress)
+                while self._pause_requested and not self._cancel_requested:
+                    self._cond.wait()
+                self._state = previous
+                self._samples.clear()
+            if self._cancel_requested:
+                raise Cancelled()
+
+    def _sleep(self, seconds: float) -> None:
+        with self._cond:
+            self._cond.wait_for(lambda: self._cancel_requested, timeout=seconds)
+
+    def _emit(
+        self, done: int, total: int | None, *, phase: str = "downloading", force: bool = False
+    ) -> None:
+        now = time.monotonic()
+        self._samples.append((now, done))
+        while len(self._samples) > 2 and now - self._samples[0][0] > 3.0:
+            self._samples.popleft()
+        if not force and now - self._last_report < self.downloader.progress_interval:
+            return
+        self._last_report = now
+        first_t, first_done = self._samples[0]
+        span = now - first_t
+        speed = (done - first_done) / span if span > 0.05 else 0.0
+        eta = (total - done) / speed if total is not None and speed > 0 else None
+        self._progress = DownloadProgress(done, total, speed, eta, phase)
+        self._notify(self._progress)
+
+    def _notify(self, progress: DownloadProgress) -> None:
+        if self.on_progress is not None:
+            self.on_progress(progress)
+
+    def _warn(self, text: str) -> None:
+        self.warnings.append(text)
+        if self.on_warning is not None:
+            self.on_warning(text)
+
+    def _hash_into(self, path: Path, hasher: _Hasher, length: int) -> None:
+        done = 0
+        with path.open("rb") as source:
+            while done < length:
+                chunk = source.read(min(HASH_CHUNK, length - done))
+                if not chunk:
+                    break
+                hasher.update(chunk)
+                done += len(chunk)
+                self._emit(done, length, phase="verifying")
+                self._checkpoint(done, length)
+
+    def _hash_file(self, path: Path) -> str:
+        hasher = _Hasher()
+        self._hash_into(path, hasher, path.stat().st_size)
+        return hasher.hexdigest()
+
+    @staticmethod
+    def _git_sha1(path: Path) -> str:
+        digest = hashlib.sha1(f"blob {path.stat().st_size}\0".encode(), usedforsecurity=False)
+        with path.open("rb") as source:
+            while chunk := source.read(HASH_CHUNK):
+                digest.update(chunk)
+        return digest.hexdigest()
+
+    def _sha256_from_listing(self, token: str | None, endpoint: str) -> str:
+        for item in hub.list_gguf_files(
+            self.target.repo, revision=self.target.revision, token=token, endpoint=endpoint
+        ):
+            if item.filename == self.target.filename and item.sha256:
+                return item.sha256
+        raise DownloadError(
+            f"The Hub publishes no checksum for {self.target.filename}, so it cannot be verified.",
+            hint="Download it yourself and use `offline-assistant models import PATH`.",
+        )
+
+    def _check_split(self) -> None:
+        part = hub.split_part(self.target.filename)
+        if part is not None:
+            self._warn(
+                f"{self.target.filename} is part {part[0]} of {part[1]} of a split model; "
+                "only this part is downloaded."
+            )
+
+    def _check_gguf(self, path: Path, *, delete: bool) -> None:
+        name = self.target.filename
+        try:
+            read_gguf_info(path)
+        except NotGGUFError as exc:
+            if delete:
+                path.unlink(missing_ok=True)
+            raise NotGGUFError(
+                f"{name} from {self.target.repo} is not a GGUF model file, so it cannot be used."
+                + (" It was deleted; nothing was installed." if delete else ""),
+                hint="Pick a .gguf file (see `offline-assistant models search REPO`).",
+            ) from exc
+        except ModelFileError as exc:
+            if delete:
+                path.unlink(missing_ok=True)
+            raise CorruptModelError(
+                f"{name} from {self.target.repo} is damaged ({exc.message})"
+                + (" It was deleted; nothing was installed." if delete else ""),
+                hint="Try the download again, or pick another file.",
+            ) from exc
+
+    def _install(
+        self, meta: hub.FileMetadata, verified: Path, *, linked_only: bool = False
+    ) -> Path:
+        if linked_only:
+            pointer = self.downloader.cache.pointer_path(meta.repo, meta.commit, meta.filename)
+            pointer.parent.mkdir(parents=True, exist_ok=True)
+            hub.HubCache._link(verified, pointer)
+            return pointer
+        return self.downloader.cache.install(meta, verified)
+
+    def _register(self, path: Path, size: int, sha256: str) -> InstalledModel:
+        target = self.target
+        store = self.downloader.store
+        previous = self._installed()
+        model_id = (
+            previous.id
+            if previous is not None
+            else target.model_id or store.unique_id(target.filename)
+        )
+        name = target.name or _header_name(path) or Path(target.filename).stem
+        model = InstalledModel(
+            id=model_id,
+            name=name,
+            path=path,
+            size_bytes=size,
+            source=target.source,
+            repo=target.repo,
+            filename=target.filename,
+            sha256=sha256,
+            owned=True,
+        )
+        return store.register(model)
+
+    def _adopt_orphans(self, meta: hub.FileMetadata, partial: Path) -> None:
+        """Reuse the largest temp file a killed ``hf_hub_download`` left for this blob."""
+        have = partial.stat().st_size if partial.exists() else 0
+        for orphan in self.downloader.cache.orphan_partials(meta.repo, meta.etag):
+            with contextlib.suppress(OSError):
+                if orphan.stat().st_size > have:
+                    os.replace(orphan, partial)
+                    have = partial.stat().st_size
+                else:
+                    orphan.unlink()
+
+    def _warn_memory_fit(self, size: int | None) -> None:
+        try:
+            from assistant import hardware
+
+            hw = self.downloader.hardware or hardware.detect_hardware()
+            spec = self.target.spec
+            if spec is not None:
+                needed = hardware.estimate_for_spec(spec).total
+            elif size:
+                needed = hardware.estimate_memory(
+                    size, hardware.DEFAULT_ESTIMATE_CTX, layers=None, kv_heads=None, head_dim=None
+                ).total
+            else:
+                return
+            fit = hardware.fit_verdict(needed, hw)
+        except Exception:  # advice only: never let it stop a download
+            log.exception("Memory-fit estimate failed")
+            return
+        if fit == "wont_fit":
+            self._warn(
+                f"{self.target.filename} needs about {format_bytes(needed)} of memory "
+                f"and this computer has {format_bytes(hw.total_ram)}: it will probably "
+                "not run here. Consider a smaller model."
+            )
+        elif fit == "tight":
+            self._warn(
+                f"{self.target.filename} needs about {format_bytes(needed)} of memory; "
+                "close other programs before using it."
+            )
+
+
+def _write_all(sink: object, chunk: bytes, partial: Path) -> None:
+    """Unbuffered writes, so a killed process leaves every received byte on disk."""
+    view = memoryview(chunk)
+    while view:
+        written = sink.write(view)  # type: ignore[attr-defined]
+        if not written:
+            raise OSError(errno.EIO, f"could not write to {partial}")
+        view = view[written:]
+
+
+def _range_starts_at(response: httpx2.Response, offset: int) -> bool:
+    content_range = response.headers.get("Content-Range", "")
+    try:
+        return int(content_range.split()[1].split("-")[0]) == offset
+    except (IndexError, ValueError):
+        return False
+
+
+def _length(response: httpx2.Response, done: int) -> int | None:
+    content_range = response.headers.get("Content-Range")
+    if content_range and "/" in content_range:
+        tail = content_range.rsplit("/", 1)[1]
+        return int(tail) if tail.isdigit() else None
+    length = response.headers.get("Content-Length")
+    return done + int(length) if length and length.isdigit() else None
+
+
+def _header_name(path: Path) -> str:
+    try:
+        return read_gguf_info(path).name
+    except AssistantError:
+        return ""
+
+
+__all__ = [
+    "DownloadJob",
+    "DownloadProgress",
+    "DownloadResult",
+    "DownloadTarget",
+    "Downloader",
+    "JobState",
+]

@@ -1,0 +1,170 @@
+"""How the window tells people that something failed.
+
+Known problems (``AssistantError``) are shown calmly in an ``ErrorBanner``: what happened and
+what to do next. Anything else is a bug: a ``BugReportDialog`` says so without drama and offers a
+report to copy. Neither blocks the rest of the window.
+"""
+
+from __future__ import annotations
+
+import platform
+import sys
+import traceback
+
+from PySide6.QtCore import Qt, Signal, Slot
+from PySide6.QtGui import QGuiApplication
+from PySide6.QtWidgets import (
+    QDialog,
+    QDialogButtonBox,
+    QFrame,
+    QHBoxLayout,
+    QLabel,
+    QPlainTextEdit,
+    QPushButton,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from assistant import APP_NAME, __version__
+from assistant.errors import AssistantError
+
+
+def describe(exc: BaseException) -> tuple[str, str, str]:
+    """``(message, hint, traceback)`` for an exception; the traceback is empty for known
+    problems, which need no report."""
+    if isinstance(exc, AssistantError):
+        return exc.message, exc.hint, ""
+    details = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    return f"Something went wrong: {type(exc).__name__}: {exc}", "", details
+
+
+def bug_report(details: str) -> str:
+    """A plain-text report with what a maintainer needs to reproduce a bug."""
+    try:
+        from PySide6 import __version__ as pyside_version
+    except ImportError:  # pragma: no cover - PySide6 is imported above
+        pyside_version = "?"
+    lines = [
+        f"{APP_NAME} {__version__}",
+        f"Python {sys.version.split()[0]} on {platform.platform()}",
+        f"PySide6 {pyside_version}",
+        "",
+        details.rstrip(),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+class ErrorBanner(QFrame):
+    """An inline notice: a message, what to do next, and a close button.
+
+    Signals:
+        detailsRequested(str): the user asked to see the report of a bug (the traceback).
+        dismissed(): the banner was closed.
+    """
+
+    detailsRequested = Signal(str)
+    dismissed = Signal()
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("ErrorBanner")
+        self.setAccessibleName("Problem")
+        self._details = ""
+        self._message = QLabel()
+        self._message.setWordWrap(True)
+        self._message.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        font = self._message.font()
+        font.setBold(True)
+        self._message.setFont(font)
+        self._hint = QLabel()
+        self._hint.setWordWrap(True)
+        self._hint.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self._details_button = QPushButton("Show report…")
+        self._details_button.setAccessibleName("Show error report")
+        self._details_button.clicked.connect(self._on_details_clicked)
+        close = QToolButton()
+        close.setText("✕")
+        close.setAutoRaise(True)
+        close.setToolTip("Dismiss")
+        close.setAccessibleName("Dismiss problem")
+        close.clicked.connect(self._on_close_clicked)
+
+        text = QVBoxLayout()
+        text.setSpacing(2)
+        text.addWidget(self._message)
+        text.addWidget(self._hint)
+        layout = QHBoxLayout(self)
+        layout.setContentsMargins(12, 8, 8, 8)
+        layout.addLayout(text, 1)
+        layout.addWidget(self._details_button, 0, Qt.AlignmentFlag.AlignVCenter)
+        layout.addWidget(close, 0, Qt.AlignmentFlag.AlignTop)
+        self.hide()
+
+    def show_problem(self, message: str, hint: str = "", details: str = "") -> None:
+        self._message.setText(message)
+        self._hint.setText(hint)
+        self._hint.setVisible(bool(hint))
+        self._details = details
+        self._details_button.setVisible(bool(details))
+        self.setAccessibleDescription(f"{message} {hint}".strip())
+        self.show()
+
+    def show_exception(self, exc: BaseException) -> None:
+        self.show_problem(*describe(exc))
+
+    def message(self) -> str:
+        return self._message.text()
+
+    def hint(self) -> str:
+        return self._hint.text()
+
+    @Slot()
+    def _on_details_clicked(self) -> None:
+        self.detailsRequested.emit(self._details)
+
+    @Slot()
+    def _on_close_clicked(self) -> None:
+        self.hide()
+        self.dismissed.emit()
+
+
+class BugReportDialog(QDialog):
+    """"Something went wrong", with a report the user can copy into a bug report."""
+
+    def __init__(self, details: str, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("Something went wrong")
+        self.setAccessibleName("Something went wrong")
+        self.report = bug_report(details)
+        intro = QLabel(
+            "Something went wrong inside the app. Your conversations are safe and you can keep "
+            "working. If it happens again, please copy this report into a bug report."
+        )
+        intro.setWordWrap(True)
+        self._text = QPlainTextEdit(self.report)
+        self._text.setReadOnly(True)
+        self._text.setAccessibleName("Error report")
+        self._text.setLineWrapMode(QPlainTextEdit.LineWrapMode.NoWrap)
+        self._text.setMinimumSize(560, 240)
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
+        copy = buttons.addButton("Copy report", QDialogButtonBox.ButtonRole.ActionRole)
+        copy.setAccessibleName("Copy error report")
+        copy.clicked.connect(self._on_copy_clicked)
+        buttons.rejected.connect(self.reject)
+        layout = QVBoxLayout(self)
+        layout.addWidget(intro)
+        layout.addWidget(self._text, 1)
+        layout.addWidget(buttons)
+
+    @Slot()
+    def _on_copy_clicked(self) -> None:
+        QGuiApplication.clipboard().setText(self.report)
+
+
+def show_bug_report(details: str, parent: QWidget | None = None) -> BugReportDialog:
+    """Open the report window without blocking (the caller keeps running)."""
+    dialog = BugReportDialog(details, parent)
+    dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+    dialog.open()
+    return dialog
