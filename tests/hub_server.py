@@ -25,6 +25,7 @@ import socket
 import ssl
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -483,3 +484,27 @@ def make_self_signed_cert(folder: Path) -> tuple[Path, Path]:
     )
     os.chmod(key, 0o600)
     return cert, key
+
+
+@contextlib.contextmanager
+def small_filesystem(folder: Path, size_mb: int) -> Iterator[Path]:
+    """A real, small file system (tmpfs) at ``folder``, for disk-full tests.
+
+    Mounting needs root (or the right capability); where it is not allowed the test is skipped.
+    """
+    import subprocess
+
+    import pytest
+
+    folder.mkdir(parents=True, exist_ok=True)
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size_mb}m", "tmpfs", str(folder)],
+        capture_output=True,
+        text=True,
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here: {mounted.stderr.strip()}")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], capture_output=True)

@@ -15,7 +15,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-import traceback
 from collections.abc import Callable
 from typing import Any
 
@@ -239,11 +238,12 @@ class BackgroundCall(QObject):
 
     Signals:
         succeeded(object): the function's return value.
-        failed(str): a known problem's sentence and hint, or the calm bug sentence.
+        failed(object): the exception it raised (a known ``AssistantError`` or a bug; bugs are
+            also logged with their traceback).
     """
 
     succeeded = Signal(object)
-    failed = Signal(str)
+    failed = Signal(object)
 
     def __init__(
         self,
@@ -257,7 +257,6 @@ class BackgroundCall(QObject):
         super().__init__(parent)
         self.what = what
         self.running = False
-        self.report: str | None = None
         self._work = work
         self._pool = pool
 
@@ -275,8 +274,8 @@ class BackgroundCall(QObject):
             value = self._work()
         except BaseException as exc:  # never lose an exception in a thread
             if not isinstance(exc, AssistantError):
-                self.report = "".join(traceback.format_exception(exc))
-            self.failed.emit(error_text(self.what, exc))
+                log.error("Unexpected error while %s", self.what, exc_info=exc)
+            self.failed.emit(exc)
         else:
             self.succeeded.emit(value)
 

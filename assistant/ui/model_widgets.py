@@ -21,9 +21,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from assistant.downloads import DownloadProgress
 from assistant.hardware import Fit, MemoryEstimate
 from assistant.models_store import format_bytes
-from assistant.downloads import DownloadProgress
 from assistant.ui.download_tasks import DownloadTask
 
 # (light text, light background, dark text, dark background): the badge must read as well on
@@ -81,7 +81,7 @@ class FitBadge(QLabel):
         self._dark: bool | None = None
         self._restyle()
 
-    def changeEvent(self, event: QEvent) -> None:  # noqa: N802 - Qt override
+    def changeEvent(self, event: QEvent) -> None:
         if event.type() in (QEvent.Type.PaletteChange, QEvent.Type.ThemeChange):
             self._restyle()
         super().changeEvent(event)
@@ -100,7 +100,8 @@ class FitBadge(QLabel):
 
 
 class MessageBar(QFrame):
-    """A dismissable line at the top of a window for errors and confirmations, never modal."""
+    """A dismissable line at the top of a window confirming what was done (errors go to the
+    shared :class:`~assistant.ui.errors.ErrorBanner`)."""
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -120,28 +121,15 @@ class MessageBar(QFrame):
         layout.setContentsMargins(10, 6, 6, 6)
         layout.addWidget(self._label, 1)
         layout.addWidget(close, 0, Qt.AlignmentFlag.AlignTop)
-        self.kind = ""
         self.hide()
 
     def text(self) -> str:
         return self._label.text()
 
-    def show_error(self, text: str) -> None:
-        self._show(text, "error")
-
     def show_info(self, text: str) -> None:
-        self._show(text, "info")
-
-    def _show(self, text: str, kind: str) -> None:
-        self.kind = kind
         self._label.setText(text)
-        dark = is_dark()
-        if kind == "error":
-            fg, bg, edge = ("#fecaca", "#3f1d1d", "#7f1d1d") if dark else \
-                ("#7f1d1d", "#fdecec", "#f5b5b5")
-        else:
-            fg, bg, edge = ("#bfdbfe", "#172a46", "#1e3a8a") if dark else \
-                ("#1e3a8a", "#e8f0fe", "#b6cdf5")
+        fg, bg, edge = ("#bfdbfe", "#172a46", "#1e3a8a") if is_dark() else \
+            ("#1e3a8a", "#e8f0fe", "#b6cdf5")
         self.setStyleSheet(
             f"#messageBar {{ background: {bg}; border: 1px solid {edge}; border-radius: 6px; }}"
             f"#messageBar QLabel {{ color: {fg}; }} #messageBar QToolButton {{ color: {fg}; }}"

@@ -1,0 +1,541 @@
+"""The model manager window: the catalog with fit badges, installed models, downloads, imports
+and a search of any Hugging Face repository for GGUF files.
+
+Everything slow (downloads, the Hub search, reading a file to import) runs on the downloads
+pool of a :class:`~assistant.ui.download_tasks.DownloadQueue`; this window only shows results.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QColor, QKeySequence, QPalette, QShortcut, QShowEvent
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QFileDialog,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QLineEdit,
+    QMessageBox,
+    QPushButton,
+    QScrollArea,
+    QTableWidget,
+    QTableWidgetItem,
+    QTabWidget,
+    QVBoxLayout,
+    QWidget,
+)
+
+from assistant.catalog import Catalog, ModelSpec
+from assistant.downloads import Downloader, DownloadTarget
+from assistant.hardware import Hardware, estimate_for_spec, fit_for_spec, recommend
+from assistant.hub import HubFile, list_gguf_files
+from assistant.models_store import InstalledModel, ModelStore, Removal, format_bytes
+from assistant.ui.download_tasks import BackgroundCall, DownloadQueue, DownloadTask
+from assistant.ui.errors import ErrorBanner, describe, show_bug_report
+from assistant.ui.model_widgets import DownloadRow, FitBadge, MessageBar
+
+GGUF_FILTER = "GGUF models (*.gguf);;All files (*)"
+_REPO_IN_URL = re.compile(r"^(?:https?://[^/]+/)?([\w.-]+/[\w.-]+?)(?:/.*)?$")
+
+CATALOG_COLUMNS = ("Model", "Parameters", "Size", "Quantization", "License", "Good at",
+                   "On this computer", "")
+INSTALLED_COLUMNS = ("Model", "Size", "Location", "Default", "")
+SEARCH_COLUMNS = ("File", "Quantization", "Size", "")
+
+
+def make_downloads(
+    store: ModelStore, catalog: Catalog, hardware: Hardware, parent: QWidget
+) -> DownloadQueue:
+    """A download queue of its own, for a window that was not handed a shared one."""
+    return DownloadQueue(Downloader(store, catalog=catalog, hardware=hardware), parent)
+
+
+def repo_id_from(text: str) -> str | None:
+    """``owner/name`` from what the user typed: the id itself or a Hub page URL."""
+    match = _REPO_IN_URL.match(text.strip())
+    return match.group(1) if match else None
+
+
+def _item(text: str, tooltip: str = "") -> QTableWidgetItem:
+    item = QTableWidgetItem(text)
+    item.setFlags(Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable)
+    if tooltip:
+        item.setToolTip(tooltip)
+    return item
+
+
+def _cell(*widgets: QWidget) -> QWidget:
+    """Widgets in a table cell, with a little air around them."""
+    holder = QWidget()
+    layout = QHBoxLayout(holder)
+    layout.setContentsMargins(6, 3, 6, 3)
+    layout.setSpacing(6)
+    for widget in widgets:
+        layout.addWidget(widget)
+    layout.addStretch(1)
+    return holder
+
+
+def _table(columns: tuple[str, ...], name: str) -> QTableWidget:
+    table = QTableWidget(0, len(columns))
+    table.setHorizontalHeaderLabels(list(columns))
+    table.setAccessibleName(name)
+    table.verticalHeader().hide()
+    table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+    table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+    table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+    table.setAlternatingRowColors(True)
+    table.setWordWrap(True)
+    # Tab walks through the buttons in the rows instead of from cell to cell.
+    table.setTabKeyNavigation(False)
+    table.setShowGrid(False)
+    return table
+
+
+def _button(text: str, accessible: str) -> QPushButton:
+    button = QPushButton(text)
+    button.setAccessibleName(accessible)
+    button.setAutoDefault(False)
+    return button
+
+
+class ModelManagerWindow(QWidget):
+    """Get, import, choose and delete models.
+
+    Signals:
+        modelInstalled(str): a model was downloaded or imported; the argument is its id.
+        defaultChanged(str): the default model changed; the argument is its id ("" for none).
+    """
+
+    modelInstalled = Signal(str)
+    defaultChanged = Signal(str)
+
+    def __init__(
+        self,
+        store: ModelStore,
+        catalog: Catalog,
+        hardware: Hardware,
+        parent: QWidget | None = None,
+        *,
+        downloads: DownloadQueue | None = None,
+    ) -> None:
+        super().__init__(parent, Qt.WindowType.Window)
+        self.store = store
+        self.catalog = catalog
+        self.hardware = hardware
+        self.downloads = downloads or make_downloads(store, catalog, hardware, self)
+        recommended = recommend(catalog, hardware)
+        self.recommended_id: str | None = recommended.id if recommended else None
+        self._default_id = store.default_id()
+        self._installed: dict[str, InstalledModel] = {}
+        self._rows: dict[str, DownloadRow] = {}
+        self.hub_files: list[HubFile] = []
+        self.setWindowTitle("Models — Offline Assistant")
+        self.setAccessibleName("Model manager")
+        self.resize(1100, 680)
+
+        self.message = MessageBar(self)
+        self.problem = ErrorBanner(self)
+        self.problem.detailsRequested.connect(self._on_report_requested)
+        self.tabs = QTabWidget(self)
+        self.catalog_table = _table(CATALOG_COLUMNS, "Model catalog")
+        self.installed_table = _table(INSTALLED_COLUMNS, "Installed models")
+        self.tabs.addTab(self.catalog_table, "Catalog")
+        self.tabs.addTab(self.installed_table, "Installed")
+        self.tabs.addTab(self._build_search(), "Search Hugging Face")
+        self.import_button = _button("Import GGUF file…", "Import a GGUF file from this computer")
+        self.import_button.clicked.connect(self._on_import_clicked)
+
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(16, 14, 16, 14)
+        layout.setSpacing(10)
+        layout.addLayout(self._build_header())
+        layout.addWidget(self.message)
+        layout.addWidget(self.problem)
+        layout.addWidget(self.tabs, 1)
+        layout.addWidget(self._build_downloads())
+        QShortcut(QKeySequence.StandardKey.Close, self, self.close)
+
+        self._fill_catalog()
+        self.refresh()
+        self.downloads.taskAdded.connect(self._on_task_added)
+        for task in self.downloads.tasks():
+            if task.active:
+                self._on_task_added(task)
+
+    # --- building -------------------------------------------------------------------------
+
+    def _build_header(self) -> QHBoxLayout:
+        title = QLabel("Models", self)
+        font = title.font()
+        font.setPointSizeF(font.pointSizeF() * 1.5)
+        font.setBold(True)
+        title.setFont(font)
+        hw = self.hardware
+        summary = (f"This computer: {format_bytes(hw.total_ram)} of memory "
+                   f"({format_bytes(hw.available_ram)} free), {hw.physical_cores} cores"
+                   + (", GPU offload" if hw.gpu_offload else ""))
+        if self.recommended_id:
+            summary += f". Recommended: <b>{self.catalog.get(self.recommended_id).name}</b>"
+        self.summary = QLabel(summary, self)
+        self.summary.setWordWrap(True)
+        column = QVBoxLayout()
+        column.addWidget(title)
+        column.addWidget(self.summary)
+        header = QHBoxLayout()
+        header.addLayout(column, 1)
+        header.addWidget(self.import_button, 0, Qt.AlignmentFlag.AlignBottom)
+        return header
+
+    def _build_search(self) -> QWidget:
+        page = QWidget(self)
+        self.search_edit = QLineEdit(page)
+        self.search_edit.setPlaceholderText("Repository id, e.g. QuantFactory/SmolLM2-135M-"
+                                            "Instruct-GGUF")
+        self.search_edit.setAccessibleName("Hugging Face repository id")
+        self.search_edit.setClearButtonEnabled(True)
+        self.search_edit.returnPressed.connect(self._on_search_clicked)
+        self.search_button = _button("List GGUF files", "List the repository's GGUF files")
+        self.search_button.clicked.connect(self._on_search_clicked)
+        self.search_status = QLabel("Type the id of a model repository on huggingface.co "
+                                    "(owner/name) to see its GGUF files.", page)
+        self.search_status.setWordWrap(True)
+        self.search_table = _table(SEARCH_COLUMNS, "GGUF files in the repository")
+        row = QHBoxLayout()
+        row.addWidget(self.search_edit, 1)
+        row.addWidget(self.search_button)
+        layout = QVBoxLayout(page)
+        layout.addLayout(row)
+        layout.addWidget(self.search_status)
+        layout.addWidget(self.search_table, 1)
+        return page
+
+    def _build_downloads(self) -> QWidget:
+        self.downloads_box = QWidget(self)
+        self.downloads_box.setAccessibleName("Downloads")
+        inner = QWidget()
+        self._downloads_layout = QVBoxLayout(inner)
+        self._downloads_layout.setContentsMargins(0, 0, 0, 0)
+        self._downloads_layout.addStretch(1)
+        scroll = QScrollArea(self.downloads_box)
+        scroll.setWidgetResizable(True)
+        scroll.setFrameShape(QScrollArea.Shape.NoFrame)
+        scroll.setWidget(inner)
+        scroll.setMaximumHeight(240)
+        label = QLabel("<b>Downloads</b> — they keep going while you chat.", self.downloads_box)
+        layout = QVBoxLayout(self.downloads_box)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(label)
+        layout.addWidget(scroll)
+        self.downloads_box.hide()
+        return self.downloads_box
+
+    def _fill_catalog(self) -> None:
+        table = self.catalog_table
+        table.setRowCount(len(self.catalog))
+        # Two lines of "good at" per row: uniform rows read as a list; the rest is in a tooltip.
+        line = table.fontMetrics().lineSpacing()
+        table.verticalHeader().setDefaultSectionSize(2 * line + 16)
+        table.verticalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Fixed)
+        # The recommended model comes first: it is the one most people should take.
+        specs = sorted(self.catalog, key=lambda s: s.id != self.recommended_id)
+        self._download_buttons: dict[str, QPushButton] = {}
+        self._badges: dict[str, FitBadge] = {}
+        tint = QColor(self.palette().color(QPalette.ColorRole.Highlight))
+        tint.setAlpha(45)
+        for row, spec in enumerate(specs):
+            recommended = spec.id == self.recommended_id
+            name = f"★ {spec.name}" if recommended else spec.name
+            tip = f"{spec.repo}/{spec.filename}"
+            if recommended:
+                tip = "Recommended for this computer\n" + tip
+            items = [_item(name, tip), _item(spec.parameters_label),
+                     _item(format_bytes(spec.size_bytes)), _item(spec.quantization),
+                     _item(spec.license), _item(spec.good_at, spec.good_at), _item(""),
+                     _item("")]
+            if recommended:
+                font = items[0].font()
+                font.setBold(True)
+                items[0].setFont(font)
+                items[0].setData(Qt.ItemDataRole.AccessibleTextRole,
+                                 f"{spec.name}, recommended for this computer")
+            for column, item in enumerate(items):
+                if recommended:
+                    item.setBackground(tint)
+                table.setItem(row, column, item)
+            badge = FitBadge(fit_for_spec(spec, self.hardware), estimate_for_spec(spec))
+            self._badges[spec.id] = badge
+            table.setCellWidget(row, 6, _cell(badge))
+            button = _button("Download", f"Download {spec.name} ({format_bytes(spec.size_bytes)})")
+            button.clicked.connect(lambda _=False, s=spec: self.download(s))
+            self._download_buttons[spec.id] = button
+            table.setCellWidget(row, 7, _cell(button))
+        header = table.horizontalHeader()
+        for column in range(len(CATALOG_COLUMNS)):
+            header.setSectionResizeMode(column, QHeaderView.ResizeMode.ResizeToContents)
+        header.setSectionResizeMode(5, QHeaderView.ResizeMode.Stretch)
+
+    # --- reading the store -----------------------------------------------------------------
+
+    def refresh(self) -> None:
+        """Show the store as it is now (a CLI may have changed it meanwhile)."""
+        installed = self.store.list_installed()
+        self._installed = {m.id: m for m in installed}
+        self._default_id = self.store.default_id()
+        self._fill_installed(installed)
+        self._update_catalog_buttons()
+        self.tabs.setTabText(1, f"Installed ({len(installed)})")
+
+    def _fill_installed(self, installed: list[InstalledModel]) -> None:
+        table = self.installed_table
+        table.setRowCount(len(installed))
+        for row, model in enumerate(installed):
+            is_default = model.id == self._default_id
+            where = str(model.path) if model.owned else f"{model.path} (your file, left in place)"
+            location = _item(f"File missing: {model.path}" if model.missing else where, where)
+            if model.missing:
+                location.setForeground(QColor("#dc2626"))
+            table.setItem(row, 0, _item(model.name, f"id: {model.id}"))
+            table.setItem(row, 1, _item(format_bytes(model.size_bytes)))
+            table.setItem(row, 2, location)
+            marker = _item("★ Default" if is_default else "")
+            marker.setData(Qt.ItemDataRole.AccessibleTextRole,
+                           "Default model" if is_default else "Not the default")
+            table.setItem(row, 3, marker)
+            make_default = _button("Set as default", f"Make {model.name} the default model")
+            make_default.setEnabled(not is_default and not model.missing)
+            make_default.clicked.connect(lambda _=False, i=model.id: self.set_default(i))
+            delete = _button("Delete…" if model.owned else "Remove…",
+                             f"Delete {model.name}" if model.owned else f"Forget {model.name}")
+            delete.clicked.connect(lambda _=False, i=model.id: self._on_delete_clicked(i))
+            table.setCellWidget(row, 4, _cell(make_default, delete))
+        header = table.horizontalHeader()
+        for column in range(len(INSTALLED_COLUMNS)):
+            header.setSectionResizeMode(column, QHeaderView.ResizeMode.ResizeToContents)
+        header.setSectionResizeMode(2, QHeaderView.ResizeMode.Stretch)
+        table.setTextElideMode(Qt.TextElideMode.ElideMiddle)
+        table.setWordWrap(False)
+        table.verticalHeader().setDefaultSectionSize(table.fontMetrics().lineSpacing() + 22)
+
+    def _update_catalog_buttons(self) -> None:
+        installed_files = {(m.repo or "", m.filename or "") for m in self._installed.values()
+                           if not m.missing}
+        for spec in self.catalog:
+            button = self._download_buttons[spec.id]
+            task = self.downloads.find(DownloadTarget.for_spec(spec))
+            model = self._installed.get(spec.id)
+            if (model is not None and not model.missing) \
+                    or (spec.repo, spec.filename) in installed_files:
+                button.setText("Installed")
+                button.setEnabled(False)
+            elif task is not None:
+                button.setText("Downloading…")
+                button.setEnabled(False)
+            else:
+                button.setText("Download")
+                button.setEnabled(True)
+
+    def _check_default(self) -> None:
+        """Tell listeners when the default model changed (say, the first install made one)."""
+        current = self.store.default_id()
+        if current != self._default_id:
+            self._default_id = current
+            self.defaultChanged.emit(current or "")
+
+    # --- accessors for tests and other windows ---------------------------------------------
+
+    def fit_badge(self, model_id: str) -> FitBadge:
+        return self._badges[model_id]
+
+    def download_button(self, model_id: str) -> QPushButton:
+        return self._download_buttons[model_id]
+
+    def download_row(self, task: DownloadTask) -> DownloadRow | None:
+        return self._rows.get(task.key)
+
+    # --- actions ---------------------------------------------------------------------------
+
+    def download(self, spec: ModelSpec) -> DownloadTask:
+        """Download a catalog model on the downloads pool."""
+        self._clear_messages()
+        return self.downloads.start(DownloadTarget.for_spec(spec))
+
+    def download_file(self, repo: str, filename: str) -> DownloadTask:
+        """Download any GGUF file of a Hub repository (a catalog file keeps its catalog id)."""
+        self._clear_messages()
+        return self.downloads.start(self.downloads.downloader.target_for(repo, filename))
+
+    def set_default(self, model_id: str) -> None:
+        try:
+            model = self.store.set_default(model_id)
+        except Exception as exc:  # an AssistantError, or a registry we could not write
+            self._show_problem(exc)
+            return
+        self._show_info(f"{model.name} is now the default model.")
+        self.refresh()
+        self._default_id = model_id
+        self.defaultChanged.emit(model_id)
+
+    def delete(self, model_id: str) -> Removal | None:
+        """Remove a model without asking (the Delete button asks first)."""
+        try:
+            removal = self.store.remove(model_id)
+        except Exception as exc:
+            self._show_problem(exc)
+            return None
+        if removal.deleted is not None:
+            text = f"Deleted {removal.model.name} and freed {format_bytes(removal.freed_bytes)}."
+        else:
+            text = f"Removed {removal.model.name} from the list. {removal.note}"
+        self._show_info(text.strip())
+        self.refresh()
+        self._check_default()
+        return removal
+
+    def import_file(self, path: Path | str) -> BackgroundCall:
+        """Validate and register a local GGUF file (in place: the file stays yours)."""
+        self._clear_messages()
+        self.import_button.setEnabled(False)
+        call = BackgroundCall(lambda: self.store.import_file(path),
+                              f"importing {Path(path).name}", self.downloads.pool, self)
+        call.succeeded.connect(self._on_imported)
+        call.failed.connect(self._on_import_failed)
+        return call.start()
+
+    def search(self, text: str) -> BackgroundCall | None:
+        """List a Hub repository's GGUF files (the only request this window makes by itself)."""
+        repo = repo_id_from(text)
+        if repo is None:
+            self.search_status.setText("That does not look like a repository id. Use the form "
+                                       "owner/name, for example QuantFactory/SmolLM2-135M-"
+                                       "Instruct-GGUF.")
+            return None
+        self.search_button.setEnabled(False)
+        self.search_status.setText(f"Asking the Hub for the files of {repo}…")
+        self.search_table.setRowCount(0)
+        call = BackgroundCall(lambda: list_gguf_files(repo), f"listing the files of {repo}",
+                              self.downloads.pool, self)
+        call.succeeded.connect(lambda files: self._on_search_done(repo, files))
+        call.failed.connect(self._on_search_failed)
+        return call.start()
+
+    def _show_info(self, text: str) -> None:
+        self.problem.hide()
+        self.message.show_info(text)
+
+    def _show_problem(self, exc: BaseException, prefix: str = "") -> None:
+        self.message.hide()
+        message, hint, details = describe(exc)
+        self.problem.show_problem(prefix + message, hint, details)
+
+    def _clear_messages(self) -> None:
+        self.message.hide()
+        self.problem.hide()
+
+    # --- slots -------------------------------------------------------------------------------
+
+    def _on_import_clicked(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Import a GGUF model", str(Path.home()),
+                                              GGUF_FILTER)
+        if path:
+            self.import_file(path)
+
+    def _on_imported(self, model: InstalledModel) -> None:
+        self.import_button.setEnabled(True)
+        self._show_info(f"Imported {model.name}. The file stays where it is: "
+                               f"{model.path}")
+        self.refresh()
+        self.tabs.setCurrentIndex(1)
+        self.modelInstalled.emit(model.id)
+        self._check_default()
+
+    def _on_import_failed(self, exc: BaseException) -> None:
+        self.import_button.setEnabled(True)
+        self._show_problem(exc, "The file was not imported: ")
+
+    def _on_delete_clicked(self, model_id: str) -> None:
+        model = self._installed.get(model_id)
+        if model is None:
+            return
+        if model.owned and not model.missing:
+            question = (f"Delete {model.name}? This removes its file and frees "
+                        f"{format_bytes(model.size_bytes)}.")
+        else:
+            question = f"Remove {model.name} from the list? Its file at {model.path} is kept."
+        answer = QMessageBox.question(self, "Delete model", question,
+                                      QMessageBox.StandardButton.Yes
+                                      | QMessageBox.StandardButton.Cancel,
+                                      QMessageBox.StandardButton.Cancel)
+        if answer == QMessageBox.StandardButton.Yes:
+            self.delete(model_id)
+
+    def _on_report_requested(self, details: str) -> None:
+        show_bug_report(details, self)
+
+    def _on_search_clicked(self) -> None:
+        self.search(self.search_edit.text())
+
+    def _on_search_done(self, repo: str, files: list[HubFile]) -> None:
+        self.search_button.setEnabled(True)
+        self.hub_files = files
+        if not files:
+            self.search_status.setText(f"{repo} has no GGUF files. Look for a repository whose "
+                                       "name ends in -GGUF.")
+        else:
+            count = f"{len(files)} GGUF file" + ("s" if len(files) != 1 else "")
+            self.search_status.setText(f"{repo}: {count}.")
+        table = self.search_table
+        table.setRowCount(len(files))
+        for row, hub_file in enumerate(files):
+            size = format_bytes(hub_file.size_bytes) if hub_file.size_bytes else "unknown"
+            table.setItem(row, 0, _item(hub_file.filename, f"{repo}/{hub_file.filename}"))
+            table.setItem(row, 1, _item(hub_file.quantization or "—"))
+            table.setItem(row, 2, _item(size))
+            button = _button("Download", f"Download {hub_file.filename} ({size})")
+            button.clicked.connect(
+                lambda _=False, f=hub_file: self.download_file(f.repo, f.filename))
+            table.setCellWidget(row, 3, _cell(button))
+        header = table.horizontalHeader()
+        for column in range(len(SEARCH_COLUMNS)):
+            header.setSectionResizeMode(column, QHeaderView.ResizeMode.ResizeToContents)
+        header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
+
+    def _on_search_failed(self, exc: BaseException) -> None:
+        self.search_button.setEnabled(True)
+        message, hint, _details = describe(exc)
+        self.search_status.setText(f"{message} {hint}".strip())
+
+    def _on_task_added(self, task: DownloadTask) -> None:
+        old = self._rows.pop(task.key, None)
+        if old is not None:
+            old.deleteLater()
+        row = DownloadRow(task)
+        row.dismissed.connect(lambda: self._on_row_dismissed(task.key))
+        row.retryRequested.connect(lambda: self.downloads.start(task.target))
+        task.finished.connect(self._on_download_finished)
+        task.failed.connect(lambda _text: self._update_catalog_buttons())
+        task.cancelled.connect(self._update_catalog_buttons)
+        self._rows[task.key] = row
+        self._downloads_layout.insertWidget(self._downloads_layout.count() - 1, row)
+        self.downloads_box.show()
+        self._update_catalog_buttons()
+
+    def _on_row_dismissed(self, key: str) -> None:
+        row = self._rows.pop(key, None)
+        if row is not None:
+            row.deleteLater()
+        if not self._rows:
+            self.downloads_box.hide()
+
+    def _on_download_finished(self, model_id: str) -> None:
+        self.refresh()
+        self.modelInstalled.emit(model_id)
+        self._check_default()
+
+    def showEvent(self, event: QShowEvent) -> None:
+        self.refresh()
+        super().showEvent(event)

@@ -1,0 +1,87 @@
+"""One exchange through the conversation service: real engine, real SQLite."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from assistant import conversation
+from assistant.engine.base import CancelToken, GenerationSettings
+from assistant.engine.local import LocalEngine
+from assistant.history import HistoryStore
+from assistant.paths import app_paths
+
+GREEDY = GenerationSettings(temperature=0.0, max_tokens=48, repeat_penalty=1.0)
+
+
+@pytest.fixture(scope="module")
+def engine(model_path: Path) -> Iterator[LocalEngine]:
+    loaded = LocalEngine(model_path, n_ctx=1024, n_threads=2)
+    yield loaded
+    loaded.close()
+
+
+@pytest.fixture
+def history() -> Iterator[HistoryStore]:
+    store = HistoryStore(app_paths().history_db)
+    yield store
+    store.close()
+
+
+def test_ask_saves_question_and_answer(engine: LocalEngine, history: HistoryStore) -> None:
+    chat = history.create_conversation(system_prompt="You are a helpful assistant.")
+    chunks: list[str] = []
+    exchange = conversation.ask(
+        history, engine, chat.id, "What is the capital of France?", GREEDY, on_chunk=chunks.append
+    )
+    assert "Paris" in exchange.text
+    assert "".join(chunks) == exchange.text
+    saved = history.messages(chat.id)
+    assert [(m.role, m.status) for m in saved] == [("user", "complete"), ("assistant", "complete")]
+    assert saved[1].provider == "local"
+    assert saved[1].stats["completion_tokens"] == exchange.stats.completion_tokens
+    assert history.get_conversation(chat.id).title == "What is the capital of France?"
+
+
+def test_follow_up_uses_saved_turns(engine: LocalEngine, history: HistoryStore) -> None:
+    chat = history.create_conversation(system_prompt="You are a helpful assistant.")
+    conversation.ask(history, engine, chat.id, "What is the capital of France?", GREEDY)
+    second = conversation.ask(history, engine, chat.id, "And of Germany?", GREEDY)
+    assert second.stats.evaluated_prompt_tokens < second.stats.prompt_tokens / 2
+    assert len(history.messages(chat.id)) == 4
+
+
+def test_cancel_keeps_partial_answer_as_interrupted(
+    engine: LocalEngine, history: HistoryStore
+) -> None:
+    chat = history.create_conversation(system_prompt="You are a helpful assistant.")
+    cancel = CancelToken()
+    seen: list[str] = []
+
+    def stop_after_two(chunk: str) -> None:
+        seen.append(chunk)
+        if len(seen) == 2:
+            cancel.cancel()
+
+    long = GenerationSettings(temperature=0.0, max_tokens=400)
+    exchange = conversation.ask(
+        history, engine, chat.id, "Write a long poem.", long, cancel=cancel,
+        on_chunk=stop_after_two,
+    )
+    answer = history.messages(chat.id)[-1]
+    assert answer.status == "interrupted"
+    assert answer.text == "".join(seen) == exchange.text
+    assert exchange.stats.stop_reason == "cancelled"
+
+
+def test_failed_answers_are_left_out_of_the_context(
+    engine: LocalEngine, history: HistoryStore
+) -> None:
+    chat = history.create_conversation(system_prompt="Be brief.")
+    history.add_message(chat.id, "user", "first")
+    history.add_message(chat.id, "assistant", "broken", status="error")
+    history.add_message(chat.id, "user", "second")
+    context = conversation.context_for(history, chat.id)
+    assert [m.content for m in context] == ["Be brief.", "first", "second"]
