@@ -95,9 +95,7 @@ def answer(
         stats = generation.stats or GenerationStats()
         if status == "interrupted":
             stats.stop_reason = "cancelled"
-        history.update_message(
-            saved.id, text=generation.text, status=status, stats=stats.to_dict()
-        )
+        history.update_message(saved.id, text=generation.text, status=status, stats=stats.to_dict())
     message = next(m for m in history.messages(conversation_id) if m.id == saved.id)
     return Exchange(message, stats, generation.dropped)
 
@@ -116,6 +114,11 @@ def ask(
     """Save ``question`` as the next user message, then answer it."""
     history.add_message(conversation_id, "user", question)
     return answer(
-        history, provider, conversation_id, settings,
-        cancel=cancel, on_chunk=on_chunk, on_dropped=on_dropped,
+        history,
+        provider,
+        conversation_id,
+        settings,
+        cancel=cancel,
+        on_chunk=on_chunk,
+        on_dropped=on_dropped,
     )

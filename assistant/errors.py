@@ -25,7 +25,7 @@ class AssistantError(Exception):
         return f"{self.message} {self.hint}".strip()
 
 
-class Cancelled(Exception):  # noqa: N818 - a cancel is an outcome, not an error
+class Cancelled(Exception):
     """The user stopped an operation. Never shown as an error."""
 
 

@@ -18,7 +18,13 @@ import llama_cpp
 log = logging.getLogger("assistant.llama_cpp")
 
 # ggml_log_level: NONE, DEBUG, INFO, WARN, ERROR, CONT (continues the previous line).
-_LEVELS = {0: logging.CRITICAL, 1: logging.DEBUG, 2: logging.DEBUG, 3: logging.WARNING, 4: logging.ERROR}
+_LEVELS = {
+    0: logging.CRITICAL,
+    1: logging.DEBUG,
+    2: logging.DEBUG,
+    3: logging.WARNING,
+    4: logging.ERROR,
+}
 _CONT = 5
 _captures: list[list[str]] = []
 _lock = threading.Lock()

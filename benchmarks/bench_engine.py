@@ -153,13 +153,21 @@ def measure(model: Path, threads: int, repeats: int) -> dict[str, object]:
             "system": platform.platform(),
             "llama_cpp_python": llama_cpp.__version__,
         },
-        "decode_tps": {"engine": statistics.median(decode_engine),
-                       "raw": statistics.median(decode_raw), "ratio": decode_ratio,
-                       "target": 0.95, "met": decode_ratio >= 0.95},
-        "prompt_tps": {"engine": statistics.median(prompt_engine),
-                       "raw": statistics.median(prompt_raw), "ratio": prompt_ratio,
-                       "prompt_tokens": len(tokens), "target": 0.95,
-                       "met": prompt_ratio >= 0.95},
+        "decode_tps": {
+            "engine": statistics.median(decode_engine),
+            "raw": statistics.median(decode_raw),
+            "ratio": decode_ratio,
+            "target": 0.95,
+            "met": decode_ratio >= 0.95,
+        },
+        "prompt_tps": {
+            "engine": statistics.median(prompt_engine),
+            "raw": statistics.median(prompt_raw),
+            "ratio": prompt_ratio,
+            "prompt_tokens": len(tokens),
+            "target": 0.95,
+            "met": prompt_ratio >= 0.95,
+        },
         "ttft_s": {str(turn): ttft[turn] for turn in (1, 5, 10, 20)},
         "evaluated_tokens": {str(turn): evaluated[turn] for turn in (1, 5, 10, 20)},
         "context_tokens_at_turn_20": context_at_20,
@@ -176,16 +184,22 @@ def print_table(result: dict[str, object]) -> None:
     print(f"model {result['model']}, {result['threads']} threads, median of {result['repeats']}")
     print(f"{'measure':<28}{'engine':>10}{'raw':>10}{'ratio':>8}{'target':>9}  met")
     for name, row in (("decode tokens/s", decode), ("prompt tokens/s", prompt)):
-        print(f"{name:<28}{row['engine']:>10.1f}{row['raw']:>10.1f}{row['ratio']:>8.3f}"
-              f"{'>= 0.95':>9}  {'yes' if row['met'] else 'NO'}")
+        print(
+            f"{name:<28}{row['engine']:>10.1f}{row['raw']:>10.1f}{row['ratio']:>8.3f}"
+            f"{'>= 0.95':>9}  {'yes' if row['met'] else 'NO'}"
+        )
     ttft = result["ttft_s"]
     evaluated = result["evaluated_tokens"]
     assert isinstance(ttft, dict) and isinstance(evaluated, dict)
-    print(f"{'time to first token':<28}" + "".join(f"  turn {t}: {ttft[t] * 1000:.0f} ms"
-                                                  f" ({evaluated[t]} tok)" for t in ttft))
-    print(f"{'turn 20 / turn 1':<28}{result['ttft_ratio_20_to_1']:>10.2f}"
-          f"{'':>18}{'<= 1.3':>9}  {'yes' if result['ttft_met'] else 'NO'}"
-          f"   (context at turn 20: {result['context_tokens_at_turn_20']} tokens)")
+    print(
+        f"{'time to first token':<28}"
+        + "".join(f"  turn {t}: {ttft[t] * 1000:.0f} ms ({evaluated[t]} tok)" for t in ttft)
+    )
+    print(
+        f"{'turn 20 / turn 1':<28}{result['ttft_ratio_20_to_1']:>10.2f}"
+        f"{'':>18}{'<= 1.3':>9}  {'yes' if result['ttft_met'] else 'NO'}"
+        f"   (context at turn 20: {result['context_tokens_at_turn_20']} tokens)"
+    )
 
 
 def main() -> int:

@@ -40,11 +40,11 @@ class Faults:
     """What goes wrong. Counters (``*_times``) count down per affected response."""
 
     drop_after: int | None = None  # close the connection after this many body bytes
-    drop_times: int = 1
+    drop_times: int | None = 1  # None: every response
     rate_bps: float | None = None  # throttle file bodies to this many bytes per second
     stall_after: int | None = None  # stop sending for ``stall_s`` after this many body bytes
     stall_s: float = 5.0
-    stall_times: int = 1
+    stall_times: int | None = 1
     flip_byte_at: int | None = None  # serve this file offset with its bits inverted
     ignore_range: bool = False  # answer 200 with the whole file even when asked for a range
     status: int | None = None  # answer matching requests with this status instead
@@ -92,6 +92,7 @@ class FakeHub:
         self._hub = self._make_server("hub")
         self._cdn = self._make_server("cdn") if cdn else None
         self._threads: list[threading.Thread] = []
+        self._active = 0
 
     # --- setup -------------------------------------------------------------------------------
 
@@ -140,7 +141,15 @@ class FakeHub:
     def bytes_served(self) -> int:
         return sum(r.bytes_sent for r in self.file_gets())
 
+    def wait_idle(self, timeout: float = 10.0) -> None:
+        """Wait until no request is being served (a cancelled client's response may still be
+        finishing on the server side)."""
+        deadline = time.monotonic() + timeout
+        while self._active and time.monotonic() < deadline:
+            time.sleep(0.01)
+
     def clear_log(self) -> None:
+        self.wait_idle()
         with self._lock:
             self.log.clear()
 
@@ -181,7 +190,7 @@ class FakeHub:
 
         Handler.hub = hub
         Handler.role = role
-        server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        server = _QuietServer(("127.0.0.1", 0), Handler)
         server.daemon_threads = True
         if self._tls is not None:
             context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -205,6 +214,12 @@ class FakeHub:
             return True
 
 
+class _QuietServer(ThreadingHTTPServer):
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # Clients that hang up (cancel, kill -9, timeouts) are part of the tests, not errors.
+        pass
+
+
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     hub: FakeHub
@@ -224,6 +239,8 @@ class _Handler(BaseHTTPRequestHandler):
     def _dispatch(self, *, head: bool) -> None:
         self._sent = 0
         self._status = 0
+        with self.hub._lock:
+            self.hub._active += 1
         try:
             path = unquote(urlsplit(self.path).path)
             if self.role == "cdn":
@@ -237,6 +254,8 @@ class _Handler(BaseHTTPRequestHandler):
         except (BrokenPipeError, ConnectionResetError, ssl.SSLError):
             self.close_connection = True
         finally:
+            with self.hub._lock:
+                self.hub._active -= 1
             self.hub._record(
                 RequestRecord(
                     server=self.role,

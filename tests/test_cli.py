@@ -47,9 +47,7 @@ def test_ask_streams_answer_and_saves_it(model_path: Path) -> None:
 
 
 def test_ask_json_and_follow_up_in_same_conversation(model_path: Path) -> None:
-    first = cli(
-        "ask", "--model-path", str(model_path), "--temperature", "0", "--json", QUESTION
-    )
+    first = cli("ask", "--model-path", str(model_path), "--temperature", "0", "--json", QUESTION)
     assert first.returncode == 0, first.stderr
     data = json.loads(first.stdout)
     for key in ("text", "model", "prompt_tokens", "completion_tokens", "ttft_s", "tokens_per_s"):
@@ -57,8 +55,15 @@ def test_ask_json_and_follow_up_in_same_conversation(model_path: Path) -> None:
     assert "Paris" in data["text"]
 
     second = cli(
-        "ask", "--model-path", str(model_path), "--temperature", "0", "--json",
-        "--conversation", str(data["conversation_id"]), "And of Germany?",
+        "ask",
+        "--model-path",
+        str(model_path),
+        "--temperature",
+        "0",
+        "--json",
+        "--conversation",
+        str(data["conversation_id"]),
+        "And of Germany?",
     )
     assert second.returncode == 0, second.stderr
     follow_up = json.loads(second.stdout)
@@ -111,8 +116,16 @@ def test_errors_are_one_clear_line(tmp_path: Path) -> None:
 def test_ctrl_c_keeps_partial_answer(model_path: Path) -> None:
     process = subprocess.Popen(
         [
-            sys.executable, "-m", "assistant", "ask", "--model-path", str(model_path),
-            "--temperature", "0", "--max-tokens", "4000",
+            sys.executable,
+            "-m",
+            "assistant",
+            "ask",
+            "--model-path",
+            str(model_path),
+            "--temperature",
+            "0",
+            "--max-tokens",
+            "4000",
             "Write a very long story about a dragon who learns to cook.",
         ],
         stdout=subprocess.PIPE,

@@ -67,7 +67,12 @@ def test_cancel_keeps_partial_answer_as_interrupted(
 
     long = GenerationSettings(temperature=0.0, max_tokens=400)
     exchange = conversation.ask(
-        history, engine, chat.id, "Write a long poem.", long, cancel=cancel,
+        history,
+        engine,
+        chat.id,
+        "Write a long poem.",
+        long,
+        cancel=cancel,
         on_chunk=stop_after_two,
     )
     answer = history.messages(chat.id)[-1]

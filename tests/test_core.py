@@ -83,8 +83,15 @@ def test_invalid_values_fall_back_with_warnings(tmp_path: Path) -> None:
     path = tmp_path / "settings.json"
     path.write_text(
         json.dumps(
-            {"temperature": "hot", "top_p": 7, "theme": "purple", "max_tokens": 256,
-             "seed": 3.5, "mystery": 1, "first_run_done": "yes"}
+            {
+                "temperature": "hot",
+                "top_p": 7,
+                "theme": "purple",
+                "max_tokens": 256,
+                "seed": 3.5,
+                "mystery": 1,
+                "first_run_done": "yes",
+            }
         )
     )
     settings = Settings.load(path)

@@ -17,11 +17,13 @@ from assistant.engine.prompt import FALLBACK_WARNING, StopScanner
 from assistant.errors import (
     ContextOverflowError,
     CorruptModelError,
+    InsufficientMemoryError,
     ModelFileMissingError,
     NotGGUFError,
     UnsupportedArchitectureError,
 )
 from assistant.gguf_file import check_supported, read_gguf_info
+from assistant.hardware import Hardware
 
 GREEDY = GenerationSettings(temperature=0.0, max_tokens=48, repeat_penalty=1.0)
 SYSTEM = ChatMessage("system", "You are a helpful assistant.")
@@ -49,9 +51,7 @@ def test_answers_paris_at_temperature_zero(engine: LocalEngine) -> None:
 
 
 def test_streams_several_chunks(engine: LocalEngine) -> None:
-    generation = engine.stream_chat(
-        [SYSTEM, ChatMessage("user", "List three colours.")], GREEDY
-    )
+    generation = engine.stream_chat([SYSTEM, ChatMessage("user", "List three colours.")], GREEDY)
     chunks = list(generation)
     assert len(chunks) >= 3
     assert "".join(chunks) == generation.text
@@ -113,9 +113,7 @@ def test_follow_up_turn_evaluates_only_new_tokens(engine: LocalEngine) -> None:
 
 def test_changed_history_is_evaluated_again(engine: LocalEngine) -> None:
     engine.stream_chat([SYSTEM, FRANCE], GREEDY).run()
-    other = engine.stream_chat(
-        [ChatMessage("system", "Answer like a pirate."), FRANCE], GREEDY
-    )
+    other = engine.stream_chat([ChatMessage("system", "Answer like a pirate."), FRANCE], GREEDY)
     other.run()
     assert other.stats is not None
     assert other.stats.evaluated_prompt_tokens >= other.stats.prompt_tokens - 4
@@ -232,9 +230,7 @@ def without_chat_template(model_path: Path, target: Path) -> Path:
     return target
 
 
-def test_model_without_chat_template_warns_and_falls_back(
-    tmp_path: Path, model_path: Path
-) -> None:
+def test_model_without_chat_template_warns_and_falls_back(tmp_path: Path, model_path: Path) -> None:
     base = without_chat_template(model_path, tmp_path / "base.gguf")
     assert read_gguf_info(base).chat_template is None
     loaded = LocalEngine(base, n_ctx=512, n_threads=2)
@@ -266,3 +262,15 @@ def test_stop_scanner_holds_back_partial_stop_strings() -> None:
     other = StopScanner(("\nUser:",))
     assert other.feed("a\nUsual") == "a\nUsual"
     assert other.flush() == ""
+
+
+def test_not_enough_memory_is_refused_before_loading(model_path: Path) -> None:
+    tiny = Hardware(
+        total_ram=64 * 2**20,
+        available_ram=32 * 2**20,
+        physical_cores=2,
+        logical_cores=2,
+        gpu_offload=False,
+    )
+    with pytest.raises(InsufficientMemoryError, match="needs about"):
+        LocalEngine(model_path, hardware=tiny)

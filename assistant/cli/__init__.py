@@ -13,6 +13,10 @@ from collections.abc import Sequence
 
 from assistant import APP_NAME, __version__
 from assistant.errors import AssistantError
+from assistant.logs import setup_logging
+from assistant.paths import app_paths
+
+log = logging.getLogger(__name__)
 
 EXIT_ERROR = 1
 EXIT_INTERRUPTED = 130
@@ -42,10 +46,7 @@ def error(text: str) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.WARNING,
-        format="%(levelname)s %(name)s: %(message)s",
-    )
+    setup_logging(verbose=args.verbose)
     if not getattr(args, "func", None):
         return _open_gui(parser)
     try:
@@ -56,6 +57,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(file=sys.stderr)
         return EXIT_INTERRUPTED
+    except Exception:
+        log.exception("unexpected failure in %r", args.command)
+        error(
+            "something went wrong (a bug, not your mistake). The details are in the log: "
+            f"{app_paths().logs}"
+        )
+        return EXIT_ERROR
 
 
 def _open_gui(parser: argparse.ArgumentParser) -> int:

@@ -106,6 +106,11 @@ def resolve_model(model_id: str | None, model_path: Path | None) -> tuple[Path, 
     return store.resolve(chosen), chosen
 
 
+def _show(chunk: str) -> None:
+    sys.stdout.write(chunk)
+    sys.stdout.flush()
+
+
 def _print_dropped(dropped: list[ChatMessage]) -> None:
     print(
         f"note: {len(dropped)} oldest message(s) left out to fit the model's context window.",
@@ -121,10 +126,6 @@ def run_ask(args: argparse.Namespace) -> int:
     else:
         conversation_id = session.new_conversation()
 
-    def show(chunk: str) -> None:
-        sys.stdout.write(chunk)
-        sys.stdout.flush()
-
     try:
         exchange = conversation.ask(
             session.history,
@@ -132,7 +133,7 @@ def run_ask(args: argparse.Namespace) -> int:
             conversation_id,
             args.question,
             session.generation_settings(),
-            on_chunk=None if args.json else show,
+            on_chunk=None if args.json else _show,
             on_dropped=_print_dropped,
         )
     except KeyboardInterrupt:
@@ -213,7 +214,7 @@ def run_chat(args: argparse.Namespace) -> int:
                 conversation_id,
                 line,
                 session.generation_settings(),
-                on_chunk=lambda chunk: (sys.stdout.write(chunk), sys.stdout.flush()),
+                on_chunk=_show,
                 on_dropped=_print_dropped,
             )
             print()

@@ -34,7 +34,7 @@ from assistant.engine.base import (
 from assistant.engine.prompt import FALLBACK_WARNING, PromptFormat, StopScanner
 from assistant.errors import ContextOverflowError, InsufficientMemoryError
 from assistant.gguf_file import GGUFInfo, explain_load_failure, read_gguf_info
-from assistant.hardware import detect_hardware, estimate_memory
+from assistant.hardware import Hardware, detect_hardware, estimate_memory
 from assistant.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -66,6 +66,7 @@ class LocalEngine:
         n_threads: int | None = None,
         n_gpu_layers: int = 0,
         check_memory: bool = True,
+        hardware: Hardware | None = None,
     ) -> None:
         self.path = Path(model_path)
         self.info: GGUFInfo = read_gguf_info(self.path)
@@ -75,7 +76,7 @@ class LocalEngine:
         self.n_threads = n_threads or default_threads()
         self.warnings: list[str] = []
         if check_memory:
-            self._check_memory()
+            self._check_memory(hardware or detect_hardware())
 
         with llama_log.capture() as lines:
             try:
@@ -108,8 +109,9 @@ class LocalEngine:
         self._lock = threading.Lock()
 
     @classmethod
-    def from_settings(cls, model_path: Path | str, settings: Settings, *, model_id: str | None = None
-                      ) -> LocalEngine:
+    def from_settings(
+        cls, model_path: Path | str, settings: Settings, *, model_id: str | None = None
+    ) -> LocalEngine:
         """Load a model with the context size, threads and GPU layers the user chose."""
         gpu = str(settings["gpu_layers"])
         layers = -1 if gpu == "auto" else 0 if gpu == "off" else int(gpu)
@@ -261,7 +263,8 @@ class LocalEngine:
                     if cancel is not None and cancel.cancelled:
                         stop_reason = "cancelled"
                         break
-                    if stats.completion_tokens >= settings.max_tokens or llama.n_tokens >= self.n_ctx:
+                    full = llama.n_tokens >= self.n_ctx
+                    if full or stats.completion_tokens >= settings.max_tokens:
                         stop_reason = "length"
                         break
                     token = sampler.sample(llama._ctx, -1)
@@ -326,8 +329,7 @@ class LocalEngine:
             piece = self._pieces[token] = buffer.raw[: max(size, 0)]
         return piece
 
-    def _check_memory(self) -> None:
-        hardware = detect_hardware()
+    def _check_memory(self, hardware: Hardware) -> None:
         needed = estimate_memory(
             self.info.file_size,
             self.n_ctx,

@@ -1,344 +1,287 @@
-"""The conversation pane: questions, answers rendered as Markdown, and what can be done with them.
+"""The conversation pane: the messages of one conversation and the answer streaming into it.
 
-An answer is split by ``assistant.ui.markdown`` into prose and code pieces; prose shows in a
-``RichTextView`` (a read-only browser that grows with its text), code in a ``CodeBlock`` with its
-own copy button. While an answer streams, the view re-renders only the answer in progress, at
-most once per frame and less often when rendering itself gets slow, so typing stays smooth.
+While an answer streams, the view re-renders only the answer in progress, at most once per frame
+and less often when rendering itself gets slow, so typing stays smooth.
 """
 
 from __future__ import annotations
 
-import math
 import time
 from typing import Any
 
-from PySide6.QtCore import QSize, Qt, QTimer, QUrl, Signal, Slot
-from PySide6.QtGui import QDesktopServices, QFontDatabase, QGuiApplication, QWheelEvent
+from PySide6.QtCore import Qt, QTimer, Signal, Slot
+from PySide6.QtGui import QFontDatabase
 from PySide6.QtWidgets import (
     QFrame,
     QHBoxLayout,
     QLabel,
+    QPushButton,
     QScrollArea,
     QSizePolicy,
-    QTextBrowser,
-    QToolButton,
     QVBoxLayout,
     QWidget,
 )
 
 from assistant.history import Message
-from assistant.ui.markdown import Segment, Style, render
+from assistant.ui.markdown import Style
+from assistant.ui.message_view import MessageWidget
 from assistant.ui.theme import colors_for
 
 # A frame at 60 Hz: the most often the answer in progress is re-rendered.
 FRAME_MS = 16
 # Keep lines readable on wide screens.
 COLUMN_MAX_WIDTH = 860
-EXTERNAL_SCHEMES = ("http", "https", "mailto")
 
 
-def format_footer(message: Message) -> str:
-    """The quiet line under an answer: model, tokens and speed, and whether it was cut short."""
-    parts: list[str] = []
-    if message.model:
-        parts.append(message.model)
-    tokens = message.stats.get("completion_tokens")
-    if tokens:
-        parts.append(f"{tokens} tokens")
-    speed = message.stats.get("tokens_per_s")
-    if speed:
-        parts.append(f"{speed:.1f} tokens/s")
-    if message.status == "interrupted":
-        parts.append("stopped")
-    elif message.status == "error":
-        parts.append("failed")
-    return " · ".join(parts)
-
-
-class RichTextView(QTextBrowser):
-    """Read-only rich text that is exactly as tall as its content (the page scrolls, not it).
-
-    Links open in the system browser; nothing (no image) is ever loaded from the network.
-    """
-
-    def __init__(self, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        self.setOpenLinks(False)
-        self.setFrameShape(QFrame.Shape.NoFrame)
-        self.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-        self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
-        self.viewport().setAutoFillBackground(False)
-        self.setStyleSheet("QTextBrowser { background: transparent; }")
-        self.document().setDocumentMargin(2)
-        self._html = ""
-        layout = self.document().documentLayout()
-        layout.documentSizeChanged.connect(self._on_document_size_changed)
-        self.anchorClicked.connect(self._on_anchor_clicked)
-        self.setFixedHeight(self.fontMetrics().lineSpacing() + 6)
-
-    def set_html(self, html: str) -> None:
-        if html != self._html:
-            self._html = html
-            self.setHtml(html)
-
-    def loadResource(self, kind: int, name: QUrl | str) -> Any:  # noqa: N802 - Qt override
-        # Never fetch anything an answer points at: no remote (or local) images.
-        return None
-
-    def sizeHint(self) -> QSize:  # noqa: N802 - Qt override
-        return QSize(super().sizeHint().width(), self.height())
-
-    def wheelEvent(self, event: QWheelEvent) -> None:  # noqa: N802 - Qt override
-        event.ignore()  # let the chat page scroll
-
-    @Slot(QSize)
-    def _on_document_size_changed(self, size: Any) -> None:
-        height = math.ceil(size.height()) + 2 * self.frameWidth()
-        if height != self.height():
-            self.setFixedHeight(height)
-
-    @Slot(QUrl)
-    def _on_anchor_clicked(self, url: QUrl) -> None:
-        if url.scheme().lower() in EXTERNAL_SCHEMES:
-            QDesktopServices.openUrl(url)
-
-
-class CodeBlock(QFrame):
-    """A highlighted code block with its language and a Copy button."""
-
-    def __init__(self, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        self.setObjectName("CodeBlock")
-        self.code = ""
-        header = QFrame()
-        header.setObjectName("CodeHeader")
-        self._language = QLabel()
-        self._language.setObjectName("CodeLanguage")
-        self.copy_button = QToolButton()
-        self.copy_button.setObjectName("CodeCopy")
-        self.copy_button.setText("Copy")
-        self.copy_button.setToolTip("Copy this code")
-        self.copy_button.setAccessibleName("Copy code")
-        self.copy_button.clicked.connect(self._on_copy_clicked)
-        head = QHBoxLayout(header)
-        head.setContentsMargins(10, 3, 4, 3)
-        head.addWidget(self._language)
-        head.addStretch(1)
-        head.addWidget(self.copy_button)
-        self.view = RichTextView()
-        self.view.setAccessibleName("Code")
-        layout = QVBoxLayout(self)
-        layout.setContentsMargins(0, 0, 0, 0)
-        layout.setSpacing(0)
-        layout.addWidget(header)
-        body = QVBoxLayout()
-        body.setContentsMargins(8, 6, 8, 6)
-        body.addWidget(self.view)
-        layout.addLayout(body)
-
-    def set_segment(self, segment: Segment) -> None:
-        self.code = segment.code
-        self._language.setText(segment.language or "code")
-        self.view.set_html(segment.html)
-
-    @Slot()
-    def _on_copy_clicked(self) -> None:
-        QGuiApplication.clipboard().setText(self.code)
-        self.copy_button.setText("Copied")
-        QTimer.singleShot(1500, self._on_copy_feedback_done)
-
-    @Slot()
-    def _on_copy_feedback_done(self) -> None:
-        self.copy_button.setText("Copy")
-
-
-def _action(text: str, accessible: str, tip: str) -> QToolButton:
-    button = QToolButton()
-    button.setObjectName("MessageAction")
-    button.setText(text)
-    button.setAccessibleName(accessible)
-    button.setToolTip(tip)
-    button.setCursor(Qt.CursorShape.PointingHandCursor)
-    return button
-
-
-class MessageWidget(QFrame):
-    """One question or answer, with Copy and Regenerate / Edit.
+class ChatView(QWidget):
+    """The messages of one conversation, and the answer streaming into it.
 
     Signals:
-        regenerateRequested(int): message id of the answer to write again.
-        editRequested(int, str): message id and text of the question to edit and resend.
+        regenerateRequested(int): message id of an answer to write again.
+        editRequested(int, str): message id and text of a question to edit and resend.
+        getModelsRequested(): the "Get a model" button of the empty page was pressed.
     """
 
     regenerateRequested = Signal(int)
     editRequested = Signal(int, str)
+    getModelsRequested = Signal()
 
-    def __init__(self, role: str, style: Style, parent: QWidget | None = None) -> None:
+    def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self.role = role
-        self.message_id: int | None = None
-        self.status = "complete"
-        self.text = ""
-        self._style = style
-        self._pieces: list[QWidget] = []
-        self.setAccessibleName("Your message" if role == "user" else "Answer")
+        self.conversation_id: int | None = None
+        self._widgets: list[MessageWidget] = []
+        self._streaming: MessageWidget | None = None
+        self._stream_text = ""
+        self._busy = False
+        self._stick_to_bottom = True
+        self._next_render_at = 0.0
+        self._style = self._make_style(False)
+        self._render_timer = QTimer(self)
+        self._render_timer.setSingleShot(True)
+        self._render_timer.timeout.connect(self._on_render_due)
 
-        self.copy_button = _action("Copy", "Copy message", "Copy the text")
-        self.copy_button.clicked.connect(self._on_copy_clicked)
-        self.regenerate_button = _action("Regenerate", "Regenerate answer", "Write this again")
-        self.regenerate_button.clicked.connect(self._on_regenerate_clicked)
-        self.edit_button = _action(
-            "Edit", "Edit and resend", "Edit this question and send it again "
-            "(the answers after it are replaced)"
+        self.scroll = QScrollArea()
+        self.scroll.setObjectName("ChatScroll")
+        self.scroll.setWidgetResizable(True)
+        self.scroll.setFrameShape(QFrame.Shape.NoFrame)
+        self.scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.scroll.setAccessibleName("Conversation")
+        content = QWidget()
+        content.setObjectName("ChatContent")
+        row = QHBoxLayout(content)
+        row.setContentsMargins(20, 16, 20, 16)
+        self.column = QWidget()
+        self.column.setMaximumWidth(COLUMN_MAX_WIDTH)
+        self.column.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
+        self._list = QVBoxLayout(self.column)
+        self._list.setContentsMargins(0, 0, 0, 0)
+        self._list.setSpacing(8)
+        self._list.addWidget(self._build_empty_state())
+        self._list.addStretch(1)
+        row.addStretch(0)
+        row.addWidget(self.column, 1)
+        row.addStretch(0)
+        self.scroll.setWidget(content)
+        bar = self.scroll.verticalScrollBar()
+        bar.valueChanged.connect(self._on_scrolled)
+        bar.rangeChanged.connect(self._on_scroll_range_changed)
+
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.scroll)
+
+    def _build_empty_state(self) -> QWidget:
+        self.empty = QWidget()
+        layout = QVBoxLayout(self.empty)
+        layout.setContentsMargins(0, 80, 0, 0)
+        self.empty_title = QLabel("How can I help?")
+        self.empty_title.setObjectName("EmptyTitle")
+        font = self.empty_title.font()
+        font.setPointSizeF(font.pointSizeF() * 1.8)
+        font.setBold(True)
+        self.empty_title.setFont(font)
+        self.empty_hint = QLabel(
+            "Everything runs on this computer: nothing you type leaves it."
         )
-        self.edit_button.clicked.connect(self._on_edit_clicked)
-        self.footer = QLabel()
-        self.footer.setObjectName("MessageFooter")
-        small = self.footer.font()
-        small.setPointSizeF(small.pointSizeF() * 0.88)
-        self.footer.setFont(small)
+        self.empty_hint.setObjectName("EmptyHint")
+        self.empty_hint.setWordWrap(True)
+        self.get_models_button = QPushButton("Get a model…")
+        self.get_models_button.setObjectName("PrimaryButton")
+        self.get_models_button.setAccessibleName("Get a model")
+        self.get_models_button.clicked.connect(self.getModelsRequested)
+        self.get_models_button.hide()
+        for widget in (self.empty_title, self.empty_hint):
+            widget.setAlignment(Qt.AlignmentFlag.AlignHCenter)
+            layout.addWidget(widget)
+        layout.addSpacing(12)
+        layout.addWidget(self.get_models_button, 0, Qt.AlignmentFlag.AlignHCenter)
+        return self.empty
 
-        actions = QHBoxLayout()
-        actions.setContentsMargins(0, 0, 0, 0)
-        actions.setSpacing(2)
-        outer = QVBoxLayout(self)
-        outer.setContentsMargins(0, 6, 0, 6)
-        outer.setSpacing(4)
-        if role == "user":
-            self.label = QLabel()
-            self.label.setWordWrap(True)
-            self.label.setTextFormat(Qt.TextFormat.PlainText)
-            self.label.setTextInteractionFlags(
-                Qt.TextInteractionFlag.TextSelectableByMouse
-                | Qt.TextInteractionFlag.TextSelectableByKeyboard
+    @staticmethod
+    def _make_style(dark: bool) -> Style:
+        colors = colors_for(dark)
+        mono = QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont).family()
+        return Style(
+            dark=dark, mono_family=mono, border=colors.border, code_inline_bg=colors.alt_base
+        )
+
+    # --- what is shown ---------------------------------------------------------------------
+
+    def set_dark(self, dark: bool) -> None:
+        self._style = self._make_style(dark)
+        for widget in self._widgets:
+            widget.set_style(self._style)
+
+    def set_empty_state(self, title: str, hint: str, offer_models: bool) -> None:
+        self.empty_title.setText(title)
+        self.empty_hint.setText(hint)
+        self.get_models_button.setVisible(offer_models)
+
+    def message_widgets(self) -> list[MessageWidget]:
+        return list(self._widgets)
+
+    @property
+    def streaming_widget(self) -> MessageWidget | None:
+        return self._streaming
+
+    def clear(self, conversation_id: int | None = None) -> None:
+        self._render_timer.stop()
+        for widget in self._widgets:
+            self._list.removeWidget(widget)
+            widget.deleteLater()
+        self._widgets.clear()
+        self._streaming = None
+        self._stream_text = ""
+        self.conversation_id = conversation_id
+        self.empty.show()
+
+    def show_conversation(
+        self,
+        conversation_id: int,
+        messages: list[Message],
+        streaming_text: str | None = None,
+        streaming_model: str = "",
+    ) -> None:
+        """Show saved messages. ``streaming_text`` (when this conversation's answer is still
+        coming) replaces whatever was saved after the last question."""
+        self.clear(conversation_id)
+        if streaming_text is not None:
+            last_question = max(
+                (i for i, m in enumerate(messages) if m.role == "user"), default=-1
             )
-            self.label.setAccessibleName("Your message")
-            self.bubble = QFrame()
-            self.bubble.setObjectName("UserBubble")
-            inner = QVBoxLayout(self.bubble)
-            inner.setContentsMargins(14, 9, 14, 9)
-            inner.addWidget(self.label)
-            row = QHBoxLayout()
-            row.addStretch(1)
-            row.addWidget(self.bubble, 0)
-            outer.addLayout(row)
-            actions.addStretch(1)
-            actions.addWidget(self.copy_button)
-            actions.addWidget(self.edit_button)
-            self.regenerate_button.hide()
-            self.footer.hide()
-        else:
-            self.role_label = QLabel("Assistant")
-            self.role_label.setObjectName("MessageRole")
-            self.body = QVBoxLayout()
-            self.body.setContentsMargins(0, 0, 0, 0)
-            self.body.setSpacing(6)
-            self.thinking = QLabel("Thinking…")
-            self.thinking.setObjectName("MessageFooter")
-            self.body.addWidget(self.thinking)
-            self.thinking.hide()
-            outer.addWidget(self.role_label)
-            outer.addLayout(self.body)
-            actions.addWidget(self.footer)
-            actions.addStretch(1)
-            actions.addWidget(self.copy_button)
-            actions.addWidget(self.regenerate_button)
-            self.edit_button.hide()
-        outer.addLayout(actions)
+            messages = messages[: last_question + 1]
+        for message in messages:
+            if message.role == "system":
+                continue
+            widget = self._add_widget(message.role)
+            widget.set_message(message)
+        if streaming_text is not None:
+            self.begin_answer(streaming_model)
+            self.append_answer_text(streaming_text)
+        self._stick_to_bottom = True
+        self._refresh_actions()
 
-    # --- content ---------------------------------------------------------------------------
+    def add_question(self, text: str) -> MessageWidget:
+        """A question just sent (saved by the worker a moment later)."""
+        widget = self._add_widget("user")
+        widget.set_text(text)
+        self._stick_to_bottom = True
+        self._refresh_actions()
+        return widget
 
-    def set_text(self, text: str) -> None:
-        self.text = text
-        if self.role == "user":
-            self.label.setText(text)
+    def begin_answer(self, model_name: str) -> MessageWidget:
+        widget = self._add_widget("assistant")
+        widget.set_model_name(model_name)
+        widget.set_streaming()
+        self._streaming = widget
+        self._stream_text = ""
+        self._stick_to_bottom = True
+        return widget
+
+    def append_answer_text(self, delta: str) -> None:
+        """Add streamed text; the widget is re-rendered at most once per frame."""
+        if self._streaming is None:
             return
-        self.thinking.setVisible(not text and self.status == "streaming")
-        segments = render(text, self._style)
-        for index, segment in enumerate(segments):
-            piece = self._pieces[index] if index < len(self._pieces) else None
-            wanted = CodeBlock if segment.kind == "code" else RichTextView
-            if piece is not None and type(piece) is not wanted:
-                self._drop_pieces_from(index)
-                piece = None
-            if piece is None:
-                piece = wanted()
-                if isinstance(piece, RichTextView):
-                    piece.setAccessibleName("Answer text")
-                self._pieces.append(piece)
-                self.body.addWidget(piece)
-            if isinstance(piece, CodeBlock):
-                piece.set_segment(segment)
-            elif isinstance(piece, RichTextView):
-                piece.set_html(segment.html)
-        self._drop_pieces_from(len(segments))
+        self._stream_text += delta
+        if not self._render_timer.isActive():
+            wait_ms = max(0.0, (self._next_render_at - time.perf_counter()) * 1000)
+            self._render_timer.start(int(wait_ms))
 
-    def _drop_pieces_from(self, index: int) -> None:
-        for piece in self._pieces[index:]:
-            self.body.removeWidget(piece)
-            piece.deleteLater()
-        del self._pieces[index:]
+    def finish_answer(self, message: Message | None) -> None:
+        """The answer ended: show it as saved (``None`` when nothing was saved)."""
+        self._render_timer.stop()
+        widget, self._streaming = self._streaming, None
+        if widget is not None:
+            if message is None:
+                self._list.removeWidget(widget)
+                self._widgets.remove(widget)
+                widget.deleteLater()
+            else:
+                widget.set_message(message)
+        self._stream_text = ""
+        self._refresh_actions()
 
-    def code_blocks(self) -> list[CodeBlock]:
-        return [piece for piece in self._pieces if isinstance(piece, CodeBlock)]
+    def mark_question_saved(self, message_id: int) -> None:
+        pending = next(
+            (w for w in reversed(self._widgets) if w.role == "user" and w.message_id is None),
+            None,
+        )
+        if pending is not None:
+            pending.message_id = message_id
+            self._refresh_actions()
 
-    def text_views(self) -> list[RichTextView]:
-        return [piece for piece in self._pieces if isinstance(piece, RichTextView)]
+    def set_busy(self, busy: bool) -> None:
+        """While an answer is being written, nothing may regenerate or edit."""
+        self._busy = busy
+        self._refresh_actions()
 
-    def set_style(self, style: Style) -> None:
-        self._style = style
-        if self.role != "user":
-            self._drop_pieces_from(0)
-            self.set_text(self.text)
+    def _add_widget(self, role: str) -> MessageWidget:
+        widget = MessageWidget(role, self._style)
+        widget.regenerateRequested.connect(self.regenerateRequested)
+        widget.editRequested.connect(self.editRequested)
+        widget.set_max_bubble_width(self._bubble_width())
+        self._list.insertWidget(self._list.count() - 1, widget)
+        self._widgets.append(widget)
+        self.empty.hide()
+        return widget
 
-    def set_model_name(self, name: str) -> None:
-        if self.role != "user":
-            self.role_label.setText(name or "Assistant")
+    def _refresh_actions(self) -> None:
+        last_answer = next(
+            (w for w in reversed(self._widgets) if w.role == "assistant"), None
+        )
+        for widget in self._widgets:
+            if widget is self._streaming:
+                continue
+            widget.set_actions_enabled(not self._busy)
+            widget.regenerate_button.setVisible(widget is last_answer)
 
-    def set_message(self, message: Message) -> None:
-        """Show a saved message (its id enables the actions)."""
-        self.message_id = message.id
-        self.status = message.status
-        if self.role != "user":
-            self.set_model_name(message.model or "Assistant")
-            self.footer.setText(format_footer(message))
-            self.footer.setVisible(bool(self.footer.text()))
-            if message.status == "error" and not message.text:
-                self.set_text("*The answer failed.*")
-                self.text = ""
-                self.setAccessibleDescription("failed")
-                return
-        self.set_text(message.text)
+    def _bubble_width(self) -> int:
+        return max(240, int(self.column.width() * 0.8))
 
-    def set_streaming(self) -> None:
-        self.status = "streaming"
-        self.footer.setText("")
-        self.thinking.setVisible(not self.text)
-        self.set_actions_enabled(False)
+    # --- events ----------------------------------------------------------------------------
 
-    def set_actions_enabled(self, enabled: bool) -> None:
-        has_id = self.message_id is not None
-        self.regenerate_button.setEnabled(enabled and has_id)
-        self.edit_button.setEnabled(enabled and has_id)
-        self.copy_button.setEnabled(self.status != "streaming")
-
-    def set_max_bubble_width(self, width: int) -> None:
-        if self.role == "user":
-            self.bubble.setMaximumWidth(width)
-
-    # --- actions ---------------------------------------------------------------------------
+    def resizeEvent(self, event: Any) -> None:
+        super().resizeEvent(event)
+        width = self._bubble_width()
+        for widget in self._widgets:
+            widget.set_max_bubble_width(width)
 
     @Slot()
-    def _on_copy_clicked(self) -> None:
-        QGuiApplication.clipboard().setText(self.text)
+    def _on_render_due(self) -> None:
+        if self._streaming is None:
+            return
+        started = time.perf_counter()
+        self._streaming.set_text(self._stream_text)
+        cost = time.perf_counter() - started
+        # Slow renders (a long answer on a slow machine) are spaced out so input stays fluid.
+        self._next_render_at = time.perf_counter() + max(FRAME_MS / 1000, 3 * cost)
 
-    @Slot()
-    def _on_regenerate_clicked(self) -> None:
-        if self.message_id is not None:
-            self.regenerateRequested.emit(self.message_id)
+    @Slot(int)
+    def _on_scrolled(self, value: int) -> None:
+        bar = self.scroll.verticalScrollBar()
+        self._stick_to_bottom = value >= bar.maximum() - 8
 
-    @Slot()
-    def _on_edit_clicked(self) -> None:
-        if self.message_id is not None:
-            self.editRequested.emit(self.message_id, self.text)
+    @Slot(int, int)
+    def _on_scroll_range_changed(self, _minimum: int, maximum: int) -> None:
+        if self._stick_to_bottom:
+            self.scroll.verticalScrollBar().setValue(maximum)

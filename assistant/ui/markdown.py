@@ -75,7 +75,9 @@ def _parser(style: Style) -> Any:
     inline_bg = style.code_inline_bg
     mono = html.escape(style.mono_family, quote=True)
 
-    def code_inline(renderer: Any, tokens: Sequence[Token], idx: int, options: Any, env: Any) -> str:
+    def code_inline(
+        renderer: Any, tokens: Sequence[Token], idx: int, options: Any, env: Any
+    ) -> str:
         text = html.escape(tokens[idx].content)
         return (
             f'<code style="font-family: \'{mono}\'; background-color: {inline_bg};">'

@@ -1,0 +1,247 @@
+"""The message box: Enter sends, Shift+Enter starts a new line, Esc stops the answer.
+
+The unsent draft is written to the settings a moment after typing pauses (and when the window
+closes), so it is still there after a restart.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from PySide6.QtCore import QSize, Qt, QTimer, Signal, Slot
+from PySide6.QtGui import QKeyEvent
+from PySide6.QtWidgets import (
+    QFrame,
+    QHBoxLayout,
+    QLabel,
+    QPlainTextEdit,
+    QPushButton,
+    QSizePolicy,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from assistant.settings import Settings
+
+log = logging.getLogger(__name__)
+
+DRAFT_SAVE_DELAY_MS = 600
+MAX_VISIBLE_LINES = 8
+
+
+class MessageEdit(QPlainTextEdit):
+    """A text box that grows with its text up to a few lines.
+
+    Signals:
+        submitted(): Enter was pressed (without Shift).
+        escapePressed(): Esc was pressed.
+    """
+
+    submitted = Signal()
+    escapePressed = Signal()
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setTabChangesFocus(True)
+        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
+        self.document().contentsChanged.connect(self._on_contents_changed)
+        self._on_contents_changed()
+
+    def keyPressEvent(self, event: QKeyEvent) -> None:
+        key = event.key()
+        if key in (Qt.Key.Key_Return, Qt.Key.Key_Enter):
+            if event.modifiers() & Qt.KeyboardModifier.ShiftModifier:
+                self.insertPlainText("\n")
+                self.ensureCursorVisible()
+            else:
+                self.submitted.emit()
+            return
+        if key == Qt.Key.Key_Escape:
+            self.escapePressed.emit()
+            return
+        super().keyPressEvent(event)
+
+    def sizeHint(self) -> QSize:
+        return QSize(super().sizeHint().width(), self.height())
+
+    @Slot()
+    def _on_contents_changed(self) -> None:
+        lines = max(1, min(MAX_VISIBLE_LINES, int(self.document().size().height())))
+        line = self.fontMetrics().lineSpacing()
+        margins = self.contentsMargins()
+        frame = int(self.document().documentMargin() * 2)
+        height = lines * line + frame + margins.top() + margins.bottom() + 6
+        if height != self.height():
+            self.setFixedHeight(height)
+
+
+class Composer(QFrame):
+    """Where the user writes. Send turns into Stop while an answer is being written.
+
+    Signals:
+        sendRequested(str): the text to send (already stripped, never empty).
+        stopRequested(): Stop or Esc while an answer is being written.
+        editCancelled(): the user gave up editing an earlier question.
+    """
+
+    sendRequested = Signal(str)
+    stopRequested = Signal()
+    editCancelled = Signal()
+
+    def __init__(self, settings: Settings, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("ComposerFrame")
+        self._settings = settings
+        self._busy = False
+        self.editing_id: int | None = None
+        self._saved_draft = ""
+        self._before_edit = ""
+
+        self.edit = MessageEdit()
+        self.edit.setPlaceholderText("Ask anything…  (Enter sends, Shift+Enter adds a line)")
+        self.edit.setAccessibleName("Message")
+        self.edit.setAccessibleDescription(
+            "Type your message. Enter sends it, Shift+Enter starts a new line, "
+            "Escape stops an answer."
+        )
+        self.edit.submitted.connect(self._on_submitted)
+        self.edit.escapePressed.connect(self._on_escape_pressed)
+        self.edit.textChanged.connect(self._on_text_changed)
+
+        self.send_button = QPushButton("Send")
+        self.send_button.setObjectName("SendButton")
+        self.send_button.setAccessibleName("Send message")
+        self.send_button.setToolTip("Send (Enter)")
+        self.send_button.clicked.connect(self._on_submitted)
+        self.stop_button = QPushButton("Stop")
+        self.stop_button.setObjectName("StopButton")
+        self.stop_button.setAccessibleName("Stop answer")
+        self.stop_button.setToolTip("Stop the answer (Esc)")
+        self.stop_button.clicked.connect(self.stopRequested)
+        self.stop_button.hide()
+
+        self.editing_note = QLabel("Editing an earlier question: the answers after it will be "
+                                   "replaced.")
+        self.editing_note.setObjectName("EditingNote")
+        self.cancel_edit_button = QToolButton()
+        self.cancel_edit_button.setText("Cancel edit")
+        self.cancel_edit_button.setAccessibleName("Cancel edit")
+        self.cancel_edit_button.clicked.connect(self.cancel_editing)
+        editing = QHBoxLayout()
+        editing.addWidget(self.editing_note, 1)
+        editing.addWidget(self.cancel_edit_button)
+        self._editing_row = QWidget()
+        self._editing_row.setLayout(editing)
+        editing.setContentsMargins(0, 0, 0, 0)
+        self._editing_row.hide()
+
+        row = QHBoxLayout()
+        row.setSpacing(8)
+        row.addWidget(self.edit, 1)
+        row.addWidget(self.send_button, 0, Qt.AlignmentFlag.AlignBottom)
+        row.addWidget(self.stop_button, 0, Qt.AlignmentFlag.AlignBottom)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(20, 8, 20, 14)
+        layout.setSpacing(4)
+        layout.addWidget(self._editing_row)
+        layout.addLayout(row)
+
+        self._draft_timer = QTimer(self)
+        self._draft_timer.setSingleShot(True)
+        self._draft_timer.setInterval(DRAFT_SAVE_DELAY_MS)
+        self._draft_timer.timeout.connect(self.save_draft)
+        draft = str(settings["draft"] or "")
+        self._saved_draft = draft
+        self.edit.setPlainText(draft)
+        self.edit.moveCursor(self.edit.textCursor().MoveOperation.End)
+        self._update_buttons()
+
+    # --- public ----------------------------------------------------------------------------
+
+    def text(self) -> str:
+        return self.edit.toPlainText()
+
+    def set_text(self, text: str) -> None:
+        self.edit.setPlainText(text)
+        self.edit.moveCursor(self.edit.textCursor().MoveOperation.End)
+
+    def focus_input(self) -> None:
+        self.edit.setFocus(Qt.FocusReason.OtherFocusReason)
+
+    def set_busy(self, busy: bool) -> None:
+        """While an answer is written, Send becomes Stop (typing the next message still works)."""
+        had_focus = self.send_button.hasFocus() or self.stop_button.hasFocus()
+        self._busy = busy
+        self._update_buttons()
+        if had_focus:
+            (self.stop_button if busy else self.send_button).setFocus()
+
+    def start_editing(self, message_id: int, text: str) -> None:
+        """Put an earlier question into the box; sending replaces it."""
+        if self.editing_id is None:
+            self._before_edit = self.text()
+        self.editing_id = message_id
+        self.set_text(text)
+        self._editing_row.show()
+        self.focus_input()
+
+    @Slot()
+    def cancel_editing(self) -> None:
+        if self.editing_id is None:
+            return
+        self.editing_id = None
+        self._editing_row.hide()
+        self.set_text(self._before_edit)
+        self.editCancelled.emit()
+
+    def clear_sent(self) -> None:
+        """The text was sent: empty the box and forget the draft (and any edit)."""
+        editing = self.editing_id is not None
+        self.editing_id = None
+        self._editing_row.hide()
+        self.set_text(self._before_edit if editing else "")
+        self._before_edit = ""
+        self.save_draft()
+
+    @Slot()
+    def save_draft(self) -> None:
+        """Write the draft now (also called when the window closes)."""
+        self._draft_timer.stop()
+        draft = "" if self.editing_id is not None else self.text()
+        if draft == self._saved_draft:
+            return
+        try:
+            self._settings.set("draft", draft)
+            self._settings.save()
+            self._saved_draft = draft
+        except OSError as exc:  # a full or read-only disk must not break typing
+            log.warning("Could not save the draft: %s", exc)
+
+    # --- events ----------------------------------------------------------------------------
+
+    def _update_buttons(self) -> None:
+        self.send_button.setVisible(not self._busy)
+        self.stop_button.setVisible(self._busy)
+        self.send_button.setEnabled(bool(self.text().strip()))
+
+    @Slot()
+    def _on_text_changed(self) -> None:
+        self._update_buttons()
+        if self.editing_id is None:
+            self._draft_timer.start()
+
+    @Slot()
+    def _on_submitted(self) -> None:
+        if self._busy:
+            return  # Enter while an answer streams does nothing; the text stays
+        text = self.text().strip()
+        if text:
+            self.sendRequested.emit(text)
+
+    @Slot()
+    def _on_escape_pressed(self) -> None:
+        if self._busy:
+            self.stopRequested.emit()
+        elif self.editing_id is not None:
+            self.cancel_editing()

@@ -1,0 +1,252 @@
+"""The welcome screen: what the app is, in one sentence, and the quickest way to a first model.
+
+It recommends the most capable catalog model that fits this machine and downloads it with
+visible progress, or takes a GGUF file the user already has. Either way the model becomes the
+default and :attr:`FirstRunDialog.modelReady` says which one.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from PySide6.QtCore import Signal
+from PySide6.QtWidgets import (
+    QDialog,
+    QFileDialog,
+    QFrame,
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from assistant import APP_NAME
+from assistant.catalog import Catalog, ModelSpec
+from assistant.downloads import DownloadTarget
+from assistant.hardware import Hardware, estimate_for_spec, fit_for_spec, recommend
+from assistant.models_store import InstalledModel, ModelStore, format_bytes
+from assistant.ui.download_tasks import BackgroundCall, DownloadQueue, DownloadTask
+from assistant.ui.errors import ErrorBanner, describe, show_bug_report
+from assistant.ui.model_manager import GGUF_FILTER, make_downloads
+from assistant.ui.model_widgets import DownloadRow, FitBadge
+
+OFFLINE_SENTENCE = ("Everything runs offline, on this computer: your questions, the answers and "
+                    "the model never leave it.")
+
+
+def pick_model(catalog: Catalog, hardware: Hardware) -> tuple[ModelSpec | None, bool]:
+    """The model to offer and whether it fits comfortably.
+
+    The recommendation when one fits; else the smallest catalog model, honestly labelled, so a
+    small machine is still offered something to try.
+    """
+    spec = recommend(catalog, hardware)
+    if spec is not None:
+        return spec, True
+    smallest = min(catalog, key=lambda s: (s.size_bytes, s.id), default=None)
+    return smallest, False
+
+
+class FirstRunDialog(QDialog):
+    """Welcome, offer the recommended model or an import, and make the result the default.
+
+    Signals:
+        modelReady(str): a model is installed and now the default; the argument is its id.
+    """
+
+    modelReady = Signal(str)
+
+    def __init__(
+        self,
+        store: ModelStore,
+        catalog: Catalog,
+        hardware: Hardware,
+        parent: QWidget | None = None,
+        *,
+        downloads: DownloadQueue | None = None,
+    ) -> None:
+        super().__init__(parent)
+        self.store = store
+        self.catalog = catalog
+        self.hardware = hardware
+        self.downloads = downloads or make_downloads(store, catalog, hardware, self)
+        self.spec, self.fits = pick_model(catalog, hardware)
+        self.task: DownloadTask | None = None
+        self._row: DownloadRow | None = None
+        self.setWindowTitle(f"Welcome to {APP_NAME}")
+        self.setAccessibleName(f"Welcome to {APP_NAME}")
+        self.setMinimumWidth(600)
+
+        title = QLabel(f"Welcome to {APP_NAME}", self)
+        font = title.font()
+        font.setPointSizeF(font.pointSizeF() * 1.7)
+        font.setBold(True)
+        title.setFont(font)
+        intro = QLabel(OFFLINE_SENTENCE, self)
+        intro.setWordWrap(True)
+        intro.setAccessibleName("About the app")
+        step = QLabel("To start, it needs a language model: a single file of a few hundred "
+                      "megabytes to a few gigabytes.", self)
+        step.setWordWrap(True)
+
+        self.problem = ErrorBanner(self)
+        self.problem.detailsRequested.connect(self._on_report_requested)
+
+        self.download_button = QPushButton(self)
+        self.download_button.setObjectName("PrimaryButton")
+        self.download_button.setAutoDefault(False)
+        self.download_button.clicked.connect(self.start_download)
+        self.import_button = QPushButton("Use a GGUF file I already have…", self)
+        self.import_button.setAccessibleName("Use a GGUF model file already on this computer")
+        self.import_button.setAutoDefault(False)
+        self.import_button.clicked.connect(self._on_import_clicked)
+        self.later_button = QPushButton("Not now", self)
+        self.later_button.setAccessibleName("Close the welcome screen without a model")
+        self.later_button.setAutoDefault(False)
+        self.later_button.clicked.connect(self.reject)
+
+        self._progress_holder = QVBoxLayout()
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.import_button)
+        buttons.addStretch(1)
+        buttons.addWidget(self.later_button)
+
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(28, 24, 28, 20)
+        layout.setSpacing(12)
+        layout.addWidget(title)
+        layout.addWidget(intro)
+        layout.addWidget(step)
+        layout.addWidget(self.problem)
+        layout.addWidget(self._build_offer())
+        layout.addLayout(self._progress_holder)
+        layout.addStretch(1)
+        layout.addLayout(buttons)
+
+        running = self.downloads.find(DownloadTarget.for_spec(self.spec)) if self.spec else None
+        if running is not None:
+            self._watch(running)
+        self.download_button.setFocus()
+
+    def _build_offer(self) -> QWidget:
+        card = QFrame(self)
+        card.setFrameShape(QFrame.Shape.StyledPanel)
+        card.setObjectName("recommendedCard")
+        layout = QVBoxLayout(card)
+        layout.setContentsMargins(16, 14, 16, 14)
+        spec = self.spec
+        if spec is None:  # an empty catalog: only an import can help
+            self.download_button.hide()
+            layout.addWidget(QLabel("Pick a GGUF model file you already have.", card))
+            return card
+        heading = ("Recommended for this computer" if self.fits else
+                   "No model fits this computer comfortably; the smallest one is")
+        caption = QLabel(heading, card)
+        name = QLabel(f"<b>{spec.name}</b>", card)
+        font = name.font()
+        font.setPointSizeF(font.pointSizeF() * 1.25)
+        name.setFont(font)
+        badge = FitBadge(fit_for_spec(spec, self.hardware), estimate_for_spec(spec), card)
+        self.badge = badge
+        facts = QLabel(f"{spec.good_at}.<br>{spec.parameters_label} parameters · "
+                       f"{spec.quantization} · {format_bytes(spec.size_bytes)} download · "
+                       f"license {spec.license}", card)
+        facts.setWordWrap(True)
+        size = format_bytes(spec.size_bytes)
+        self.download_button.setText(f"Download {spec.name} ({size})")
+        self.download_button.setAccessibleName(f"Download {spec.name}, {size}")
+        top = QHBoxLayout()
+        top.addWidget(name)
+        top.addWidget(badge)
+        top.addStretch(1)
+        row = QHBoxLayout()
+        row.addStretch(1)
+        row.addWidget(self.download_button)
+        layout.addWidget(caption)
+        layout.addLayout(top)
+        layout.addWidget(facts)
+        layout.addLayout(row)
+        return card
+
+    # --- actions ---------------------------------------------------------------------------
+
+    def start_download(self) -> DownloadTask | None:
+        """Download the offered model on the downloads pool, showing its progress here."""
+        if self.spec is None:
+            return None
+        self.problem.hide()
+        task = self.downloads.start(DownloadTarget.for_spec(self.spec))
+        self._watch(task)
+        return task
+
+    def import_file(self, path: Path | str) -> BackgroundCall:
+        """Validate and register a GGUF file (left where it is), then make it the default."""
+        self.problem.hide()
+        self._set_busy(True)
+        call = BackgroundCall(lambda: self.store.import_file(path),
+                              f"importing {Path(path).name}", self.downloads.pool, self)
+        call.succeeded.connect(self._on_imported)
+        call.failed.connect(self._on_import_failed)
+        return call.start()
+
+    def _watch(self, task: DownloadTask) -> None:
+        self.task = task
+        if self._row is not None:
+            self._row.deleteLater()
+        self._row = DownloadRow(task, self)
+        self._row.retryRequested.connect(self.start_download)
+        self._row.dismissed.connect(self._on_row_dismissed)
+        self._progress_holder.addWidget(self._row)
+        self.download_button.setEnabled(False)
+        self.download_button.setText("Downloading…")
+        task.finished.connect(self._on_model_installed)
+        task.failed.connect(self._on_download_ended)
+        task.cancelled.connect(self._on_download_ended)
+
+    def _set_busy(self, busy: bool) -> None:
+        downloading = self.task is not None and self.task.active
+        self.download_button.setEnabled(not busy and not downloading)
+        self.import_button.setEnabled(not busy)
+
+    def _finish(self, model_id: str) -> None:
+        self.store.set_default(model_id)
+        self.modelReady.emit(model_id)
+        self.accept()
+
+    # --- slots -------------------------------------------------------------------------------
+
+    def _on_import_clicked(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Choose a GGUF model file",
+                                              str(Path.home()), GGUF_FILTER)
+        if path:
+            self.import_file(path)
+
+    def _on_imported(self, model: InstalledModel) -> None:
+        self._set_busy(False)
+        self._finish(model.id)
+
+    def _on_import_failed(self, exc: BaseException) -> None:
+        self._set_busy(False)
+        message, hint, details = describe(exc)
+        self.problem.show_problem(f"That file cannot be used: {message}", hint, details)
+
+    def _on_model_installed(self, model_id: str) -> None:
+        self._finish(model_id)
+
+    def _on_download_ended(self, *_args: object) -> None:
+        if self.spec is not None:
+            self.download_button.setText(f"Download {self.spec.name} "
+                                         f"({format_bytes(self.spec.size_bytes)})")
+        self._set_busy(False)
+
+    def _on_row_dismissed(self) -> None:
+        if self._row is not None:
+            self._row.deleteLater()
+            self._row = None
+
+    def _on_report_requested(self, details: str) -> None:
+        show_bug_report(details, self)
+
+
+__all__ = ["OFFLINE_SENTENCE", "FirstRunDialog", "pick_model"]
