@@ -18,7 +18,6 @@ from assistant.errors import (
     AssistantError,
     CorruptModelError,
     InsufficientMemoryError,
-    ModelFileError,
     ModelFileMissingError,
     ModelLoadError,
     NotGGUFError,

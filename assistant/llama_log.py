@@ -32,7 +32,7 @@ _installed = False
 _last_level = logging.DEBUG
 
 
-@llama_cpp.llama_log_callback  # type: ignore[misc]
+@llama_cpp.llama_log_callback
 def _on_log(level: int, text: bytes, _user_data: ctypes.c_void_p) -> None:
     global _last_level
     message = text.decode("utf-8", errors="replace")
