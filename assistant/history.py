@@ -1,8 +1,8 @@
 """Conversations and their messages, kept in SQLite.
 
 The database runs in WAL mode so a reader (the sidebar, a search) never waits behind a writer (a
-worker saving an answer). Its schema grows only through the named, append-only ``MIGRATIONS``
-below; each one is recorded in ``_migrations`` and applied once, in its own transaction.
+worker saving an answer). Its schema grows only through the named, append-only migrations in
+``history_schema``.
 
 Thread safety: a ``HistoryStore`` holds one connection opened with ``check_same_thread=False``
 and guards every use of it with a lock, so the GUI thread and a worker thread may share one store.
@@ -19,14 +19,15 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from assistant.errors import ConversationNotFoundError, HistoryError, ImportFormatError
+from assistant.history_schema import iso, migrate, open_connection, transaction, utc_now
 
 ROLES = ("system", "user", "assistant")
 STATUSES = ("complete", "interrupted", "error")
@@ -76,165 +77,6 @@ class SearchHit:
     conversation_title: str
     message_id: int | None
     snippet: str
-
-
-# --- migrations ------------------------------------------------------------------------------
-# Append only: never edit or reorder a migration that has shipped; add a new one instead.
-
-
-def _run(conn: sqlite3.Connection, *statements: str) -> None:
-    # Not executescript(): it commits first, which would break the migration's transaction.
-    for statement in statements:
-        conn.execute(statement)
-
-
-def _m001_initial_schema(conn: sqlite3.Connection) -> None:
-    _run(
-        conn,
-        """CREATE TABLE conversations (
-            id INTEGER PRIMARY KEY,
-            title TEXT NOT NULL DEFAULT '',
-            created_at TEXT NOT NULL,
-            updated_at TEXT NOT NULL,
-            model TEXT,
-            system_prompt TEXT,
-            settings TEXT NOT NULL DEFAULT '{}'
-        )""",
-        """CREATE TABLE messages (
-            id INTEGER PRIMARY KEY,
-            conversation_id INTEGER NOT NULL REFERENCES conversations(id) ON DELETE CASCADE,
-            position INTEGER NOT NULL,
-            role TEXT NOT NULL CHECK (role IN ('system', 'user', 'assistant')),
-            text TEXT NOT NULL DEFAULT '',
-            model TEXT,
-            provider TEXT,
-            stats TEXT NOT NULL DEFAULT '{}',
-            status TEXT NOT NULL DEFAULT 'complete'
-                CHECK (status IN ('complete', 'interrupted', 'error')),
-            created_at TEXT NOT NULL,
-            UNIQUE (conversation_id, position)
-        )""",
-        "CREATE INDEX conversations_by_update ON conversations (updated_at)",
-    )
-
-
-def _m002_full_text_search(conn: sqlite3.Connection) -> None:
-    # External-content FTS5 tables: the text is stored once, in the real tables, and triggers keep
-    # the index in step with every insert, edit and delete (also deletes by ON DELETE CASCADE).
-    _run(
-        conn,
-        """CREATE VIRTUAL TABLE messages_fts USING fts5(
-            text, content='messages', content_rowid='id',
-            tokenize='unicode61 remove_diacritics 2')""",
-        """CREATE TRIGGER messages_fts_insert AFTER INSERT ON messages BEGIN
-            INSERT INTO messages_fts (rowid, text) VALUES (new.id, new.text);
-        END""",
-        """CREATE TRIGGER messages_fts_delete AFTER DELETE ON messages BEGIN
-            INSERT INTO messages_fts (messages_fts, rowid, text)
-                VALUES ('delete', old.id, old.text);
-        END""",
-        """CREATE TRIGGER messages_fts_update AFTER UPDATE OF text ON messages BEGIN
-            INSERT INTO messages_fts (messages_fts, rowid, text)
-                VALUES ('delete', old.id, old.text);
-            INSERT INTO messages_fts (rowid, text) VALUES (new.id, new.text);
-        END""",
-        """CREATE VIRTUAL TABLE conversations_fts USING fts5(
-            title, content='conversations', content_rowid='id',
-            tokenize='unicode61 remove_diacritics 2')""",
-        """CREATE TRIGGER conversations_fts_insert AFTER INSERT ON conversations BEGIN
-            INSERT INTO conversations_fts (rowid, title) VALUES (new.id, new.title);
-        END""",
-        """CREATE TRIGGER conversations_fts_delete AFTER DELETE ON conversations BEGIN
-            INSERT INTO conversations_fts (conversations_fts, rowid, title)
-                VALUES ('delete', old.id, old.title);
-        END""",
-        """CREATE TRIGGER conversations_fts_update AFTER UPDATE OF title ON conversations BEGIN
-            INSERT INTO conversations_fts (conversations_fts, rowid, title)
-                VALUES ('delete', old.id, old.title);
-            INSERT INTO conversations_fts (rowid, title) VALUES (new.id, new.title);
-        END""",
-        # Index whatever an older database already holds.
-        "INSERT INTO messages_fts (messages_fts) VALUES ('rebuild')",
-        "INSERT INTO conversations_fts (conversations_fts) VALUES ('rebuild')",
-    )
-
-
-def _m003_soft_delete(conn: sqlite3.Connection) -> None:
-    _run(
-        conn,
-        "ALTER TABLE conversations ADD COLUMN deleted_at TEXT",
-        "CREATE INDEX conversations_by_deletion ON conversations (deleted_at)",
-    )
-
-
-Migration = tuple[str, Callable[[sqlite3.Connection], None]]
-
-MIGRATIONS: list[Migration] = [
-    ("001_initial_schema", _m001_initial_schema),
-    ("002_full_text_search", _m002_full_text_search),
-    ("003_soft_delete", _m003_soft_delete),
-]
-
-
-def _utc_now() -> datetime:
-    return datetime.now(timezone.utc)
-
-
-def _iso(moment: datetime) -> str:
-    return moment.isoformat(timespec="microseconds")
-
-
-def migrate(conn: sqlite3.Connection, migrations: list[Migration] | None = None) -> list[str]:
-    """Apply the migrations not yet recorded in ``_migrations``; return the names applied.
-
-    ``conn`` must be in autocommit mode (``isolation_level=None``). Each migration runs in its own
-    ``BEGIN IMMEDIATE`` transaction, so a failure leaves the database as the last one left it, and
-    two processes opening the same file at once cannot apply one twice.
-    """
-    conn.execute(
-        "CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)"
-    )
-    applied: list[str] = []
-    for name, apply in MIGRATIONS if migrations is None else migrations:
-        with _transaction(conn):
-            if conn.execute("SELECT 1 FROM _migrations WHERE name = ?", (name,)).fetchone():
-                continue
-            apply(conn)
-            conn.execute(
-                "INSERT INTO _migrations (name, applied_at) VALUES (?, ?)", (name, _iso(_utc_now()))
-            )
-        applied.append(name)
-    return applied
-
-
-@contextmanager
-def _transaction(conn: sqlite3.Connection) -> Iterator[None]:
-    """``BEGIN IMMEDIATE`` … ``COMMIT`` on an autocommit connection; roll back on any error."""
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        yield
-        conn.execute("COMMIT")
-    except BaseException:
-        if conn.in_transaction:  # SQLite may already have rolled back (disk full, I/O error)
-            conn.execute("ROLLBACK")
-        raise
-
-
-def open_connection(db_path: Path, busy_timeout_s: float = 10.0) -> sqlite3.Connection:
-    """Open ``db_path`` in autocommit mode, WAL journal, foreign keys on. A write waits up to
-    ``busy_timeout_s`` for another process's write to finish."""
-    conn = sqlite3.connect(
-        db_path, timeout=busy_timeout_s, isolation_level=None, check_same_thread=False
-    )
-    try:
-        conn.row_factory = sqlite3.Row
-        conn.execute("PRAGMA journal_mode = WAL")
-        conn.execute("PRAGMA synchronous = NORMAL")
-        conn.execute("PRAGMA foreign_keys = ON")
-    except BaseException:
-        conn.close()
-        raise
-    return conn
 
 
 # --- helpers ---------------------------------------------------------------------------------
@@ -302,7 +144,7 @@ class HistoryStore:
     def __init__(self, db_path: Path, *, busy_timeout_s: float = 10.0) -> None:
         self.db_path = Path(db_path)
         self._lock = threading.RLock()
-        self._last_stamp = _utc_now() - timedelta(days=1)
+        self._last_stamp = utc_now() - timedelta(days=1)
         try:
             self.db_path.parent.mkdir(parents=True, exist_ok=True)
             self._conn = open_connection(self.db_path, busy_timeout_s)
@@ -330,11 +172,11 @@ class HistoryStore:
     def _now(self) -> str:
         """Strictly increasing timestamps (called under the lock), so "most recent first" holds
         even where the system clock ticks coarsely."""
-        now = _utc_now()
+        now = utc_now()
         if now <= self._last_stamp:
             now = self._last_stamp + timedelta(microseconds=1)
         self._last_stamp = now
-        return _iso(now)
+        return iso(now)
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
@@ -342,7 +184,7 @@ class HistoryStore:
         too long, or damage found on the way is a ``HistoryError``; anything else is a bug."""
         with self._lock:
             try:
-                with _transaction(self._conn):
+                with transaction(self._conn):
                     yield self._conn
             except sqlite3.DatabaseError as err:
                 if getattr(err, "sqlite_errorcode", 0) & 0xFF not in _ENVIRONMENT_ERROR_CODES:
@@ -628,7 +470,7 @@ class HistoryStore:
         return {
             "format": EXPORT_FORMAT,
             "version": EXPORT_VERSION,
-            "exported_at": _iso(_utc_now()),
+            "exported_at": iso(utc_now()),
             "conversation": conversation,
             "messages": messages,
         }

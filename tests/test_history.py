@@ -16,13 +16,11 @@ import pytest
 from assistant.errors import ConversationNotFoundError, HistoryError, ImportFormatError
 from assistant.history import (
     EXPORT_FORMAT,
-    MIGRATIONS,
     HistoryStore,
     fts_query,
-    migrate,
-    open_connection,
     title_from_question,
 )
+from assistant.history_schema import MIGRATIONS, migrate, open_connection
 from assistant.paths import app_paths
 
 
