@@ -26,6 +26,7 @@ import errno
 import hashlib
 import logging
 import os
+import queue
 import threading
 import time
 from collections import deque
@@ -35,13 +36,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 import httpx2
-from huggingface_hub.errors import HfHubHTTPError
+from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
 
 from assistant import hub
 from assistant.errors import (
-    AssistantError,
     Cancelled,
     ChecksumMismatchError,
+    ConnectionDroppedError,
     CorruptModelError,
     DownloadError,
     DownloadInProgressError,
@@ -199,16 +200,56 @@ class Downloader:
 
 
 class _Hasher:
-    """sha256 of the partial file, kept in step with the bytes written to it."""
+    """sha256 of the partial file, kept in step with the bytes written to it.
+
+    Chunks are hashed on a helper thread (``hashlib`` releases the GIL), in batches of about
+    1 MiB, so on a fast link hashing overlaps the next network reads instead of adding to them.
+    """
+
+    BATCH = 1024 * 1024
 
     def __init__(self) -> None:
-        self.digest = hashlib.sha256()
+        self._digest = hashlib.sha256()
+        self._queue: queue.Queue[list[bytes] | None] = queue.Queue(maxsize=16)
+        self._thread: threading.Thread | None = None
+        self._pending: list[bytes] = []
+        self._pending_size = 0
 
-    def update(self, data: bytes | memoryview) -> None:
-        self.digest.update(data)
+    def update(self, data: bytes) -> None:
+        self._pending.append(data)
+        self._pending_size += len(data)
+        if self._pending_size >= self.BATCH:
+            self._flush()
+
+    def _flush(self) -> None:
+        if not self._pending:
+            return
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._work, name="sha256", daemon=True)
+            self._thread.start()
+        self._queue.put(self._pending)
+        self._pending, self._pending_size = [], 0
+
+    def _work(self) -> None:
+        while (batch := self._queue.get()) is not None:
+            for chunk in batch:
+                self._digest.update(chunk)
+
+    def close(self) -> None:
+        """Wait until every chunk given so far is hashed; the hasher stays usable."""
+        self._flush()
+        if self._thread is not None:
+            self._queue.put(None)
+            self._thread.join()
+            self._thread = None
+
+    def reset(self) -> None:
+        self.close()
+        self._digest = hashlib.sha256()
 
     def hexdigest(self) -> str:
-        return self.digest.hexdigest()
+        self.close()
+        return self._digest.hexdigest()
 
 
 class DownloadJob:
@@ -307,6 +348,7 @@ class DownloadJob:
     def _run(self) -> DownloadResult:
         self._state = "checking"
         target = self.target
+        self._emit(0, target.spec.size_bytes if target.spec else None, phase="checking", force=True)
         existing = self._installed()
         if existing is not None and not existing.missing:
             return DownloadResult(existing, already_installed=True)
@@ -343,8 +385,8 @@ class DownloadJob:
         if actual != expected:
             log.warning("Cached %s does not match its checksum; downloading it again.", pointer)
             return None
-        self._check_gguf(pointer, delete=False)
-        model = self._register(pointer, pointer.stat().st_size, actual)
+        header_name = self._check_gguf(pointer, delete=False)
+        model = self._register(pointer, pointer.stat().st_size, actual, header_name)
         return DownloadResult(model, from_cache=True, warnings=tuple(self.warnings))
 
     def _download(self) -> DownloadResult:
@@ -352,16 +394,7 @@ class DownloadJob:
         target = self.target
         endpoint = d.endpoint_url()
         token = d.token()
-        meta = hub.fetch_file_metadata(
-            target.repo,
-            target.filename,
-            revision=target.revision,
-            token=token,
-            endpoint=endpoint,
-            timeout=d.timeout,
-            retries=d.retries,
-            retry_wait=d.retry_wait,
-        )
+        meta = self._metadata(token, endpoint)
         if target.sha256 and meta.sha256 and target.sha256.lower() != meta.sha256:
             raise ChecksumMismatchError(
                 f"The Hub now serves a different {target.filename} than the one this app's "
@@ -379,8 +412,9 @@ class DownloadJob:
             # Same bytes already here under another revision: link them, after checking them.
             actual = self._hash_file(blob)
             if actual == expected or (expected is None and self._git_sha1(blob) == meta.git_sha1):
+                header_name = self._check_gguf(blob, delete=True)
                 pointer = self._install(meta, blob, linked_only=True)
-                model = self._register(pointer, blob.stat().st_size, actual)
+                model = self._register(pointer, blob.stat().st_size, actual, header_name)
                 return DownloadResult(model, from_cache=True, warnings=tuple(self.warnings))
             blob.unlink()
 
@@ -436,39 +470,71 @@ class DownloadJob:
             )
         self._warn_memory_fit(total)
         hasher = _Hasher()
-        if have:
-            self._state = "verifying"
-            self._hash_into(partial, hasher, have)
-        resumed_from = have
-        self._state = "downloading"
-        fetched = self._transfer(meta, partial, hasher, have, total, token, endpoint)
+        try:
+            if have:
+                self._state = "verifying"
+                self._hash_into(partial, hasher, have)
+            resumed_from = have
+            self._state = "downloading"
+            fetched = self._transfer(meta, partial, hasher, have, total, token, endpoint)
+        finally:
+            hasher.close()
         size = partial.stat().st_size
         self._state = "verifying"
         self._emit(size, size, phase="verifying", force=True)
+        # Make the bytes durable before they can be installed, while the checks run.
+        sync_errors: list[OSError] = []
+        syncing = threading.Thread(
+            target=_fsync, args=(partial, sync_errors), name="fsync", daemon=True
+        )
+        syncing.start()
+        try:
+            actual = hasher.hexdigest()
+            self._verify(partial, size, total, actual, expected, meta)
+            header_name = self._check_gguf(partial, delete=True)
+        finally:
+            syncing.join()
+        if sync_errors:
+            if sync_errors[0].errno in _DISK_FULL:
+                partial.unlink(missing_ok=True)
+                raise disk_full_error(
+                    partial.parent, self.target.filename, "The download was deleted."
+                ) from sync_errors[0]
+            raise sync_errors[0]
+        pointer = self._install(meta, partial)
+        model = self._register(pointer, size, actual, header_name)
+        return DownloadResult(
+            model, fetched_bytes=fetched, resumed_from=resumed_from, warnings=tuple(self.warnings)
+        )
+
+    def _verify(
+        self,
+        partial: Path,
+        size: int,
+        total: int | None,
+        actual: str,
+        expected: str | None,
+        meta: hub.FileMetadata,
+    ) -> None:
+        """The size and checksum must be the published ones; otherwise delete the bytes."""
+        name = self.target.filename
         if total is not None and size != total:
             partial.unlink(missing_ok=True)
             raise ChecksumMismatchError(
-                f"{self.target.filename} arrived with {size} bytes instead of {total}. "
+                f"{name} arrived with {size} bytes instead of {total}. "
                 "It was deleted; nothing was installed.",
                 hint="Try again; if it keeps happening the file on the Hub may be changing.",
             )
-        actual = hasher.hexdigest()
         matches = actual == expected if expected else self._git_sha1(partial) == meta.git_sha1
         if not matches:
             partial.unlink(missing_ok=True)
             raise ChecksumMismatchError(
-                f"The downloaded {self.target.filename} does not match its published checksum "
+                f"The downloaded {name} does not match its published checksum "
                 f"(expected {(expected or meta.etag)[:12]}…, got {actual[:12]}…). "
                 "It was deleted; nothing was installed.",
                 hint="Try again. If it happens again, the connection or a proxy is altering "
                 "the file.",
             )
-        self._check_gguf(partial, delete=True)
-        pointer = self._install(meta, partial)
-        model = self._register(pointer, size, actual)
-        return DownloadResult(
-            model, fetched_bytes=fetched, resumed_from=resumed_from, warnings=tuple(self.warnings)
-        )
 
     def _transfer(
         self,
@@ -512,7 +578,7 @@ class DownloadJob:
                         if done and response.status_code != 206:
                             # The server ignored the Range header: start again from byte 0.
                             sink.truncate(0)
-                            hasher = _Hasher()
+                            hasher.reset()
                             done = 0
                         elif done and not _range_starts_at(response, done):
                             raise DownloadError(
@@ -532,6 +598,14 @@ class DownloadJob:
                         else:
                             if total is None:
                                 break  # no length announced: the end of the body is the end
+                    if not progressed:
+                        # An empty answer, and no error: count it like a dropped connection.
+                        attempts += 1
+                        if attempts > d.retries:
+                            raise ConnectionDroppedError(
+                                f"The Hub kept sending nothing for {meta.filename}.",
+                                hint="Run the same command again later; finished bytes are kept.",
+                            )
                 except Exception as exc:
                     if isinstance(exc, OSError) and exc.errno in _DISK_FULL:
                         partial.unlink(missing_ok=True)
@@ -541,6 +615,8 @@ class DownloadJob:
                             "The partial download was deleted to give the space back.",
                         ) from exc
                     if not isinstance(exc, httpx2.TransportError | HfHubHTTPError):
+                        if isinstance(exc, OfflineModeIsEnabled):
+                            raise hub.translate_error(exc, repo=meta.repo) from exc
                         raise
                     attempts = 0 if progressed else attempts + 1
                     if not self._give_up(exc, attempts):
@@ -559,17 +635,7 @@ class DownloadJob:
                         and not hub.same_origin(url, endpoint)
                     ):
                         # A signed CDN link expired (say, during a long pause): get a new one.
-                        meta = hub.fetch_file_metadata(
-                            meta.repo,
-                            meta.filename,
-                            revision=meta.revision,
-                            token=token,
-                            endpoint=endpoint,
-                            timeout=d.timeout,
-                            retries=d.retries,
-                            retry_wait=d.retry_wait,
-                        )
-                        url, refreshed = meta.location, True
+                        url, refreshed = self._metadata(token, endpoint).location, True
                         continue
                     raise hub.translate_error(
                         exc,
@@ -578,9 +644,21 @@ class DownloadJob:
                         endpoint=endpoint,
                         has_token=bool(token),
                     ) from exc
-            os.fsync(sink.fileno())
-        self._emit(done, total, force=True)
+            self._emit(done, total, force=True)
         return fetched
+
+    def _metadata(self, token: str | None, endpoint: str) -> hub.FileMetadata:
+        d = self.downloader
+        return hub.fetch_file_metadata(
+            self.target.repo,
+            self.target.filename,
+            revision=self.target.revision,
+            token=token,
+            endpoint=endpoint,
+            timeout=d.timeout,
+            retries=d.retries,
+            retry_wait=d.retry_wait,
+        )
 
     def _give_up(self, exc: BaseException, attempts: int) -> bool:
         if hub.is_tls_failure(exc) or not hub.is_transient(exc):
@@ -612,12 +690,12 @@ class DownloadJob:
         self, done: int, total: int | None, *, phase: str = "downloading", force: bool = False
     ) -> None:
         now = time.monotonic()
+        if not force and now - self._last_report < self.downloader.progress_interval:
+            return  # the common case, once per network read: keep it cheap
+        self._last_report = now
         self._samples.append((now, done))
         while len(self._samples) > 2 and now - self._samples[0][0] > 3.0:
             self._samples.popleft()
-        if not force and now - self._last_report < self.downloader.progress_interval:
-            return
-        self._last_report = now
         first_t, first_done = self._samples[0]
         span = now - first_t
         speed = (done - first_done) / span if span > 0.05 else 0.0
@@ -648,7 +726,10 @@ class DownloadJob:
 
     def _hash_file(self, path: Path) -> str:
         hasher = _Hasher()
-        self._hash_into(path, hasher, path.stat().st_size)
+        try:
+            self._hash_into(path, hasher, path.stat().st_size)
+        finally:
+            hasher.close()
         return hasher.hexdigest()
 
     @staticmethod
@@ -678,10 +759,11 @@ class DownloadJob:
                 "only this part is downloaded."
             )
 
-    def _check_gguf(self, path: Path, *, delete: bool) -> None:
+    def _check_gguf(self, path: Path, *, delete: bool) -> str:
+        """Check the GGUF header; return the model name it records."""
         name = self.target.filename
         try:
-            read_gguf_info(path)
+            return read_gguf_info(path).name
         except NotGGUFError as exc:
             if delete:
                 path.unlink(missing_ok=True)
@@ -709,7 +791,7 @@ class DownloadJob:
             return pointer
         return self.downloader.cache.install(meta, verified)
 
-    def _register(self, path: Path, size: int, sha256: str) -> InstalledModel:
+    def _register(self, path: Path, size: int, sha256: str, header_name: str) -> InstalledModel:
         target = self.target
         store = self.downloader.store
         previous = self._installed()
@@ -718,7 +800,7 @@ class DownloadJob:
             if previous is not None
             else target.model_id or store.unique_id(target.filename)
         )
-        name = target.name or _header_name(path) or Path(target.filename).stem
+        name = target.name or header_name or Path(target.filename).stem
         model = InstalledModel(
             id=model_id,
             name=name,
@@ -774,9 +856,24 @@ class DownloadJob:
             )
 
 
+def _fsync(path: Path, errors: list[OSError]) -> None:
+    """fsync on a helper thread; failures are handed back through ``errors``."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        errors.append(exc)
+
+
 def _write_all(sink: object, chunk: bytes, partial: Path) -> None:
     """Unbuffered writes, so a killed process leaves every received byte on disk."""
-    view = memoryview(chunk)
+    written = sink.write(chunk)  # type: ignore[attr-defined]
+    if written == len(chunk):
+        return
+    view = memoryview(chunk)[written or 0 :]
     while view:
         written = sink.write(view)  # type: ignore[attr-defined]
         if not written:
@@ -799,13 +896,6 @@ def _length(response: httpx2.Response, done: int) -> int | None:
         return int(tail) if tail.isdigit() else None
     length = response.headers.get("Content-Length")
     return done + int(length) if length and length.isdigit() else None
-
-
-def _header_name(path: Path) -> str:
-    try:
-        return read_gguf_info(path).name
-    except AssistantError:
-        return ""
 
 
 __all__ = [

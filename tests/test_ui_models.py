@@ -10,7 +10,15 @@ from pathlib import Path
 import keyring
 import pytest
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QDialog, QFileDialog, QLabel, QMessageBox, QPushButton, QWidget
+from PySide6.QtWidgets import (
+    QDialog,
+    QFileDialog,
+    QLabel,
+    QMessageBox,
+    QPushButton,
+    QTableWidget,
+    QWidget,
+)
 from pytestqt.qtbot import QtBot
 
 from assistant.catalog import Catalog, ModelSpec, load_catalog
@@ -86,6 +94,12 @@ def _downloaded(seen: list[DownloadProgress]) -> int:
     return max((p.done for p in seen if p.phase == "downloading"), default=0)
 
 
+def _text(table: QTableWidget, row: int, column: int) -> str:
+    item = table.item(row, column)
+    assert item is not None
+    return item.text()
+
+
 def _cell_button(table_cell: QWidget | None) -> QPushButton:
     assert table_cell is not None
     buttons = table_cell.findChildren(QPushButton)
@@ -101,7 +115,8 @@ def test_catalog_lists_every_model_with_fit_badges_and_recommendation(
 ) -> None:
     table = window.catalog_table
     assert table.rowCount() == len(catalog)
-    headers = [table.horizontalHeaderItem(c).text() for c in range(table.columnCount())]
+    headers = [table.model().headerData(c, Qt.Orientation.Horizontal)
+               for c in range(table.columnCount())]
     for column in ("Model", "Parameters", "Size", "Quantization", "License", "Good at"):
         assert column in headers
 
@@ -118,11 +133,12 @@ def test_catalog_lists_every_model_with_fit_badges_and_recommendation(
     assert recommended is not None
     assert window.recommended_id == recommended.id
     first = table.item(0, 0)
+    assert first is not None
     assert first.text() == f"★ {recommended.name}"
     assert first.font().bold()
     assert "recommended" in first.data(Qt.ItemDataRole.AccessibleTextRole)
     assert recommended.name in window.summary.text()
-    others = [table.item(row, 0).text() for row in range(1, table.rowCount())]
+    others = [_text(table, row, 0) for row in range(1, table.rowCount())]
     assert not any(text.startswith("★") for text in others)
 
 
@@ -167,7 +183,7 @@ def test_download_from_the_hub_shows_progress_then_installs(
     assert window.download_button(SMOL_ID).text() == "Installed"
     assert not window.download_button(SMOL_ID).isEnabled()
     assert window.installed_table.rowCount() == 1
-    assert window.installed_table.item(0, 3).text() == "★ Default"
+    assert _text(window.installed_table, 0, 3) == "★ Default"
     assert window.tabs.tabText(1) == "Installed (1)"
 
 
@@ -248,8 +264,11 @@ def test_download_failure_is_shown_in_plain_words(
     assert store.list_installed() == []
 
     hub.faults.status = None
-    with qtbot.waitSignal(window.modelInstalled, timeout=TIMEOUT_MS):
-        qtbot.mouseClick(row.retry_button, Qt.MouseButton.LeftButton)
+    qtbot.mouseClick(row.retry_button, Qt.MouseButton.LeftButton)
+    again = window.downloads.tasks()[-1]
+    assert again is not task
+    qtbot.waitUntil(lambda: not again.active, timeout=TIMEOUT_MS)
+    assert again.state == "done", again.error
     assert store.find(SMOL_ID) is not None
 
 
@@ -285,9 +304,9 @@ def test_search_lists_a_repos_gguf_files_and_downloads_one(
     qtbot.mouseClick(window.search_button, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: window.search_table.rowCount() == 1, timeout=TIMEOUT_MS)
     table = window.search_table
-    assert table.item(0, 0).text() == "tiny-chat.Q4_1.gguf"
-    assert table.item(0, 1).text() == "Q4_1"
-    assert table.item(0, 2).text() == "98.4 MB"
+    assert _text(table, 0, 0) == "tiny-chat.Q4_1.gguf"
+    assert _text(table, 0, 1) == "Q4_1"
+    assert _text(table, 0, 2) == "98.4 MB"
     assert "1 GGUF file" in window.search_status.text()
 
     with qtbot.waitSignal(window.modelInstalled, timeout=TIMEOUT_MS) as installed:
@@ -299,14 +318,12 @@ def test_search_lists_a_repos_gguf_files_and_downloads_one(
 def test_search_of_a_missing_repo_says_so(
     qtbot: QtBot, window: ModelManagerWindow, hub: FakeHub
 ) -> None:
-    call = window.search("nobody/nothing-here")
-    assert call is not None
-    with qtbot.waitSignal(call.failed, timeout=TIMEOUT_MS):
-        pass
+    with qtbot.waitSignal(window.runner.idle, timeout=TIMEOUT_MS):
+        assert window.search("nobody/nothing-here")
     assert "no repository nobody/nothing-here" in window.search_status.text()
     assert window.search_table.rowCount() == 0
     assert window.search_button.isEnabled()
-    assert window.search("not a repo id") is None
+    assert not window.search("not a repo id")
     assert "owner/name" in window.search_status.text()
 
 
@@ -338,9 +355,8 @@ def test_importing_a_file_that_is_not_a_model_explains_why(
 ) -> None:
     bogus = tmp_path / "notes.gguf"
     bogus.write_bytes(b"these are my holiday notes, not a model" * 100)
-    call = window.import_file(bogus)
-    with qtbot.waitSignal(call.failed, timeout=TIMEOUT_MS):
-        pass
+    with qtbot.waitSignal(window.runner.idle, timeout=TIMEOUT_MS):
+        window.import_file(bogus)
     assert window.problem.isVisible()
     assert window.problem.message().startswith("The file was not imported:")
     assert "GGUF" in window.problem.message() + window.problem.hint()
@@ -367,7 +383,7 @@ def test_set_default_and_delete_with_confirmation(
                          Qt.MouseButton.LeftButton)
     assert changed.args == [second.id]
     assert store.default_id() == second.id
-    assert table.item(1, 3).text() == "★ Default" and table.item(0, 3).text() == ""
+    assert _text(table, 1, 3) == "★ Default" and _text(table, 0, 3) == ""
 
     answers = iter([QMessageBox.StandardButton.Cancel, QMessageBox.StandardButton.Yes])
     asked: list[str] = []
@@ -437,9 +453,8 @@ def test_first_run_with_a_bad_file_shows_the_problem_and_stays_open(
     empty.write_bytes(b"")
     ready: list[str] = []
     dialog.modelReady.connect(ready.append)
-    call = dialog.import_file(empty)
-    with qtbot.waitSignal(call.failed, timeout=TIMEOUT_MS):
-        pass
+    with qtbot.waitSignal(dialog.runner.idle, timeout=TIMEOUT_MS):
+        dialog.import_file(empty)
     assert dialog.problem.isVisible() and "cannot be used" in dialog.problem.message()
     assert ready == [] and store.list_installed() == []
     assert dialog.isVisible() and dialog.import_button.isEnabled()

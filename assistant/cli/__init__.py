@@ -7,7 +7,9 @@ its parser and sets ``func`` (called with the parsed ``argparse.Namespace``, ret
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
+import os
 import sys
 from collections.abc import Sequence
 
@@ -49,8 +51,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     setup_logging(verbose=args.verbose)
     if not getattr(args, "func", None):
         return _open_gui(parser)
+    # Only `models pull` and `models search` may reach the Hub; that group guards itself.
+    guard = contextlib.nullcontext() if args.command == "models" else _offline()
     try:
-        return int(args.func(args))
+        with guard:
+            return int(args.func(args))
+    except BrokenPipeError:
+        # The reader went away (`... | head`); stop quietly and keep Python from complaining.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except AssistantError as exc:
         error(exc.full_text())
         return EXIT_ERROR
@@ -64,6 +73,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"{app_paths().logs}"
         )
         return EXIT_ERROR
+
+
+def _offline() -> contextlib.AbstractContextManager[None]:
+    from assistant.hub import offline_guard
+
+    return offline_guard()
 
 
 def _open_gui(parser: argparse.ArgumentParser) -> int:

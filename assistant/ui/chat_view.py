@@ -23,7 +23,7 @@ from PySide6.QtWidgets import (
 )
 
 from assistant.history import Message
-from assistant.ui.markdown import Style
+from assistant.ui.markdown import Style, warm_up_in_background
 from assistant.ui.message_view import MessageWidget
 from assistant.ui.theme import colors_for
 
@@ -55,17 +55,18 @@ class ChatView(QWidget):
         self._busy = False
         self._stick_to_bottom = True
         self._next_render_at = 0.0
+        self._scroll_target: int | None = None
         self._style = self._make_style(False)
         self._render_timer = QTimer(self)
         self._render_timer.setSingleShot(True)
         self._render_timer.timeout.connect(self._on_render_due)
 
-        self.scroll = QScrollArea()
-        self.scroll.setObjectName("ChatScroll")
-        self.scroll.setWidgetResizable(True)
-        self.scroll.setFrameShape(QFrame.Shape.NoFrame)
-        self.scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-        self.scroll.setAccessibleName("Conversation")
+        self.scroll_area = QScrollArea()
+        self.scroll_area.setObjectName("ChatScroll")
+        self.scroll_area.setWidgetResizable(True)
+        self.scroll_area.setFrameShape(QFrame.Shape.NoFrame)
+        self.scroll_area.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.scroll_area.setAccessibleName("Conversation")
         content = QWidget()
         content.setObjectName("ChatContent")
         row = QHBoxLayout(content)
@@ -81,14 +82,18 @@ class ChatView(QWidget):
         row.addStretch(0)
         row.addWidget(self.column, 1)
         row.addStretch(0)
-        self.scroll.setWidget(content)
-        bar = self.scroll.verticalScrollBar()
+        self.scroll_area.setWidget(content)
+        bar = self.scroll_area.verticalScrollBar()
         bar.valueChanged.connect(self._on_scrolled)
         bar.rangeChanged.connect(self._on_scroll_range_changed)
 
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
-        layout.addWidget(self.scroll)
+        layout.addWidget(self.scroll_area)
+        warm_up_in_background()
+        # The first rich-text widget costs more than the rest (fonts, layout engine): pay for
+        # it while the window is idle rather than when the first answer arrives.
+        QTimer.singleShot(300, self, self._on_warm_up_due)
 
     def _build_empty_state(self) -> QWidget:
         self.empty = QWidget()
@@ -126,6 +131,10 @@ class ChatView(QWidget):
         )
 
     # --- what is shown ---------------------------------------------------------------------
+
+    @property
+    def dark(self) -> bool:
+        return self._style.dark
 
     def set_dark(self, dark: bool) -> None:
         self._style = self._make_style(dark)
@@ -191,7 +200,7 @@ class ChatView(QWidget):
 
     def begin_answer(self, model_name: str) -> MessageWidget:
         widget = self._add_widget("assistant")
-        widget.set_model_name(model_name)
+        widget.setAccessibleDescription(f"Answer from {model_name}, being written")
         widget.set_streaming()
         self._streaming = widget
         self._stream_text = ""
@@ -230,6 +239,18 @@ class ChatView(QWidget):
             pending.message_id = message_id
             self._refresh_actions()
 
+    def scroll_to_message(self, message_id: int) -> None:
+        """Bring a message into view (a search result), once the layout has settled."""
+        self._stick_to_bottom = False
+        self._scroll_target = message_id
+        QTimer.singleShot(0, self, self._on_scroll_target_due)
+
+    @Slot()
+    def _on_scroll_target_due(self) -> None:
+        widget = next((w for w in self._widgets if w.message_id == self._scroll_target), None)
+        if widget is not None:
+            self.scroll_area.ensureWidgetVisible(widget, 0, 40)
+
     def set_busy(self, busy: bool) -> None:
         """While an answer is being written, nothing may regenerate or edit."""
         self._busy = busy
@@ -267,6 +288,13 @@ class ChatView(QWidget):
             widget.set_max_bubble_width(width)
 
     @Slot()
+    def _on_warm_up_due(self) -> None:
+        probe = MessageWidget("assistant", self._style, self.column)
+        probe.hide()
+        probe.set_text("*warm-up*\n\n```\nx\n```")
+        probe.deleteLater()
+
+    @Slot()
     def _on_render_due(self) -> None:
         if self._streaming is None:
             return
@@ -278,10 +306,10 @@ class ChatView(QWidget):
 
     @Slot(int)
     def _on_scrolled(self, value: int) -> None:
-        bar = self.scroll.verticalScrollBar()
+        bar = self.scroll_area.verticalScrollBar()
         self._stick_to_bottom = value >= bar.maximum() - 8
 
     @Slot(int, int)
     def _on_scroll_range_changed(self, _minimum: int, maximum: int) -> None:
         if self._stick_to_bottom:
-            self.scroll.verticalScrollBar().setValue(maximum)
+            self.scroll_area.verticalScrollBar().setValue(maximum)

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import logging
 
-from PySide6.QtCore import QSize, Qt, QTimer, Signal, Slot
-from PySide6.QtGui import QKeyEvent
+from PySide6.QtCore import QEvent, QSize, Qt, QTimer, Signal, Slot
+from PySide6.QtGui import QKeyEvent, QShowEvent
 from PySide6.QtWidgets import (
     QFrame,
     QHBoxLayout,
@@ -65,13 +65,23 @@ class MessageEdit(QPlainTextEdit):
     def sizeHint(self) -> QSize:
         return QSize(super().sizeHint().width(), self.height())
 
+    def changeEvent(self, event: QEvent) -> None:
+        super().changeEvent(event)
+        # The stylesheet's padding and the font arrive after construction: measure again.
+        if event.type() in (QEvent.Type.StyleChange, QEvent.Type.FontChange):
+            self._on_contents_changed()
+
+    def showEvent(self, event: QShowEvent) -> None:
+        super().showEvent(event)
+        self._on_contents_changed()
+
     @Slot()
     def _on_contents_changed(self) -> None:
+        # QPlainTextEdit's document measures its height in lines.
         lines = max(1, min(MAX_VISIBLE_LINES, int(self.document().size().height())))
-        line = self.fontMetrics().lineSpacing()
-        margins = self.contentsMargins()
-        frame = int(self.document().documentMargin() * 2)
-        height = lines * line + frame + margins.top() + margins.bottom() + 6
+        text = lines * self.fontMetrics().lineSpacing() + 2 * self.document().documentMargin()
+        chrome = self.height() - self.viewport().height()  # frame, padding, border
+        height = int(text) + chrome + 4  # QPlainTextEdit scrolls when a line fits exactly
         if height != self.height():
             self.setFixedHeight(height)
 

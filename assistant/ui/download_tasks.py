@@ -196,6 +196,10 @@ class DownloadQueue(QObject):
         self.pool = QThreadPool(self)
         self.pool.setMaxThreadCount(max_parallel)
         self._tasks: list[DownloadTask] = []
+        # If the queue is destroyed with downloads running, stop them first: QThreadPool's
+        # destructor waits for its threads, and a download would keep it waiting forever.
+        tasks = self._tasks
+        self.destroyed.connect(lambda *_: _stop_all(tasks))
         app = QCoreApplication.instance()
         if app is not None:
             # A running download would keep QThreadPool's destructor waiting forever.
@@ -216,7 +220,7 @@ class DownloadQueue(QObject):
             return running
         task = DownloadTask(self.downloader, target, self)
         task.finished.connect(self.modelInstalled)
-        self._tasks = [t for t in self._tasks if t.active] + [task]
+        self._tasks[:] = [t for t in self._tasks if t.active] + [task]
         self.pool.start(_Runnable(task.run))
         self.taskAdded.emit(task)
         return task
@@ -226,59 +230,76 @@ class DownloadQueue(QObject):
 
         Cancelled here means paused for good: the bytes so far are kept for the next start.
         """
-        for task in self._tasks:
-            if task.active:
-                task._cancel_requested.set()
-                task._job.cancel(discard_partial=False)
+        _stop_all(self._tasks)
         return bool(self.pool.waitForDone(int(timeout_s * 1000)))
 
 
-class BackgroundCall(QObject):
-    """Run one function on a pool thread and report its outcome as a signal.
+def _stop_all(tasks: list[DownloadTask]) -> None:
+    """Cancel every running download, keeping its bytes for the next start."""
+    for task in tasks:
+        if task.active:
+            task._cancel_requested.set()
+            task._job.cancel(discard_partial=False)
+
+
+class TaskRunner(QObject):
+    """Runs one-off functions (a Hub search, an import) on a pool thread and hands each outcome
+    to a callback on the GUI thread.
+
+    One long-lived runner serves a whole window. A QObject per call that deletes itself once
+    its signal is delivered looks tidier, but deleting a sender from inside its own queued
+    emission has crashed PySide 6.12 here; a runner that lives as long as its window never
+    is deleted mid-delivery.
 
     Signals:
-        succeeded(object): the function's return value.
-        failed(object): the exception it raised (a known ``AssistantError`` or a bug; bugs are
-            also logged with their traceback).
+        idle(): no call is running any more (tests and busy indicators wait for it).
     """
 
-    succeeded = Signal(object)
-    failed = Signal(object)
+    idle = Signal()
+    _delivered = Signal(object, object)  # (callback, argument), emitted from the pool thread
 
-    def __init__(
+    def __init__(self, pool: QThreadPool, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.pool = pool
+        self.pending = 0
+        self._delivered.connect(self._on_delivered)
+
+    def run(
         self,
         work: Callable[[], Any],
+        *,
+        on_success: Callable[[Any], None],
+        on_failure: Callable[[BaseException], None],
         what: str,
-        pool: QThreadPool,
-        parent: QObject,
     ) -> None:
-        # A parent is required: it keeps this object (and so its signals) alive until the
-        # outcome is delivered; the object then deletes itself.
-        super().__init__(parent)
-        self.what = what
-        self.running = False
-        self._work = work
-        self._pool = pool
+        """Call ``work()`` on the pool; then ``on_success(value)`` or ``on_failure(exc)`` here.
 
-    def start(self) -> BackgroundCall:
-        """Start the call; connect to the signals before this."""
-        # Connected last, so it runs after the caller's slots.
-        self.succeeded.connect(self._on_done)
-        self.failed.connect(self._on_done)
-        self.running = True
-        self._pool.start(_Runnable(self._run))
-        return self
+        Bugs (anything but an ``AssistantError``) are also logged with their traceback.
+        """
+        self.pending += 1
 
-    def _run(self) -> None:
+        def call() -> None:
+            try:
+                value = work()
+            except BaseException as exc:  # never lose an exception in a thread
+                if not isinstance(exc, AssistantError):
+                    log.error("Unexpected error while %s", what, exc_info=exc)
+                self._emit(on_failure, exc)
+            else:
+                self._emit(on_success, value)
+
+        self.pool.start(_Runnable(call))
+
+    def _emit(self, callback: Callable[[Any], None], argument: object) -> None:
         try:
-            value = self._work()
-        except BaseException as exc:  # never lose an exception in a thread
-            if not isinstance(exc, AssistantError):
-                log.error("Unexpected error while %s", self.what, exc_info=exc)
-            self.failed.emit(exc)
-        else:
-            self.succeeded.emit(value)
+            self._delivered.emit(callback, argument)
+        except RuntimeError:  # the window (and this runner) closed meanwhile: nobody to tell
+            log.debug("Outcome dropped: its window is gone")
 
-    def _on_done(self, *_args: object) -> None:
-        self.running = False
-        self.deleteLater()
+    def _on_delivered(self, callback: Callable[[Any], None], argument: object) -> None:
+        self.pending -= 1
+        try:
+            callback(argument)
+        finally:
+            if self.pending == 0:
+                self.idle.emit()

@@ -26,7 +26,7 @@ from assistant.catalog import Catalog, ModelSpec
 from assistant.downloads import DownloadTarget
 from assistant.hardware import Hardware, estimate_for_spec, fit_for_spec, recommend
 from assistant.models_store import InstalledModel, ModelStore, format_bytes
-from assistant.ui.download_tasks import BackgroundCall, DownloadQueue, DownloadTask
+from assistant.ui.download_tasks import DownloadQueue, DownloadTask, TaskRunner
 from assistant.ui.errors import ErrorBanner, describe, show_bug_report
 from assistant.ui.model_manager import GGUF_FILTER, make_downloads
 from assistant.ui.model_widgets import DownloadRow, FitBadge
@@ -71,6 +71,7 @@ class FirstRunDialog(QDialog):
         self.catalog = catalog
         self.hardware = hardware
         self.downloads = downloads or make_downloads(store, catalog, hardware, self)
+        self.runner = TaskRunner(self.downloads.pool, self)
         self.spec, self.fits = pick_model(catalog, hardware)
         self.task: DownloadTask | None = None
         self._row: DownloadRow | None = None
@@ -180,15 +181,12 @@ class FirstRunDialog(QDialog):
         self._watch(task)
         return task
 
-    def import_file(self, path: Path | str) -> BackgroundCall:
+    def import_file(self, path: Path | str) -> None:
         """Validate and register a GGUF file (left where it is), then make it the default."""
         self.problem.hide()
         self._set_busy(True)
-        call = BackgroundCall(lambda: self.store.import_file(path),
-                              f"importing {Path(path).name}", self.downloads.pool, self)
-        call.succeeded.connect(self._on_imported)
-        call.failed.connect(self._on_import_failed)
-        return call.start()
+        self.runner.run(lambda: self.store.import_file(path), on_success=self._on_imported,
+                        on_failure=self._on_import_failed, what=f"importing {Path(path).name}")
 
     def _watch(self, task: DownloadTask) -> None:
         self.task = task

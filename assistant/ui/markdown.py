@@ -12,16 +12,16 @@ from __future__ import annotations
 
 import functools
 import html
+import logging
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-try:
-    from markdown_it import MarkdownIt
+if TYPE_CHECKING:
     from markdown_it.token import Token
-except ImportError:  # pragma: no cover - a declared dependency; degrade to plain text
-    MarkdownIt = None  # type: ignore[assignment,misc]
-    Token = Any  # type: ignore[assignment,misc]
+
+log = logging.getLogger(__name__)
 
 SegmentKind = Literal["prose", "code"]
 
@@ -58,7 +58,11 @@ def _render_image(renderer: Any, tokens: Sequence[Token], idx: int, options: Any
 
 @functools.lru_cache(maxsize=4)
 def _parser(style: Style) -> Any:
-    if MarkdownIt is None:
+    # Imported here, not at start-up: the window shows faster, and warm_up() pays the cost.
+    try:
+        from markdown_it import MarkdownIt
+    except ImportError:  # a declared dependency; without it answers show as plain text
+        log.warning("markdown-it-py is not installed; answers are shown as plain text.")
         return None
     md = MarkdownIt("commonmark", {"html": False, "linkify": False, "typographer": False})
     md.enable(["table", "strikethrough"])
@@ -144,3 +148,13 @@ def render(text: str, style: Style | None = None) -> list[Segment]:
             prose.append(token)
     flush_prose()
     return segments
+
+
+def warm_up() -> None:
+    """Import and prime Markdown and Pygments, so the first answer renders without a stall."""
+    render("# Title\n\n- item\n\n```python\nprint('hi')\n```\n", Style())
+
+
+def warm_up_in_background() -> None:
+    """Run ``warm_up`` on a short-lived thread (pure Python, no Qt: safe off the UI thread)."""
+    threading.Thread(target=warm_up, name="markdown-warm-up", daemon=True).start()

@@ -143,7 +143,7 @@ class CodeBlock(QFrame):
     def _on_copy_clicked(self) -> None:
         QGuiApplication.clipboard().setText(self.code)
         self.copy_button.setText("Copied")
-        QTimer.singleShot(1500, self._on_copy_feedback_done)
+        QTimer.singleShot(1500, self, self._on_copy_feedback_done)
 
     @Slot()
     def _on_copy_feedback_done(self) -> None:
@@ -179,6 +179,7 @@ class MessageWidget(QFrame):
         self.text = ""
         self._style = style
         self._pieces: list[QWidget] = []
+        self._max_bubble = 600
         self.setAccessibleName("Your message" if role == "user" else "Answer")
 
         self.copy_button = _action("Copy", "Copy message", "Copy the text")
@@ -213,9 +214,9 @@ class MessageWidget(QFrame):
             self.label.setAccessibleName("Your message")
             self.bubble = QFrame()
             self.bubble.setObjectName("UserBubble")
-            inner = QVBoxLayout(self.bubble)
-            inner.setContentsMargins(14, 9, 14, 9)
-            inner.addWidget(self.label)
+            self._bubble_layout = QVBoxLayout(self.bubble)
+            self._bubble_layout.setContentsMargins(14, 9, 14, 9)
+            self._bubble_layout.addWidget(self.label)
             row = QHBoxLayout()
             row.addStretch(1)
             row.addWidget(self.bubble, 0)
@@ -250,6 +251,7 @@ class MessageWidget(QFrame):
         self.text = text
         if self.role == "user":
             self.label.setText(text)
+            self._fit_bubble()
             return
         self.thinking.setVisible(not text and self.status == "streaming")
         segments = render(text, self._style)
@@ -289,16 +291,12 @@ class MessageWidget(QFrame):
             self._drop_pieces_from(0)
             self.set_text(self.text)
 
-    def set_model_name(self, name: str) -> None:
-        if self.role != "user":
-            self.role_label.setText(name or "Assistant")
-
     def set_message(self, message: Message) -> None:
         """Show a saved message (its id enables the actions)."""
         self.message_id = message.id
         self.status = message.status
+        self.copy_button.show()
         if self.role != "user":
-            self.set_model_name(message.model or "Assistant")
             self.footer.setText(format_footer(message))
             self.footer.setVisible(bool(self.footer.text()))
             if message.status == "error" and not message.text:
@@ -309,10 +307,12 @@ class MessageWidget(QFrame):
         self.set_text(message.text)
 
     def set_streaming(self) -> None:
+        """An answer being written: no actions until it is saved."""
         self.status = "streaming"
         self.footer.setText("")
         self.thinking.setVisible(not self.text)
-        self.set_actions_enabled(False)
+        self.copy_button.hide()
+        self.regenerate_button.hide()
 
     def set_actions_enabled(self, enabled: bool) -> None:
         has_id = self.message_id is not None
@@ -322,7 +322,19 @@ class MessageWidget(QFrame):
 
     def set_max_bubble_width(self, width: int) -> None:
         if self.role == "user":
+            self._max_bubble = width
             self.bubble.setMaximumWidth(width)
+            self._fit_bubble()
+
+    def _fit_bubble(self) -> None:
+        # A QLabel that wraps picks a narrow width by itself; ask for the width the longest
+        # line needs (up to the bubble's limit) so short questions stay on one line.
+        metrics = self.label.fontMetrics()
+        natural = max((metrics.horizontalAdvance(line) for line in self.text.splitlines()),
+                      default=0)
+        margins = self._bubble_layout.contentsMargins()
+        room = self._max_bubble - margins.left() - margins.right()
+        self.label.setMinimumWidth(max(0, min(natural + 4, room)))
 
     # --- actions ---------------------------------------------------------------------------
 

@@ -34,7 +34,7 @@ from assistant.downloads import Downloader, DownloadTarget
 from assistant.hardware import Hardware, estimate_for_spec, fit_for_spec, recommend
 from assistant.hub import HubFile, list_gguf_files
 from assistant.models_store import InstalledModel, ModelStore, Removal, format_bytes
-from assistant.ui.download_tasks import BackgroundCall, DownloadQueue, DownloadTask
+from assistant.ui.download_tasks import DownloadQueue, DownloadTask, TaskRunner
 from assistant.ui.errors import ErrorBanner, describe, show_bug_report
 from assistant.ui.model_widgets import DownloadRow, FitBadge, MessageBar
 
@@ -128,6 +128,7 @@ class ModelManagerWindow(QWidget):
         self.catalog = catalog
         self.hardware = hardware
         self.downloads = downloads or make_downloads(store, catalog, hardware, self)
+        self.runner = TaskRunner(self.downloads.pool, self)
         recommended = recommend(catalog, hardware)
         self.recommended_id: str | None = recommended.id if recommended else None
         self._default_id = store.default_id()
@@ -285,16 +286,15 @@ class ModelManagerWindow(QWidget):
         """Show the store as it is now (a CLI may have changed it meanwhile)."""
         installed = self.store.list_installed()
         self._installed = {m.id: m for m in installed}
-        self._default_id = self.store.default_id()
-        self._fill_installed(installed)
+        self._fill_installed(installed, self.store.default_id())
         self._update_catalog_buttons()
         self.tabs.setTabText(1, f"Installed ({len(installed)})")
 
-    def _fill_installed(self, installed: list[InstalledModel]) -> None:
+    def _fill_installed(self, installed: list[InstalledModel], default: str | None) -> None:
         table = self.installed_table
         table.setRowCount(len(installed))
         for row, model in enumerate(installed):
-            is_default = model.id == self._default_id
+            is_default = model.id == default
             where = str(model.path) if model.owned else f"{model.path} (your file, left in place)"
             location = _item(f"File missing: {model.path}" if model.missing else where, where)
             if model.missing:
@@ -377,8 +377,7 @@ class ModelManagerWindow(QWidget):
             return
         self._show_info(f"{model.name} is now the default model.")
         self.refresh()
-        self._default_id = model_id
-        self.defaultChanged.emit(model_id)
+        self._check_default()
 
     def delete(self, model_id: str) -> Removal | None:
         """Remove a model without asking (the Delete button asks first)."""
@@ -396,32 +395,28 @@ class ModelManagerWindow(QWidget):
         self._check_default()
         return removal
 
-    def import_file(self, path: Path | str) -> BackgroundCall:
+    def import_file(self, path: Path | str) -> None:
         """Validate and register a local GGUF file (in place: the file stays yours)."""
         self._clear_messages()
         self.import_button.setEnabled(False)
-        call = BackgroundCall(lambda: self.store.import_file(path),
-                              f"importing {Path(path).name}", self.downloads.pool, self)
-        call.succeeded.connect(self._on_imported)
-        call.failed.connect(self._on_import_failed)
-        return call.start()
+        self.runner.run(lambda: self.store.import_file(path), on_success=self._on_imported,
+                        on_failure=self._on_import_failed, what=f"importing {Path(path).name}")
 
-    def search(self, text: str) -> BackgroundCall | None:
+    def search(self, text: str) -> bool:
         """List a Hub repository's GGUF files (the only request this window makes by itself)."""
         repo = repo_id_from(text)
         if repo is None:
             self.search_status.setText("That does not look like a repository id. Use the form "
                                        "owner/name, for example QuantFactory/SmolLM2-135M-"
                                        "Instruct-GGUF.")
-            return None
+            return False
         self.search_button.setEnabled(False)
         self.search_status.setText(f"Asking the Hub for the files of {repo}…")
         self.search_table.setRowCount(0)
-        call = BackgroundCall(lambda: list_gguf_files(repo), f"listing the files of {repo}",
-                              self.downloads.pool, self)
-        call.succeeded.connect(lambda files: self._on_search_done(repo, files))
-        call.failed.connect(self._on_search_failed)
-        return call.start()
+        self.runner.run(lambda: list_gguf_files(repo),
+                        on_success=lambda files: self._on_search_done(repo, files),
+                        on_failure=self._on_search_failed, what=f"listing the files of {repo}")
+        return True
 
     def _show_info(self, text: str) -> None:
         self.problem.hide()
@@ -538,4 +533,5 @@ class ModelManagerWindow(QWidget):
 
     def showEvent(self, event: QShowEvent) -> None:
         self.refresh()
+        self._check_default()
         super().showEvent(event)

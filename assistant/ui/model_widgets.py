@@ -6,7 +6,7 @@ things; the :class:`~assistant.ui.download_tasks.DownloadTask` they watch does t
 
 from __future__ import annotations
 
-from PySide6.QtCore import QEvent, Qt, QTimer, Signal
+from PySide6.QtCore import QEvent, Qt, Signal
 from PySide6.QtGui import QPalette
 from PySide6.QtWidgets import (
     QApplication,
@@ -264,14 +264,12 @@ class DownloadRow(QFrame):
         self._end()
 
     def _end(self) -> None:
+        # Keep keyboard focus inside the row when the button that had it disappears.
+        had_focus = self.pause_button.hasFocus() or self.cancel_button.hasFocus()
         self.pause_button.hide()
         self.cancel_button.hide()
         self.dismiss_button.show()
-        # Keep keyboard focus inside the row when the button that had it disappears.
-        QTimer.singleShot(0, self._refocus)
-
-    def _refocus(self) -> None:
-        if self.window().focusWidget() is None:
+        if had_focus:
             self.dismiss_button.setFocus()
 
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QObject, QThread, QTimer, Signal, Slot
+from PySide6.QtCore import QCoreApplication, QObject, QThread, QTimer, Signal, Slot
 
 from assistant import conversation
 from assistant.engine.base import CancelToken, ChatProvider, GenerationSettings
@@ -235,6 +235,10 @@ class ModelRunner(QObject):
         self.streaming_conversation: int | None = None
         self.streaming_text = ""
         self._thread.start()
+        app = QCoreApplication.instance()
+        if app is not None:
+            # A thread still running when Qt tears down aborts the process.
+            app.aboutToQuit.connect(self._on_about_to_quit)
 
     # --- state -----------------------------------------------------------------------------
 
@@ -303,6 +307,10 @@ class ModelRunner(QObject):
             log.warning("The model thread did not end within %d ms", timeout_ms)
         return bool(ended)
 
+    @Slot()
+    def _on_about_to_quit(self) -> None:
+        self.shutdown()
+
     def _submit(self, request: AnswerRequest) -> None:
         if self._answers_queued == 0:
             self.busyChanged.emit(True)
@@ -330,6 +338,8 @@ class ModelRunner(QObject):
     def _on_load_failed(self, model_id: str, message: str, hint: str, details: str) -> None:
         self._loads_queued -= 1
         self.ready = False
+        if self._loads_queued == 0:
+            self.model_id = None  # the previous model was freed before this load was tried
         self.loadFailed.emit(model_id, message, hint, details)
 
     @Slot(str)

@@ -1,0 +1,135 @@
+"""Start the desktop app: ``offline-assistant`` with no sub-command lands here."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import threading
+import types
+from collections.abc import Sequence
+from typing import Any
+
+from PySide6.QtCore import Qt, QTimer
+from PySide6.QtWidgets import QApplication
+
+from assistant import APP_ID, APP_NAME, __version__
+from assistant.history import HistoryStore
+from assistant.models_store import ModelStore
+from assistant.paths import app_paths
+from assistant.settings import Settings
+from assistant.ui.errors import show_bug_report
+from assistant.ui.main_window import MainWindow
+from assistant.ui.theme import app_icon, apply_theme
+
+log = logging.getLogger(__name__)
+
+
+def _install_excepthook(window: MainWindow) -> None:
+    """A bug in a slot becomes a calm report window instead of a silent stderr line."""
+    previous = sys.excepthook
+
+    def hook(
+        kind: type[BaseException], value: BaseException, tb: types.TracebackType | None
+    ) -> None:
+        import traceback
+
+        details = "".join(traceback.format_exception(kind, value, tb))
+        log.error("Unexpected error:\n%s", details)
+        try:
+            show_bug_report(details, window)
+        except Exception:  # the report itself failed: fall back to the default output
+            previous(kind, value, tb)
+
+    sys.excepthook = hook
+
+
+def _no_display() -> bool:
+    """On Linux without X11 or Wayland, Qt would abort the process with a cryptic message."""
+    if not sys.platform.startswith("linux"):
+        return False
+    return not any(os.environ.get(name) for name in ("DISPLAY", "WAYLAND_DISPLAY",
+                                                     "QT_QPA_PLATFORM"))
+
+
+def _close_on_signals(window: MainWindow) -> dict[int, Any]:
+    """Ctrl+C in the terminal (or a TERM) closes the window properly, keeping any answer in
+    progress. Python runs signal handlers only between bytecodes, so a timer wakes it.
+    Returns the handlers replaced."""
+
+    def handler(_number: int, _frame: types.FrameType | None) -> None:
+        window.close()
+
+    previous: dict[int, Any] = {
+        number: signal.signal(number, handler) for number in (signal.SIGINT, signal.SIGTERM)
+    }
+    waker = QTimer(window)
+    waker.timeout.connect(lambda: None)
+    waker.start(300)
+    return previous
+
+
+def run_app(argv: Sequence[str] | None = None) -> int:
+    """Open the chat window and run until it is closed; return the exit code."""
+    if _no_display():
+        print(
+            "offline-assistant: error: there is no graphical display (DISPLAY is not set). "
+            "Start it from a desktop session, or use the terminal commands: "
+            "`offline-assistant --help`.",
+            file=sys.stderr,
+        )
+        return 1
+    QApplication.setApplicationName(APP_NAME)
+    QApplication.setApplicationVersion(__version__)
+    QApplication.setOrganizationName(APP_ID)
+    QApplication.setDesktopFileName(APP_ID)
+    existing = QApplication.instance()
+    if isinstance(existing, QApplication):
+        app = existing
+    else:
+        # Fractional scaling (150 %) stays sharp instead of being rounded to 200 %.
+        QApplication.setHighDpiScaleFactorRoundingPolicy(
+            Qt.HighDpiScaleFactorRoundingPolicy.PassThrough
+        )
+        app = QApplication(list(argv if argv is not None else sys.argv))
+    app.setWindowIcon(app_icon())
+
+    paths = app_paths().ensure()
+    settings = Settings.load(paths.settings_file)
+    apply_theme(app, settings["theme"])
+    history = HistoryStore(paths.history_db)
+    models = ModelStore(paths)
+    window = MainWindow(settings, history, models, paths)
+    window.show()
+    previous_hook = sys.excepthook
+    _install_excepthook(window)
+    handlers: dict[int, Any] = {}
+    if threading.current_thread() is threading.main_thread():
+        handlers = _close_on_signals(window)
+    if not models.list_installed():
+        QTimer.singleShot(0, window, lambda: _welcome(window, settings))
+    for warning in settings.warnings:
+        window.show_problem(warning)
+    try:
+        return int(app.exec())
+    finally:
+        sys.excepthook = previous_hook
+        for number, previous in handlers.items():
+            signal.signal(number, previous)
+        try:
+            history.purge_deleted()  # deleted chats could be undone until now
+        finally:
+            history.close()
+
+
+def _welcome(window: MainWindow, settings: Settings) -> None:
+    """No model yet: the welcome screen, else the model manager, else the empty page says so."""
+    if not window.open_first_run():
+        window.open_model_manager()
+    if not settings["first_run_done"]:
+        settings.set("first_run_done", True)
+        try:
+            settings.save()
+        except OSError as exc:
+            log.warning("Could not save the settings: %s", exc)
