@@ -6,8 +6,12 @@ Run under a virtual display::
 
 It starts the app through ``assistant.ui.app.run_app`` in a throw-away home folder with the
 SmolLM2-135M test model imported, types a question into the focused input, presses Enter and
-lets the answer stream at temperature 0. It then saves the chat, the model manager and the
-welcome screen, in the light theme and in the dark one.
+lets the answer stream at temperature 0. It then saves the chat, the model manager (with a
+download under way) and the welcome screen, in the light theme and in the dark one.
+
+The download comes from the tests' local stand-in for the Hugging Face Hub
+(``tests/hub_server.py``), throttled so the picture catches it half way: it serves the real
+SmolLM2 file under its real repository and name, and nothing leaves the machine.
 
 SmolLM2 answers "Write a Python function that adds two numbers." with a code block at
 temperature 0. Should a future engine change that, the script seeds the history with a finished
@@ -24,6 +28,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -38,17 +43,26 @@ SEEDED_ANSWER = (
 STEP_TIMEOUT_S = 120.0
 
 
+DOWNLOAD_ID = "smollm2-135m-instruct"
+DOWNLOAD_RATE_BPS = 12_000_000
+
+
 def prepare_home(home: Path, model: Path) -> None:
-    """A fresh app home with the model imported and settings fit for a repeatable picture."""
+    """A fresh app home with the model imported and settings fit for a repeatable picture.
+
+    The file is registered as a plain local model (not as the catalog's SmolLM2), so the
+    catalog entry can be shown downloading from the stand-in Hub.
+    """
     os.environ["OFFLINE_ASSISTANT_HOME"] = str(home)
     os.environ["HF_HOME"] = str(home / "hf")
-    os.environ["HF_HUB_OFFLINE"] = "1"  # a screenshot never needs the network
-    from assistant.catalog import load_catalog
-    from assistant.models_store import ModelStore
+    from assistant.models_store import InstalledModel, ModelStore
     from assistant.paths import app_paths
 
     paths = app_paths().ensure()
-    ModelStore(paths, load_catalog()).import_file(model)
+    ModelStore(paths).register(InstalledModel(
+        id="smollm2-135m-local", name="SmolLM2 135M Instruct", path=model,
+        size_bytes=model.stat().st_size, source="import", filename=model.name, owned=False,
+    ))
     paths.settings_file.write_text(json.dumps({
         "temperature": 0.0,
         "seed": 1,
@@ -68,9 +82,11 @@ class Director:
         assert isinstance(app, QApplication)
         self.app = app
         self.out = out
-        self.window = None  # the MainWindow, once shown
+        self.window: Any = None  # the MainWindow, once shown
+        self._answered = False
         self.failed: str | None = None
         self.saved: list[Path] = []
+        self.task: Any = None  # the download shown in the model manager
 
     # --- plumbing ----------------------------------------------------------------------------
 
@@ -85,11 +101,20 @@ class Director:
             self.fail(f"while waiting for {what}: {exc!r}")
             return
         if done:
-            QTimer.singleShot(400, then)  # let layouts and the last paint settle
+            QTimer.singleShot(400, lambda: self.run_step(then))  # let the last paint settle
         elif time.monotonic() - started > STEP_TIMEOUT_S:
             self.fail(f"timed out waiting for {what}")
         else:
             QTimer.singleShot(100, lambda: self.wait_for(condition, then, what, started))
+
+    def run_step(self, step: Callable[[], None]) -> None:
+        try:
+            step()
+        except Exception as exc:  # a broken step ends the run instead of hanging it
+            import traceback
+
+            traceback.print_exc()
+            self.fail(f"{step.__name__} failed: {exc!r}")
 
     def fail(self, text: str) -> None:
         self.failed = text
@@ -150,7 +175,7 @@ class Director:
         window.runner.answerFinished.disconnect(self._on_answer_finished)
         conversation = window.chat.conversation_id
         messages = window.history.messages(conversation) if conversation else []
-        if any("```" in m.content for m in messages if m.role == "assistant"):
+        if any("```" in m.text for m in messages if m.role == "assistant"):
             self.shoot_light()
             return
         print("The model answered without a code block; seeding one and asking a follow-up.")
@@ -162,17 +187,28 @@ class Director:
         self.ask(FOLLOW_UP)
 
     def shoot_light(self) -> None:
+        from assistant.catalog import load_catalog
+
         window = self.window
         assert window is not None
         self.save(window, "chat.png")
         window.open_model_manager()
-        self.wait_for(lambda: window.model_manager is not None and window.model_manager.isVisible(),
-                      self.shoot_manager_light, "the model manager")
+        manager = window.model_manager
+        task = manager.download(load_catalog().get(DOWNLOAD_ID))
+
+        def far_enough() -> bool:
+            progress = task.last_progress
+            return bool(progress and progress.total and progress.eta_s
+                        and progress.done > progress.total * 0.3)
+
+        self.task = task
+        self.wait_for(far_enough, self.shoot_manager_light, "the download to get going")
 
     def shoot_manager_light(self) -> None:
         window = self.window
         assert window is not None
         self.save(window.model_manager, "model_manager.png")
+        self.task.pause()  # it stays visible, paused, for the dark picture
         window.model_manager.close()
         if not window.open_first_run():
             self.fail("the welcome screen could not be opened")
@@ -201,8 +237,12 @@ class Director:
         assert window is not None
         self.save(window, "chat_dark.png")
         window.open_model_manager()
-        self.wait_for(lambda: window.model_manager.isVisible(), self.shoot_manager_dark,
-                      "the model manager (dark)")
+        manager = window.model_manager
+        manager.tabs.setCurrentIndex(2)
+        manager.search_edit.setText(self.task.target.repo)
+        manager.search(self.task.target.repo)
+        self.wait_for(lambda: manager.search_table.rowCount() > 0, self.shoot_manager_dark,
+                      "the Hub search (dark)")
 
     def shoot_manager_dark(self) -> None:
         window = self.window
@@ -218,6 +258,7 @@ class Director:
         assert window is not None
         self.save(window.first_run, "first_run_dark.png")
         window.first_run.reject()
+        self.task.cancel()
         self.finish()
 
     def finish(self) -> None:
@@ -238,10 +279,17 @@ def main(argv: list[str] | None = None) -> int:
     out = args.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
 
+    from assistant.catalog import load_catalog
+    from tests.hub_server import FakeHub
     from tests.support import smollm2_path
 
-    with tempfile.TemporaryDirectory(prefix="oa-screens-") as home:
-        prepare_home(Path(home), smollm2_path())
+    model = smollm2_path()
+    spec = load_catalog().get(DOWNLOAD_ID)
+    with tempfile.TemporaryDirectory(prefix="oa-screens-") as home, FakeHub() as hub:
+        hub.add_file(spec.repo, spec.filename, model)
+        hub.faults.rate_bps = DOWNLOAD_RATE_BPS
+        os.environ["HF_ENDPOINT"] = hub.url  # the stand-in Hub: nothing leaves this machine
+        prepare_home(Path(home), model)
         from PySide6.QtCore import QTimer
         from PySide6.QtWidgets import QApplication
 
