@@ -16,7 +16,6 @@ import logging
 import os
 import re
 import shutil
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, replace
@@ -24,6 +23,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from assistant.atomic import atomic_write_text
 from assistant.errors import (
     DiskFullError,
     ModelFileMissingError,
@@ -235,16 +235,7 @@ class ModelStore:
             self._write(data)
 
     def _write(self, data: dict[str, Any]) -> None:
-        fd, tmp = tempfile.mkstemp(dir=self.file.parent, prefix=".installed-", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                json.dump(data, handle, indent=2, sort_keys=True)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, self.file)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        atomic_write_text(self.file, json.dumps(data, indent=2, sort_keys=True))
 
     def register(self, model: InstalledModel, *, make_default: bool = False) -> InstalledModel:
         """Add or replace an entry. The first model registered becomes the default."""

@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from assistant.atomic import atomic_write_text
 from assistant.engine.base import OVERFLOW_POLICIES, GenerationSettings
 
 log = logging.getLogger(__name__)
@@ -140,17 +139,7 @@ class Settings:
 
     def save(self) -> None:
         """Write atomically: a crash mid-save leaves the previous file intact."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".settings-", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                json.dump(self._values, handle, indent=2, sort_keys=True)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, self.path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        atomic_write_text(self.path, json.dumps(self._values, indent=2, sort_keys=True))
 
     def generation_settings(self) -> GenerationSettings:
         return GenerationSettings(

@@ -77,6 +77,12 @@ class _Session:
         for warning in self.engine.warnings:
             print(f"warning: {warning}", file=sys.stderr)
 
+    def open_conversation(self, conversation_id: int | None) -> int:
+        """The saved conversation to continue, or a new one."""
+        if conversation_id is not None:
+            return self.history.get_conversation(conversation_id).id
+        return self.new_conversation()
+
     def new_conversation(self) -> int:
         system = self.args.system
         if system is None:
@@ -121,10 +127,7 @@ def _print_dropped(dropped: list[ChatMessage]) -> None:
 def run_ask(args: argparse.Namespace) -> int:
     session = _Session(args)
     session.load_model(args.model, args.model_path)
-    if args.conversation is not None:
-        conversation_id = session.history.get_conversation(args.conversation).id
-    else:
-        conversation_id = session.new_conversation()
+    conversation_id = session.open_conversation(args.conversation)
 
     try:
         exchange = conversation.ask(
@@ -168,10 +171,7 @@ def run_ask(args: argparse.Namespace) -> int:
 def run_chat(args: argparse.Namespace) -> int:
     session = _Session(args)
     session.load_model(args.model, args.model_path)
-    if args.conversation is not None:
-        conversation_id = session.history.get_conversation(args.conversation).id
-    else:
-        conversation_id = session.new_conversation()
+    conversation_id = session.open_conversation(args.conversation)
     print(
         f"Chatting with {session.engine.model_name} (conversation {conversation_id}). "
         "Commands: /new, /model ID, /exit. Ctrl-C stops an answer.",
