@@ -21,9 +21,10 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 from assistant.atomic import atomic_write_text
+from assistant.catalog import Catalog, ModelSpec, load_catalog
 from assistant.errors import (
     DiskFullError,
     ModelFileMissingError,
@@ -32,9 +33,6 @@ from assistant.errors import (
 )
 from assistant.gguf_file import read_gguf_info
 from assistant.paths import AppPaths, app_paths
-
-if TYPE_CHECKING:
-    from assistant.catalog import Catalog, ModelSpec
 
 log = logging.getLogger(__name__)
 
@@ -133,7 +131,8 @@ class ModelStore:
 
     def __init__(self, paths: AppPaths | None = None, catalog: Catalog | None = None) -> None:
         self.paths = paths or app_paths()
-        self.catalog = catalog
+        # The packaged catalog by default, so an imported catalog file gets its catalog id.
+        self.catalog: Catalog | None = catalog if catalog is not None else load_catalog()
         self.file = self.paths.installed_models_file
 
     # --- reading ---------------------------------------------------------------------------

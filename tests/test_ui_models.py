@@ -309,10 +309,13 @@ def test_search_lists_a_repos_gguf_files_and_downloads_one(
     assert _text(table, 0, 2) == "98.4 MB"
     assert "1 GGUF file" in window.search_status.text()
 
+    button = _cell_button(table.cellWidget(0, 3))
     with qtbot.waitSignal(window.modelInstalled, timeout=TIMEOUT_MS) as installed:
-        qtbot.mouseClick(_cell_button(table.cellWidget(0, 3)), Qt.MouseButton.LeftButton)
+        qtbot.mouseClick(button, Qt.MouseButton.LeftButton)
+        assert button.text() == "Downloading…" and not button.isEnabled()
     model = store.get(installed.args[0])
     assert model.source == "hub" and model.repo == "someone/Tiny-GGUF"
+    assert button.text() == "Installed"
 
 
 def test_search_of_a_missing_repo_says_so(

@@ -118,11 +118,12 @@ class DownloadTask(QObject):
             self._job.resume()
             self.pausedChanged.emit(False)
 
-    def cancel(self) -> None:
-        """Stop and throw the partial bytes away (Pause is the way to keep them)."""
+    def cancel(self, *, keep_partial: bool = False) -> None:
+        """Stop. The user's Cancel throws the partial bytes away (Pause is the way to keep
+        them); closing the app keeps them, so the next start continues where this one ended."""
         if self.active:
             self._cancel_requested.set()
-            self._job.cancel(discard_partial=True)
+            self._job.cancel(discard_partial=not keep_partial)
 
     # --- the work, on a pool thread ----------------------------------------------------------
 
@@ -202,7 +203,6 @@ class DownloadQueue(QObject):
         self.destroyed.connect(lambda *_: _stop_all(tasks))
         app = QCoreApplication.instance()
         if app is not None:
-            # A running download would keep QThreadPool's destructor waiting forever.
             app.aboutToQuit.connect(self.shutdown)
 
     def tasks(self) -> list[DownloadTask]:
@@ -237,9 +237,7 @@ class DownloadQueue(QObject):
 def _stop_all(tasks: list[DownloadTask]) -> None:
     """Cancel every running download, keeping its bytes for the next start."""
     for task in tasks:
-        if task.active:
-            task._cancel_requested.set()
-            task._job.cancel(discard_partial=False)
+        task.cancel(keep_partial=True)
 
 
 class TaskRunner(QObject):

@@ -196,11 +196,24 @@ class FirstRunDialog(QDialog):
         self._row.retryRequested.connect(self.start_download)
         self._row.dismissed.connect(self._on_row_dismissed)
         self._progress_holder.addWidget(self._row)
+        self._row.show()  # now, not at the next event loop turn: the height counts it
+        self._fit_height()
         self.download_button.setEnabled(False)
         self.download_button.setText("Downloading…")
         task.finished.connect(self._on_model_installed)
         task.failed.connect(self._on_download_ended)
         task.cancelled.connect(self._on_download_ended)
+
+    def _fit_height(self) -> None:
+        """Grow the window for a new progress row instead of squeezing the card above it
+        (wrapped labels need the height-for-width that a plain adjustSize() ignores)."""
+        layout = self.layout()
+        if layout is None:
+            return
+        layout.activate()
+        needed = layout.totalHeightForWidth(self.width())
+        if needed > self.height():
+            self.resize(self.width(), needed)
 
     def _set_busy(self, busy: bool) -> None:
         downloading = self.task is not None and self.task.active

@@ -45,6 +45,7 @@ CATALOG_COLUMNS = ("Model", "Parameters", "Size", "Quantization", "License", "Go
                    "On this computer", "")
 INSTALLED_COLUMNS = ("Model", "Size", "Location", "Default", "")
 SEARCH_COLUMNS = ("File", "Quantization", "Size", "")
+ACTION_LABELS = ("Download", "Downloading…", "Installed")
 
 
 def make_downloads(
@@ -103,6 +104,14 @@ def _button(text: str, accessible: str) -> QPushButton:
     return button
 
 
+def _action_button(text: str, accessible: str) -> QPushButton:
+    """A row's Download button, wide enough for every label it will show."""
+    button = _button(text, accessible)
+    widest = max(button.fontMetrics().horizontalAdvance(label) for label in ACTION_LABELS)
+    button.setMinimumWidth(widest + 28)
+    return button
+
+
 class ModelManagerWindow(QWidget):
     """Get, import, choose and delete models.
 
@@ -135,6 +144,7 @@ class ModelManagerWindow(QWidget):
         self._installed: dict[str, InstalledModel] = {}
         self._rows: dict[str, DownloadRow] = {}
         self.hub_files: list[HubFile] = []
+        self._search_buttons: dict[tuple[str, str], QPushButton] = {}
         self.setWindowTitle("Models — Offline Assistant")
         self.setAccessibleName("Model manager")
         self.resize(1100, 680)
@@ -271,7 +281,8 @@ class ModelManagerWindow(QWidget):
             badge = FitBadge(fit_for_spec(spec, self.hardware), estimate_for_spec(spec))
             self._badges[spec.id] = badge
             table.setCellWidget(row, 6, _cell(badge))
-            button = _button("Download", f"Download {spec.name} ({format_bytes(spec.size_bytes)})")
+            button = _action_button("Download",
+                                    f"Download {spec.name} ({format_bytes(spec.size_bytes)})")
             button.clicked.connect(lambda _=False, s=spec: self.download(s))
             self._download_buttons[spec.id] = button
             table.setCellWidget(row, 7, _cell(button))
@@ -322,22 +333,25 @@ class ModelManagerWindow(QWidget):
         table.verticalHeader().setDefaultSectionSize(table.fontMetrics().lineSpacing() + 22)
 
     def _update_catalog_buttons(self) -> None:
+        """Download, Downloading… or Installed on every catalog and search result row."""
         installed_files = {(m.repo or "", m.filename or "") for m in self._installed.values()
                            if not m.missing}
         for spec in self.catalog:
-            button = self._download_buttons[spec.id]
-            task = self.downloads.find(DownloadTarget.for_spec(spec))
             model = self._installed.get(spec.id)
-            if (model is not None and not model.missing) \
-                    or (spec.repo, spec.filename) in installed_files:
-                button.setText("Installed")
-                button.setEnabled(False)
-            elif task is not None:
-                button.setText("Downloading…")
-                button.setEnabled(False)
-            else:
-                button.setText("Download")
-                button.setEnabled(True)
+            done = (model is not None and not model.missing) \
+                or (spec.repo, spec.filename) in installed_files
+            self._show_state(self._download_buttons[spec.id], done,
+                             self.downloads.find(DownloadTarget.for_spec(spec)) is not None)
+        for (repo, filename), button in self._search_buttons.items():
+            target = self.downloads.downloader.target_for(repo, filename)
+            self._show_state(button, (repo, filename) in installed_files,
+                             self.downloads.find(target) is not None)
+
+    @staticmethod
+    def _show_state(button: QPushButton, installed: bool, downloading: bool) -> None:
+        button.setText("Installed" if installed else "Downloading…" if downloading
+                       else "Download")
+        button.setEnabled(not installed and not downloading)
 
     def _check_default(self) -> None:
         """Tell listeners when the default model changed (say, the first install made one)."""
@@ -485,15 +499,18 @@ class ModelManagerWindow(QWidget):
             self.search_status.setText(f"{repo}: {count}.")
         table = self.search_table
         table.setRowCount(len(files))
+        self._search_buttons = {}
         for row, hub_file in enumerate(files):
             size = format_bytes(hub_file.size_bytes) if hub_file.size_bytes else "unknown"
             table.setItem(row, 0, _item(hub_file.filename, f"{repo}/{hub_file.filename}"))
             table.setItem(row, 1, _item(hub_file.quantization or "—"))
             table.setItem(row, 2, _item(size))
-            button = _button("Download", f"Download {hub_file.filename} ({size})")
+            button = _action_button("Download", f"Download {hub_file.filename} ({size})")
             button.clicked.connect(
                 lambda _=False, f=hub_file: self.download_file(f.repo, f.filename))
+            self._search_buttons[(hub_file.repo, hub_file.filename)] = button
             table.setCellWidget(row, 3, _cell(button))
+        self._update_catalog_buttons()
         header = table.horizontalHeader()
         for column in range(len(SEARCH_COLUMNS)):
             header.setSectionResizeMode(column, QHeaderView.ResizeMode.ResizeToContents)
