@@ -18,6 +18,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any, Protocol
 
 import llama_cpp
 from llama_cpp import Llama
@@ -35,7 +36,6 @@ from assistant.engine.prompt import FALLBACK_WARNING, PromptFormat, StopScanner
 from assistant.errors import ContextOverflowError, InsufficientMemoryError
 from assistant.gguf_file import GGUFInfo, explain_load_failure, read_gguf_info
 from assistant.hardware import Hardware, detect_hardware, estimate_memory
-from assistant.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +50,12 @@ def default_threads() -> int:
 def gpu_offload_supported() -> bool:
     """Whether this llama.cpp build can put layers on a GPU (CUDA, Metal, Vulkan...)."""
     return detect_hardware().gpu_offload
+
+
+class _EngineSettings(Protocol):
+    """What ``from_settings`` reads; the engine does not depend on the settings module."""
+
+    def __getitem__(self, key: str) -> Any: ...
 
 
 class LocalEngine:
@@ -110,9 +116,10 @@ class LocalEngine:
 
     @classmethod
     def from_settings(
-        cls, model_path: Path | str, settings: Settings, *, model_id: str | None = None
+        cls, model_path: Path | str, settings: _EngineSettings, *, model_id: str | None = None
     ) -> LocalEngine:
-        """Load a model with the context size, threads and GPU layers the user chose."""
+        """Load a model with the context size, threads and GPU layers the user chose
+        (``context_size``, ``threads``, ``gpu_layers`` of ``assistant.settings.Settings``)."""
         gpu = str(settings["gpu_layers"])
         layers = -1 if gpu == "auto" else 0 if gpu == "off" else int(gpu)
         return cls(
