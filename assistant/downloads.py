@@ -17,32 +17,25 @@ How a file gets here:
 4. The finished file is checked against the catalog's sha256 pin (or the Hub's LFS sha256) and
    its GGUF header, then renamed into the cache layout and only then registered. A mismatch
    deletes the bytes: a file is never offered as a model before it is complete and verified.
+
+The bytes themselves move in :mod:`assistant.transfer`; the cache layout is
+:mod:`assistant.hub_cache`. This module decides what to fetch, checks it and installs it.
 """
 
 from __future__ import annotations
 
-import contextlib
-import errno
 import hashlib
 import logging
-import os
-import queue
 import threading
-import time
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-import httpx2
-from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
-
 from assistant import hub
 from assistant.errors import (
     Cancelled,
     ChecksumMismatchError,
-    ConnectionDroppedError,
     CorruptModelError,
     DownloadError,
     DownloadInProgressError,
@@ -50,6 +43,7 @@ from assistant.errors import (
     NotGGUFError,
 )
 from assistant.gguf_file import read_gguf_info
+from assistant.hub_cache import DEFAULT_REVISION, HubCache
 from assistant.models_store import (
     MIN_FREE_MARGIN,
     InstalledModel,
@@ -60,6 +54,17 @@ from assistant.models_store import (
     format_bytes,
 )
 from assistant.secrets import get_hf_token
+from assistant.transfer import (
+    Digest,
+    DownloadProgress,
+    ProgressMeter,
+    RangedTransfer,
+    TransferControl,
+    fsync_in_background,
+    git_blob_sha1,
+    hash_file,
+    is_disk_full,
+)
 
 if TYPE_CHECKING:
     from assistant.catalog import Catalog, ModelSpec
@@ -70,25 +75,7 @@ log = logging.getLogger(__name__)
 JobState = Literal[
     "pending", "checking", "downloading", "paused", "verifying", "done", "failed", "cancelled"
 ]
-HASH_CHUNK = 8 * 1024 * 1024
 ORPHAN_MAX_AGE_S = 14 * 24 * 3600
-_DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
-
-
-@dataclass(frozen=True)
-class DownloadProgress:
-    """``done`` of ``total`` bytes (``total`` None when unknown), speed over the last seconds,
-    and the time left at that speed. ``phase`` is ``downloading``, ``verifying`` or ``paused``."""
-
-    done: int
-    total: int | None
-    speed_bps: float
-    eta_s: float | None
-    phase: str = "downloading"
-
-    @property
-    def fraction(self) -> float | None:
-        return self.done / self.total if self.total else None
 
 
 @dataclass(frozen=True)
@@ -97,7 +84,7 @@ class DownloadTarget:
 
     repo: str
     filename: str
-    revision: str = hub.DEFAULT_REVISION
+    revision: str = DEFAULT_REVISION
     model_id: str | None = None
     name: str | None = None
     sha256: str | None = None
@@ -154,7 +141,7 @@ class Downloader:
         self.catalog = catalog if catalog is not None else store.catalog
         self.hardware = hardware
         self.endpoint = endpoint
-        self.cache = hub.HubCache(cache_dir)
+        self.cache = HubCache(cache_dir)
         self.token = token
         self.timeout = timeout
         self.retries = retries
@@ -199,59 +186,6 @@ class Downloader:
         return self.endpoint or hub.hub_endpoint()
 
 
-class _Hasher:
-    """sha256 of the partial file, kept in step with the bytes written to it.
-
-    Chunks are hashed on a helper thread (``hashlib`` releases the GIL), in batches of about
-    1 MiB, so on a fast link hashing overlaps the next network reads instead of adding to them.
-    """
-
-    BATCH = 1024 * 1024
-
-    def __init__(self) -> None:
-        self._digest = hashlib.sha256()
-        self._queue: queue.Queue[list[bytes] | None] = queue.Queue(maxsize=16)
-        self._thread: threading.Thread | None = None
-        self._pending: list[bytes] = []
-        self._pending_size = 0
-
-    def update(self, data: bytes) -> None:
-        self._pending.append(data)
-        self._pending_size += len(data)
-        if self._pending_size >= self.BATCH:
-            self._flush()
-
-    def _flush(self) -> None:
-        if not self._pending:
-            return
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._work, name="sha256", daemon=True)
-            self._thread.start()
-        self._queue.put(self._pending)
-        self._pending, self._pending_size = [], 0
-
-    def _work(self) -> None:
-        while (batch := self._queue.get()) is not None:
-            for chunk in batch:
-                self._digest.update(chunk)
-
-    def close(self) -> None:
-        """Wait until every chunk given so far is hashed; the hasher stays usable."""
-        self._flush()
-        if self._thread is not None:
-            self._queue.put(None)
-            self._thread.join()
-            self._thread = None
-
-    def reset(self) -> None:
-        self.close()
-        self._digest = hashlib.sha256()
-
-    def hexdigest(self) -> str:
-        self.close()
-        return self._digest.hexdigest()
-
-
 class DownloadJob:
     """One file from the Hub to an installed model. See the module docstring for the steps."""
 
@@ -269,13 +203,8 @@ class DownloadJob:
         self.on_warning = on_warning
         self.warnings: list[str] = []
         self._state: JobState = "pending"
-        self._progress = DownloadProgress(0, None, 0.0, None, "checking")
-        self._cond = threading.Condition()
-        self._pause_requested = False
-        self._cancel_requested = False
-        self._discard = False
-        self._last_report = 0.0
-        self._samples: deque[tuple[float, int]] = deque()
+        self._control = TransferControl()
+        self._meter = ProgressMeter(self._notify, downloader.progress_interval)
         self._thread: threading.Thread | None = None
         self._result: DownloadResult | None = None
         self._error: BaseException | None = None
@@ -284,28 +213,21 @@ class DownloadJob:
 
     @property
     def state(self) -> JobState:
-        return self._state
+        return "paused" if self._control.paused else self._state
 
     @property
     def progress(self) -> DownloadProgress:
-        return self._progress
+        return self._meter.latest
 
     def pause(self) -> None:
-        with self._cond:
-            self._pause_requested = True
-            self._cond.notify_all()
+        self._control.pause()
 
     def resume(self) -> None:
-        with self._cond:
-            self._pause_requested = False
-            self._cond.notify_all()
+        self._control.resume()
 
     def cancel(self, *, discard_partial: bool = False) -> None:
         """Stop soon. The bytes so far are kept for the next pull unless ``discard_partial``."""
-        with self._cond:
-            self._cancel_requested = True
-            self._discard = discard_partial
-            self._cond.notify_all()
+        self._control.cancel(discard_partial=discard_partial)
 
     def start(self) -> threading.Thread:
         """Run in a daemon thread; collect the outcome with :meth:`wait`."""
@@ -348,7 +270,8 @@ class DownloadJob:
     def _run(self) -> DownloadResult:
         self._state = "checking"
         target = self.target
-        self._emit(0, target.spec.size_bytes if target.spec else None, phase="checking", force=True)
+        size = target.spec.size_bytes if target.spec else None
+        self._meter.update(0, size, phase="checking", force=True)
         existing = self._installed()
         if existing is not None and not existing.missing:
             return DownloadResult(existing, already_installed=True)
@@ -411,9 +334,11 @@ class DownloadJob:
         if blob.exists():
             # Same bytes already here under another revision: link them, after checking them.
             actual = self._hash_file(blob)
-            if actual == expected or (expected is None and self._git_sha1(blob) == meta.git_sha1):
+            if actual == expected or (expected is None and git_blob_sha1(blob) == meta.git_sha1):
                 header_name = self._check_gguf(blob, delete=True)
-                pointer = self._install(meta, blob, linked_only=True)
+                pointer = d.cache.link_snapshot(
+                    blob, repo_id=meta.repo, commit=meta.commit, filename=meta.filename
+                )
                 model = self._register(pointer, blob.stat().st_size, actual, header_name)
                 return DownloadResult(model, from_cache=True, warnings=tuple(self.warnings))
             blob.unlink()
@@ -433,7 +358,7 @@ class DownloadJob:
         try:
             partial = d.cache.partial_path(meta.repo, meta.etag)
             partial.parent.mkdir(parents=True, exist_ok=True)
-            self._adopt_orphans(meta, partial)
+            d.cache.adopt_orphans(meta.repo, meta.etag)
             try:
                 d.clean_orphans()
             except OSError as exc:
@@ -441,9 +366,18 @@ class DownloadJob:
             try:
                 return self._fetch(meta, partial, expected, total, token, endpoint)
             except Cancelled:
-                if self._discard:
+                if self._control.discard_partial:
                     partial.unlink(missing_ok=True)
                 raise
+            except OSError as exc:
+                if not is_disk_full(exc):
+                    raise
+                partial.unlink(missing_ok=True)
+                raise disk_full_error(
+                    partial.parent,
+                    target.filename,
+                    "The partial download was deleted to give the space back.",
+                ) from exc
         finally:
             lock.release()
 
@@ -469,42 +403,43 @@ class DownloadJob:
                 what=f"{self.target.filename} ({format_bytes(total)})",
             )
         self._warn_memory_fit(total)
-        hasher = _Hasher()
-        try:
-            if have:
-                self._state = "verifying"
-                self._hash_into(partial, hasher, have)
-            resumed_from = have
-            self._state = "downloading"
-            fetched = self._transfer(meta, partial, hasher, have, total, token, endpoint)
-        finally:
-            hasher.close()
+        digest = hashlib.sha256()
+        if have:
+            self._state = "verifying"
+            self._hash_file(partial, have, digest)
+        self._state = "downloading"
+        transfer = RangedTransfer(
+            meta,
+            token=token,
+            endpoint=endpoint,
+            control=self._control,
+            meter=self._meter,
+            refresh=lambda: self._metadata(token, endpoint),
+            timeout=d.timeout,
+            retries=d.retries,
+            retry_wait=d.retry_wait,
+        )
+        result = transfer.run(partial, have, total, digest=digest)
+        actual = result.sha256
         size = partial.stat().st_size
         self._state = "verifying"
-        self._emit(size, size, phase="verifying", force=True)
-        # Make the bytes durable before they can be installed, while the checks run.
-        sync_errors: list[OSError] = []
-        syncing = threading.Thread(
-            target=_fsync, args=(partial, sync_errors), name="fsync", daemon=True
-        )
-        syncing.start()
-        try:
-            actual = hasher.hexdigest()
+        self._meter.update(size, size, phase="verifying", force=True)
+        # Make the bytes durable before they can be installed, while the checks run. A full
+        # disk found then is reported like one found while writing (see _download).
+        with fsync_in_background(partial):
             self._verify(partial, size, total, actual, expected, meta)
             header_name = self._check_gguf(partial, delete=True)
-        finally:
-            syncing.join()
-        if sync_errors:
-            if sync_errors[0].errno in _DISK_FULL:
-                partial.unlink(missing_ok=True)
-                raise disk_full_error(
-                    partial.parent, self.target.filename, "The download was deleted."
-                ) from sync_errors[0]
-            raise sync_errors[0]
-        pointer = self._install(meta, partial)
+        pointer = d.cache.install(
+            partial,
+            repo_id=meta.repo,
+            filename=meta.filename,
+            etag=meta.etag,
+            commit=meta.commit,
+            revision=meta.revision,
+        )
         model = self._register(pointer, size, actual, header_name)
         return DownloadResult(
-            model, fetched_bytes=fetched, resumed_from=resumed_from, warnings=tuple(self.warnings)
+            model, fetched_bytes=result.fetched, resumed_from=have, warnings=tuple(self.warnings)
         )
 
     def _verify(
@@ -525,7 +460,7 @@ class DownloadJob:
                 "It was deleted; nothing was installed.",
                 hint="Try again; if it keeps happening the file on the Hub may be changing.",
             )
-        matches = actual == expected if expected else self._git_sha1(partial) == meta.git_sha1
+        matches = actual == expected if expected else git_blob_sha1(partial) == meta.git_sha1
         if not matches:
             partial.unlink(missing_ok=True)
             raise ChecksumMismatchError(
@@ -535,117 +470,6 @@ class DownloadJob:
                 hint="Try again. If it happens again, the connection or a proxy is altering "
                 "the file.",
             )
-
-    def _transfer(
-        self,
-        meta: hub.FileMetadata,
-        partial: Path,
-        hasher: _Hasher,
-        done: int,
-        total: int | None,
-        token: str | None,
-        endpoint: str,
-    ) -> int:
-        """Fetch the missing bytes, retrying broken connections; return bytes received."""
-        from huggingface_hub.utils import build_hf_headers, get_session, hf_raise_for_status
-
-        d = self.downloader
-        url = meta.location
-        refreshed = False
-        attempts = 0
-        fetched = 0
-        self._samples.clear()
-        self._emit(done, total, force=True)
-        with partial.open("ab", buffering=0) as sink:
-            while total is None or done < total:
-                self._checkpoint(done, total)
-                send_token = token if hub.same_origin(url, endpoint) else None
-                headers = build_hf_headers(
-                    token=send_token or False, headers={"Accept-Encoding": "identity"}
-                )
-                if done:
-                    headers["Range"] = f"bytes={done}-"
-                progressed = False
-                try:
-                    with get_session().stream(
-                        "GET", url, headers=headers, timeout=httpx2.Timeout(d.timeout)
-                    ) as response:
-                        if response.status_code == 416 and total is not None and done >= total:
-                            break
-                        if response.status_code >= 400:
-                            response.read()
-                            hf_raise_for_status(response)
-                        if done and response.status_code != 206:
-                            # The server ignored the Range header: start again from byte 0.
-                            sink.truncate(0)
-                            hasher.reset()
-                            done = 0
-                        elif done and not _range_starts_at(response, done):
-                            raise DownloadError(
-                                f"The server sent the wrong part of {self.target.filename}."
-                            )
-                        if total is None:
-                            total = _length(response, done)
-                        for chunk in response.iter_raw():
-                            _write_all(sink, chunk, partial)
-                            hasher.update(chunk)
-                            done += len(chunk)
-                            fetched += len(chunk)
-                            progressed = True
-                            self._emit(done, total)
-                            if self._pause_requested or self._cancel_requested:
-                                break
-                        else:
-                            if total is None:
-                                break  # no length announced: the end of the body is the end
-                    if not progressed:
-                        # An empty answer, and no error: count it like a dropped connection.
-                        attempts += 1
-                        if attempts > d.retries:
-                            raise ConnectionDroppedError(
-                                f"The Hub kept sending nothing for {meta.filename}.",
-                                hint="Run the same command again later; finished bytes are kept.",
-                            )
-                except Exception as exc:
-                    if isinstance(exc, OSError) and exc.errno in _DISK_FULL:
-                        partial.unlink(missing_ok=True)
-                        raise disk_full_error(
-                            partial.parent,
-                            self.target.filename,
-                            "The partial download was deleted to give the space back.",
-                        ) from exc
-                    if not isinstance(exc, httpx2.TransportError | HfHubHTTPError):
-                        if isinstance(exc, OfflineModeIsEnabled):
-                            raise hub.translate_error(exc, repo=meta.repo) from exc
-                        raise
-                    attempts = 0 if progressed else attempts + 1
-                    if not self._give_up(exc, attempts):
-                        log.info(
-                            "Download of %s interrupted (%s); resuming at byte %d.",
-                            meta.filename,
-                            exc,
-                            done,
-                        )
-                        self._sleep(min(d.retry_wait * 2 ** max(attempts - 1, 0), 8.0))
-                        continue
-                    if (
-                        isinstance(exc, HfHubHTTPError)
-                        and not refreshed
-                        and exc.response.status_code in (401, 403)
-                        and not hub.same_origin(url, endpoint)
-                    ):
-                        # A signed CDN link expired (say, during a long pause): get a new one.
-                        url, refreshed = self._metadata(token, endpoint).location, True
-                        continue
-                    raise hub.translate_error(
-                        exc,
-                        repo=meta.repo,
-                        filename=meta.filename,
-                        endpoint=endpoint,
-                        has_token=bool(token),
-                    ) from exc
-            self._emit(done, total, force=True)
-        return fetched
 
     def _metadata(self, token: str | None, endpoint: str) -> hub.FileMetadata:
         d = self.downloader
@@ -660,48 +484,7 @@ class DownloadJob:
             retry_wait=d.retry_wait,
         )
 
-    def _give_up(self, exc: BaseException, attempts: int) -> bool:
-        if hub.is_tls_failure(exc) or not hub.is_transient(exc):
-            return True
-        return attempts > self.downloader.retries
-
     # --- helpers ---------------------------------------------------------------------------
-
-    def _checkpoint(self, done: int, total: int | None) -> None:
-        """Raise ``Cancelled`` if asked to; while paused, wait here (the connection is closed)."""
-        with self._cond:
-            if self._pause_requested and not self._cancel_requested:
-                previous = self._state
-                self._state = "paused"
-                self._progress = DownloadProgress(done, total, 0.0, None, "paused")
-                self._notify(self._progress)
-                while self._pause_requested and not self._cancel_requested:
-                    self._cond.wait()
-                self._state = previous
-                self._samples.clear()
-            if self._cancel_requested:
-                raise Cancelled()
-
-    def _sleep(self, seconds: float) -> None:
-        with self._cond:
-            self._cond.wait_for(lambda: self._cancel_requested, timeout=seconds)
-
-    def _emit(
-        self, done: int, total: int | None, *, phase: str = "downloading", force: bool = False
-    ) -> None:
-        now = time.monotonic()
-        if not force and now - self._last_report < self.downloader.progress_interval:
-            return  # the common case, once per network read: keep it cheap
-        self._last_report = now
-        self._samples.append((now, done))
-        while len(self._samples) > 2 and now - self._samples[0][0] > 3.0:
-            self._samples.popleft()
-        first_t, first_done = self._samples[0]
-        span = now - first_t
-        speed = (done - first_done) / span if span > 0.05 else 0.0
-        eta = (total - done) / speed if total is not None and speed > 0 else None
-        self._progress = DownloadProgress(done, total, speed, eta, phase)
-        self._notify(self._progress)
 
     def _notify(self, progress: DownloadProgress) -> None:
         if self.on_progress is not None:
@@ -712,33 +495,17 @@ class DownloadJob:
         if self.on_warning is not None:
             self.on_warning(text)
 
-    def _hash_into(self, path: Path, hasher: _Hasher, length: int) -> None:
-        done = 0
-        with path.open("rb") as source:
-            while done < length:
-                chunk = source.read(min(HASH_CHUNK, length - done))
-                if not chunk:
-                    break
-                hasher.update(chunk)
-                done += len(chunk)
-                self._emit(done, length, phase="verifying")
-                self._checkpoint(done, length)
+    def _hash_file(
+        self, path: Path, length: int | None = None, digest: Digest | None = None
+    ) -> str:
+        """sha256 of the file's first ``length`` bytes, reported as verifying; pausable."""
+        length = path.stat().st_size if length is None else length
 
-    def _hash_file(self, path: Path) -> str:
-        hasher = _Hasher()
-        try:
-            self._hash_into(path, hasher, path.stat().st_size)
-        finally:
-            hasher.close()
-        return hasher.hexdigest()
+        def step(done: int) -> None:
+            self._meter.update(done, length, phase="verifying")
+            self._control.checkpoint(self._meter, done, length)
 
-    @staticmethod
-    def _git_sha1(path: Path) -> str:
-        digest = hashlib.sha1(f"blob {path.stat().st_size}\0".encode(), usedforsecurity=False)
-        with path.open("rb") as source:
-            while chunk := source.read(HASH_CHUNK):
-                digest.update(chunk)
-        return digest.hexdigest()
+        return hash_file(path, length, digest=digest, on_chunk=step).hexdigest()
 
     def _sha256_from_listing(self, token: str | None, endpoint: str) -> str:
         for item in hub.list_gguf_files(
@@ -781,16 +548,6 @@ class DownloadJob:
                 hint="Try the download again, or pick another file.",
             ) from exc
 
-    def _install(
-        self, meta: hub.FileMetadata, verified: Path, *, linked_only: bool = False
-    ) -> Path:
-        if linked_only:
-            pointer = self.downloader.cache.pointer_path(meta.repo, meta.commit, meta.filename)
-            pointer.parent.mkdir(parents=True, exist_ok=True)
-            hub.HubCache._link(verified, pointer)
-            return pointer
-        return self.downloader.cache.install(meta, verified)
-
     def _register(self, path: Path, size: int, sha256: str, header_name: str) -> InstalledModel:
         target = self.target
         store = self.downloader.store
@@ -813,17 +570,6 @@ class DownloadJob:
             owned=True,
         )
         return store.register(model)
-
-    def _adopt_orphans(self, meta: hub.FileMetadata, partial: Path) -> None:
-        """Reuse the largest temp file a killed ``hf_hub_download`` left for this blob."""
-        have = partial.stat().st_size if partial.exists() else 0
-        for orphan in self.downloader.cache.orphan_partials(meta.repo, meta.etag):
-            with contextlib.suppress(OSError):
-                if orphan.stat().st_size > have:
-                    os.replace(orphan, partial)
-                    have = partial.stat().st_size
-                else:
-                    orphan.unlink()
 
     def _warn_memory_fit(self, size: int | None) -> None:
         try:
@@ -854,48 +600,6 @@ class DownloadJob:
                 f"{self.target.filename} needs about {format_bytes(needed)} of memory; "
                 "close other programs before using it."
             )
-
-
-def _fsync(path: Path, errors: list[OSError]) -> None:
-    """fsync on a helper thread; failures are handed back through ``errors``."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-    except OSError as exc:
-        errors.append(exc)
-
-
-def _write_all(sink: object, chunk: bytes, partial: Path) -> None:
-    """Unbuffered writes, so a killed process leaves every received byte on disk."""
-    written = sink.write(chunk)  # type: ignore[attr-defined]
-    if written == len(chunk):
-        return
-    view = memoryview(chunk)[written or 0 :]
-    while view:
-        written = sink.write(view)  # type: ignore[attr-defined]
-        if not written:
-            raise OSError(errno.EIO, f"could not write to {partial}")
-        view = view[written:]
-
-
-def _range_starts_at(response: httpx2.Response, offset: int) -> bool:
-    content_range = response.headers.get("Content-Range", "")
-    try:
-        return int(content_range.split()[1].split("-")[0]) == offset
-    except (IndexError, ValueError):
-        return False
-
-
-def _length(response: httpx2.Response, done: int) -> int | None:
-    content_range = response.headers.get("Content-Range")
-    if content_range and "/" in content_range:
-        tail = content_range.rsplit("/", 1)[1]
-        return int(tail) if tail.isdigit() else None
-    length = response.headers.get("Content-Length")
-    return done + int(length) if length and length.isdigit() else None
 
 
 __all__ = [

@@ -290,7 +290,7 @@ class ModelStore:
     def _delete_owned_file(path: Path) -> int:
         snapshots = next((p for p in path.parents if p.name == "snapshots"), None)
         if snapshots is not None and snapshots.parent.name.startswith("models--"):
-            from assistant.hub import HubCache
+            from assistant.hub_cache import HubCache
 
             return HubCache(snapshots.parent.parent).remove_file(path)
         size = path.stat().st_size

@@ -126,7 +126,7 @@ def our_pull(home: Path) -> tuple[float, float]:
 
 
 def kill_and_resume(hub: HubProcess, home: Path, size: int, rate: float) -> dict[str, Any]:
-    from assistant.hub import HubCache
+    from assistant.hub_cache import HubCache
 
     env = {
         **os.environ,

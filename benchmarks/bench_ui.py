@@ -60,8 +60,9 @@ def prepare_home(home: Path, model: Path, max_tokens: int) -> dict[str, str]:
         "p.settings_file.write_text(json.dumps({'first_run_done': True, 'temperature': 0.8, "
         "'seed': 7, 'max_tokens': int(sys.argv[2])}))"
     )
-    subprocess.run([sys.executable, "-c", code, str(model), str(max_tokens)], env=env,
-                   cwd=ROOT, check=True)
+    subprocess.run(
+        [sys.executable, "-c", code, str(model), str(max_tokens)], env=env, cwd=ROOT, check=True
+    )
     return env
 
 
@@ -69,7 +70,11 @@ def run_child(mode: str, env: dict[str, str], *extra: str, timeout: float = 600)
     started = time.monotonic()
     done = subprocess.run(
         [sys.executable, str(Path(__file__).resolve()), "--child", mode, *extra],
-        env=env, cwd=ROOT, capture_output=True, text=True, timeout=timeout,
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
     lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
     if done.returncode != 0 or not lines:
@@ -94,15 +99,25 @@ def measure(model: Path, runs: int, tokens: int) -> dict[str, Any]:
     return {
         "benchmark": "bench_ui",
         "when": time.strftime("%Y-%m-%dT%H:%M:%S"),
-        "machine": {"platform": platform.platform(), "python": platform.python_version(),
-                    "cpus": os.cpu_count(), "display": os.environ.get("DISPLAY") or "offscreen"},
+        "machine": {
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+            "cpus": os.cpu_count(),
+            "display": os.environ.get("DISPLAY") or "offscreen",
+        },
         "model": model.name,
         "model_bytes": model.stat().st_size,
-        "start_to_paint_s": {"runs": starts, "median": statistics.median(starts),
-                             "max": max(starts)},
+        "start_to_paint_s": {
+            "runs": starts,
+            "median": statistics.median(starts),
+            "max": max(starts),
+        },
         "stream": stream,
-        "targets": {"start_to_paint_s": TARGET_START_S, "stall_ms": TARGET_STALL_MS,
-                    "rss_minus_model_mb": TARGET_MEMORY_MB},
+        "targets": {
+            "start_to_paint_s": TARGET_START_S,
+            "stall_ms": TARGET_STALL_MS,
+            "rss_minus_model_mb": TARGET_MEMORY_MB,
+        },
     }
 
 
@@ -110,22 +125,35 @@ def print_table(result: dict[str, Any]) -> None:
     start = result["start_to_paint_s"]
     stream = result["stream"]
     rows = [
-        ("process start -> first window painted (median)", f"{start['median']:.3f} s",
-         f"<= {TARGET_START_S:.1f} s", start["median"] <= TARGET_START_S),
+        (
+            "process start -> first window painted (median)",
+            f"{start['median']:.3f} s",
+            f"<= {TARGET_START_S:.1f} s",
+            start["median"] <= TARGET_START_S,
+        ),
         ("  slowest of the runs", f"{start['max']:.3f} s", "", None),
-        (f"longest main-thread stall, {stream['tokens']} tokens streamed",
-         f"{stream['max_stall_ms']:.1f} ms", f"< {TARGET_STALL_MS:.0f} ms",
-         stream["max_stall_ms"] < TARGET_STALL_MS),
+        (
+            f"longest main-thread stall, {stream['tokens']} tokens streamed",
+            f"{stream['max_stall_ms']:.1f} ms",
+            f"< {TARGET_STALL_MS:.0f} ms",
+            stream["max_stall_ms"] < TARGET_STALL_MS,
+        ),
         ("  99th percentile gap between heartbeats", f"{stream['p99_gap_ms']:.1f} ms", "", None),
         ("  heartbeat gaps over 16 ms", str(stream["gaps_over_16ms"]), "", None),
         ("  streaming speed", f"{stream['tokens_per_s']:.0f} tokens/s", "", None),
-        ("resident memory - model file, model loaded", f"{stream['rss_minus_model_mb']:.0f} MB",
-         f"<= {TARGET_MEMORY_MB:.0f} MB", stream["rss_minus_model_mb"] <= TARGET_MEMORY_MB),
+        (
+            "resident memory - model file, model loaded",
+            f"{stream['rss_minus_model_mb']:.0f} MB",
+            f"<= {TARGET_MEMORY_MB:.0f} MB",
+            stream["rss_minus_model_mb"] <= TARGET_MEMORY_MB,
+        ),
         ("  resident memory", f"{stream['rss_mb']:.0f} MB", "", None),
         ("  model load in the background", f"{stream['load_s']:.2f} s", "", None),
     ]
-    print(f"\nbench_ui: {result['model']} on {result['machine']['platform']} "
-          f"({result['machine']['cpus']} CPUs, display {result['machine']['display']})\n")
+    print(
+        f"\nbench_ui: {result['model']} on {result['machine']['platform']} "
+        f"({result['machine']['cpus']} CPUs, display {result['machine']['display']})\n"
+    )
     width = max(len(r[0]) for r in rows)
     print(f"{'measure':<{width}}  {'result':>14}  {'target':>10}  verdict")
     print("-" * (width + 38))
@@ -150,9 +178,12 @@ def child_startup() -> int:
             self.seen = False
 
         def eventFilter(self, watched: QObject, event: QEvent) -> bool:
-            if (not self.seen and event.type() == QEvent.Type.Paint
-                    and isinstance(watched, QWidget)
-                    and type(watched.window()).__name__ == "MainWindow"):
+            if (
+                not self.seen
+                and event.type() == QEvent.Type.Paint
+                and isinstance(watched, QWidget)
+                and type(watched.window()).__name__ == "MainWindow"
+            ):
                 self.seen = True
                 # Zero-timer: runs once this paint (and the flush that follows it) is done.
                 QTimer.singleShot(0, self.report)
@@ -193,8 +224,15 @@ def child_stream(tokens: int) -> int:
     window.show()
     began = time.perf_counter()
 
-    state: dict[str, Any] = {"beats": [], "streaming": False, "asks": 0, "tokens": 0,
-                             "stream_s": 0.0, "load_s": None, "answer_started": 0.0}
+    state: dict[str, Any] = {
+        "beats": [],
+        "streaming": False,
+        "asks": 0,
+        "tokens": 0,
+        "stream_s": 0.0,
+        "load_s": None,
+        "answer_started": 0.0,
+    }
     beats: list[float] = state["beats"]
 
     def beat() -> None:
@@ -239,22 +277,30 @@ def child_stream(tokens: int) -> int:
             QTimer.singleShot(20, wait_for_model)
 
     def finish() -> None:
-        gaps = sorted((b - a) * 1000 for a, b in itertools.pairwise(beats)
-                      if b - a < 5.0)  # gaps between two answers are not streaming
+        gaps = sorted(
+            (b - a) * 1000 for a, b in itertools.pairwise(beats) if b - a < 5.0
+        )  # gaps between two answers are not streaming
         model_bytes = models.resolve(window.runner.model_id or "").stat().st_size
         rss = psutil.Process().memory_info().rss
-        print(json.dumps({
-            "tokens": state["tokens"],
-            "asks": state["asks"],
-            "tokens_per_s": state["tokens"] / state["stream_s"] if state["stream_s"] else 0.0,
-            "beats": len(beats),
-            "max_stall_ms": gaps[-1] if gaps else 0.0,
-            "p99_gap_ms": gaps[int(len(gaps) * 0.99)] if gaps else 0.0,
-            "gaps_over_16ms": sum(1 for g in gaps if g >= 16.0),
-            "rss_mb": rss / MB,
-            "rss_minus_model_mb": (rss - model_bytes) / MB,
-            "load_s": state["load_s"],
-        }), flush=True)
+        print(
+            json.dumps(
+                {
+                    "tokens": state["tokens"],
+                    "asks": state["asks"],
+                    "tokens_per_s": state["tokens"] / state["stream_s"]
+                    if state["stream_s"]
+                    else 0.0,
+                    "beats": len(beats),
+                    "max_stall_ms": gaps[-1] if gaps else 0.0,
+                    "p99_gap_ms": gaps[int(len(gaps) * 0.99)] if gaps else 0.0,
+                    "gaps_over_16ms": sum(1 for g in gaps if g >= 16.0),
+                    "rss_mb": rss / MB,
+                    "rss_minus_model_mb": (rss - model_bytes) / MB,
+                    "load_s": state["load_s"],
+                }
+            ),
+            flush=True,
+        )
         window.close()
         app.quit()
 
@@ -269,8 +315,9 @@ def main() -> int:
     parser.add_argument("--model", type=Path, help="a GGUF file (default: SmolLM2-135M)")
     parser.add_argument("--runs", type=int, default=5, help="start-up runs (default 5)")
     parser.add_argument("--tokens", type=int, default=300, help="tokens to stream (default 300)")
-    parser.add_argument("--output", type=Path,
-                        default=ROOT / "benchmarks" / "results" / "bench_ui.json")
+    parser.add_argument(
+        "--output", type=Path, default=ROOT / "benchmarks" / "results" / "bench_ui.json"
+    )
     parser.add_argument("--child", choices=("startup", "stream"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child == "startup":

@@ -40,6 +40,7 @@ from assistant.errors import (
     TLSError,
 )
 from assistant.hardware import Hardware
+from assistant.hub_cache import HubCache
 from assistant.models_store import ModelStore
 from assistant.paths import app_paths
 from assistant.secrets import set_hf_token
@@ -331,7 +332,7 @@ def test_kill_9_mid_download_then_new_process_asks_only_for_missing_bytes(
 ) -> None:
     size = model_path.stat().st_size
     sha = hub_sha(hub)
-    partial = hub_module.HubCache().partial_path(REPO, sha)
+    partial = HubCache().partial_path(REPO, sha)
     env = {**os.environ, "PYTHON_KEYRING_BACKEND": "keyring.backends.null.Keyring"}
     command = [sys.executable, "-m", "assistant", "models", "pull", MODEL_ID]
     hub.faults.rate_bps = 40 * MB

@@ -15,7 +15,7 @@ import keyring
 import pytest
 
 from assistant.cli import main
-from assistant.hub import HubCache
+from assistant.hub_cache import HubCache
 from assistant.models_store import ModelStore
 from tests.hub_server import FakeHub
 from tests.keyring_backend import MemoryKeyring

@@ -71,7 +71,10 @@ def open_window(qtbot: QtBot, test_settings: Settings) -> Iterator[OpenWindow]:
         paths = app_paths().ensure()
         history = HistoryStore(paths.history_db)
         window = MainWindow(
-            Settings.load(paths.settings_file), history, ModelStore(paths), paths,
+            Settings.load(paths.settings_file),
+            history,
+            ModelStore(paths),
+            paths,
             hardware=hardware,
         )
         window.show()
@@ -126,8 +129,9 @@ def start_long_answer(qtbot: QtBot, window: MainWindow) -> MessageWidget:
 # --- asking -------------------------------------------------------------------------------------
 
 
-def test_ask_streams_answer_and_saves_it(qtbot: QtBot, open_window: OpenWindow,
-                                         model_id: str) -> None:
+def test_ask_streams_answer_and_saves_it(
+    qtbot: QtBot, open_window: OpenWindow, model_id: str
+) -> None:
     window = open_window()
     qtbot.waitUntil(window.composer.edit.hasFocus, timeout=5_000)  # focused on start
     assert window.picker.combo.currentData() == model_id
@@ -164,8 +168,9 @@ def test_enter_sends_and_shift_enter_adds_a_line(qtbot: QtBot, open_window: Open
     assert window.composer.text() == "first line\nsecond line"
 
 
-def test_stop_mid_answer_keeps_partial_answer(qtbot: QtBot, open_window: OpenWindow,
-                                              model_id: str) -> None:
+def test_stop_mid_answer_keeps_partial_answer(
+    qtbot: QtBot, open_window: OpenWindow, model_id: str
+) -> None:
     window = open_window()
     wait_ready(qtbot, window)
     start_long_answer(qtbot, window)
@@ -183,8 +188,9 @@ def test_stop_mid_answer_keeps_partial_answer(qtbot: QtBot, open_window: OpenWin
     assert window.composer.send_button.isVisible()
 
 
-def test_regenerate_replaces_the_answer(qtbot: QtBot, open_window: OpenWindow,
-                                        model_id: str) -> None:
+def test_regenerate_replaces_the_answer(
+    qtbot: QtBot, open_window: OpenWindow, model_id: str
+) -> None:
     window = open_window()
     wait_ready(qtbot, window)
     ask(qtbot, window)
@@ -240,23 +246,24 @@ def test_switch_conversations(qtbot: QtBot, open_window: OpenWindow, model_id: s
 
     item = window.sidebar.list.item(1)
     rect = window.sidebar.list.visualItemRect(item)
-    qtbot.mouseClick(window.sidebar.list.viewport(), Qt.MouseButton.LeftButton,
-                     pos=rect.center())
+    qtbot.mouseClick(window.sidebar.list.viewport(), Qt.MouseButton.LeftButton, pos=rect.center())
     assert window.chat.conversation_id == first
     assert window.chat.message_widgets()[0].text == QUESTION
     assert "Paris" in window.chat.message_widgets()[1].text
 
 
-def test_restart_finds_history_and_draft(qtbot: QtBot, open_window: OpenWindow,
-                                         model_id: str) -> None:
+def test_restart_finds_history_and_draft(
+    qtbot: QtBot, open_window: OpenWindow, model_id: str
+) -> None:
     window = open_window()
     wait_ready(qtbot, window)
     ask(qtbot, window)
     qtbot.keyClicks(window.composer.edit, "an unsent thought")
     # The draft is saved shortly after typing stops, before any close.
     settings_file = app_paths().settings_file
-    qtbot.waitUntil(lambda: Settings.load(settings_file)["draft"] == "an unsent thought",
-                    timeout=10_000)
+    qtbot.waitUntil(
+        lambda: Settings.load(settings_file)["draft"] == "an unsent thought", timeout=10_000
+    )
     window.close()
 
     again = open_window()
@@ -267,8 +274,9 @@ def test_restart_finds_history_and_draft(qtbot: QtBot, open_window: OpenWindow,
     assert texts[0] == QUESTION and "Paris" in texts[1]
 
 
-def test_search_finds_and_opens_conversation(qtbot: QtBot, open_window: OpenWindow,
-                                             model_id: str) -> None:
+def test_search_finds_and_opens_conversation(
+    qtbot: QtBot, open_window: OpenWindow, model_id: str
+) -> None:
     window = open_window()
     wait_ready(qtbot, window)
     ask(qtbot, window)
@@ -296,9 +304,16 @@ def test_broken_model_shows_error_and_app_keeps_working(
     with model_path.open("rb") as source:
         broken.write_bytes(source.read(2_000_000))  # a download cut short
     store = ModelStore()
-    store.register(InstalledModel(id="broken", name="Broken model", path=broken,
-                                  size_bytes=broken.stat().st_size, source="import",
-                                  owned=False))
+    store.register(
+        InstalledModel(
+            id="broken",
+            name="Broken model",
+            path=broken,
+            size_bytes=broken.stat().st_size,
+            source="import",
+            owned=False,
+        )
+    )
     window = open_window()
     wait_ready(qtbot, window)
 
@@ -315,8 +330,9 @@ def test_broken_model_shows_error_and_app_keeps_working(
     assert "Paris" in answers(window)[0].text
 
 
-def test_closing_mid_answer_keeps_partial(qtbot: QtBot, open_window: OpenWindow,
-                                          model_id: str) -> None:
+def test_closing_mid_answer_keeps_partial(
+    qtbot: QtBot, open_window: OpenWindow, model_id: str
+) -> None:
     window = open_window()
     wait_ready(qtbot, window)
     start_long_answer(qtbot, window)
@@ -343,8 +359,14 @@ def test_loading_does_not_block_typing_and_queues_the_question(
     paths = app_paths()
     with HistoryStore(paths.history_db) as history:
         runner = ModelRunner(history, engine_factory=slow_loader)
-        window = MainWindow(Settings.load(paths.settings_file), history, ModelStore(paths),
-                            paths, hardware=detect_hardware(), runner=runner)
+        window = MainWindow(
+            Settings.load(paths.settings_file),
+            history,
+            ModelStore(paths),
+            paths,
+            hardware=detect_hardware(),
+            runner=runner,
+        )
         qtbot.addWidget(window)
         window.show()
         qtbot.waitUntil(window.picker.progress.isVisible, timeout=10_000)
@@ -386,8 +408,9 @@ def test_switching_away_and_back_while_an_answer_streams(
     assert saved(window)[1][2] == "interrupted"
 
 
-def test_get_models_entry_opens_the_model_manager(qtbot: QtBot, open_window: OpenWindow,
-                                                  model_id: str) -> None:
+def test_get_models_entry_opens_the_model_manager(
+    qtbot: QtBot, open_window: OpenWindow, model_id: str
+) -> None:
     window = open_window()
     combo = window.picker.combo
     index = combo.findData(GET_MODELS)
@@ -411,19 +434,26 @@ def test_keyboard_shortcuts_and_accessible_names(qtbot: QtBot, open_window: Open
     assert dialog is not None and dialog.isVisible()
     dialog.reject()
 
-    controls = window.findChildren(QAbstractButton) + window.findChildren(QLineEdit) + \
-        window.findChildren(QComboBox) + window.findChildren(QPlainTextEdit)
+    controls = (
+        window.findChildren(QAbstractButton)
+        + window.findChildren(QLineEdit)
+        + window.findChildren(QComboBox)
+        + window.findChildren(QPlainTextEdit)
+    )
     unnamed = [
-        c for c in controls
-        if c.isVisibleTo(window) and not c.accessibleName()
+        c
+        for c in controls
+        if c.isVisibleTo(window)
+        and not c.accessibleName()
         and not (isinstance(c, QAbstractButton) and c.text())
         and not isinstance(c.parent(), (QComboBox, QAbstractSpinBox))
     ]
     assert unnamed == []
 
 
-def test_too_long_question_is_refused_with_a_hint(qtbot: QtBot, open_window: OpenWindow,
-                                                  model_id: str) -> None:
+def test_too_long_question_is_refused_with_a_hint(
+    qtbot: QtBot, open_window: OpenWindow, model_id: str
+) -> None:
     settings = Settings.load(app_paths().settings_file)
     settings.set("context_size", 512)
     settings.set("overflow_policy", "refuse")
@@ -444,16 +474,22 @@ def test_too_long_question_is_refused_with_a_hint(qtbot: QtBot, open_window: Ope
     assert "Paris" in answers(window)[-1].text
 
 
-def test_a_bug_in_the_worker_is_reported_not_lost(qtbot: QtBot, test_settings: Settings,
-                                                  model_id: str) -> None:
+def test_a_bug_in_the_worker_is_reported_not_lost(
+    qtbot: QtBot, test_settings: Settings, model_id: str
+) -> None:
     def broken_loader(path: Path, settings: Settings, name: str) -> ChatProvider:
         raise RuntimeError("a bug in the loader")
 
     paths = app_paths()
     with HistoryStore(paths.history_db) as history:
-        window = MainWindow(Settings.load(paths.settings_file), history, ModelStore(paths),
-                            paths, hardware=detect_hardware(),
-                            runner=ModelRunner(history, engine_factory=broken_loader))
+        window = MainWindow(
+            Settings.load(paths.settings_file),
+            history,
+            ModelStore(paths),
+            paths,
+            hardware=detect_hardware(),
+            runner=ModelRunner(history, engine_factory=broken_loader),
+        )
         qtbot.addWidget(window)
         window.show()
         qtbot.waitUntil(window.banner.isVisible, timeout=LOAD_MS)
@@ -545,8 +581,9 @@ def test_rename_delete_and_undo(qtbot: QtBot, open_window: OpenWindow) -> None:
     assert window.history.get_conversation(newer.id).title == "Recipes"
 
 
-def test_settings_dialog_saves_and_explains_missing_gpu(qtbot: QtBot,
-                                                         test_settings: Settings) -> None:
+def test_settings_dialog_saves_and_explains_missing_gpu(
+    qtbot: QtBot, test_settings: Settings
+) -> None:
     dialog = SettingsDialog(test_settings, app_paths().data, gpu_offload=False)
     qtbot.addWidget(dialog)
     dialog.show()
@@ -577,8 +614,9 @@ def test_bug_report_dialog_copies_report(qtbot: QtBot) -> None:
     assert "RuntimeError: boom" in QGuiApplication.clipboard().text()
 
 
-def test_run_app_opens_window_and_returns(qtbot: QtBot, model_id: str, test_settings: Settings,
-                                          monkeypatch: pytest.MonkeyPatch) -> None:
+def test_run_app_opens_window_and_returns(
+    qtbot: QtBot, model_id: str, test_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from assistant.ui.app import run_app
 
     monkeypatch.setattr(sys, "excepthook", sys.excepthook)  # run_app installs its own

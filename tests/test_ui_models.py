@@ -56,8 +56,13 @@ def smol(catalog: Catalog) -> ModelSpec:
 @pytest.fixture
 def hardware() -> Hardware:
     """A 4 GB laptop with 2 GB free: small models fit, mid-size are tight, Phi-3.5 won't fit."""
-    return Hardware(total_ram=4 * GIB, available_ram=2 * GIB, physical_cores=4,
-                    logical_cores=8, gpu_offload=False)
+    return Hardware(
+        total_ram=4 * GIB,
+        available_ram=2 * GIB,
+        physical_cores=4,
+        logical_cores=8,
+        gpu_offload=False,
+    )
 
 
 @pytest.fixture
@@ -115,8 +120,9 @@ def test_catalog_lists_every_model_with_fit_badges_and_recommendation(
 ) -> None:
     table = window.catalog_table
     assert table.rowCount() == len(catalog)
-    headers = [table.model().headerData(c, Qt.Orientation.Horizontal)
-               for c in range(table.columnCount())]
+    headers = [
+        table.model().headerData(c, Qt.Orientation.Horizontal) for c in range(table.columnCount())
+    ]
     for column in ("Model", "Parameters", "Size", "Quantization", "License", "Good at"):
         assert column in headers
 
@@ -340,8 +346,11 @@ def test_import_a_gguf_through_the_file_dialog(
     store: ModelStore,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(QFileDialog, "getOpenFileName",
-                        lambda *args, **kwargs: (str(model_path), "GGUF models (*.gguf)"))
+    monkeypatch.setattr(
+        QFileDialog,
+        "getOpenFileName",
+        lambda *args, **kwargs: (str(model_path), "GGUF models (*.gguf)"),
+    )
     with qtbot.waitSignal(window.modelInstalled, timeout=TIMEOUT_MS) as installed:
         qtbot.mouseClick(window.import_button, Qt.MouseButton.LeftButton)
     model = store.get(installed.args[0])
@@ -382,8 +391,9 @@ def test_set_default_and_delete_with_confirmation(
     assert store.default_id() == first.id
 
     with qtbot.waitSignal(window.defaultChanged) as changed:
-        qtbot.mouseClick(table.cellWidget(1, 4).findChildren(QPushButton)[0],
-                         Qt.MouseButton.LeftButton)
+        qtbot.mouseClick(
+            table.cellWidget(1, 4).findChildren(QPushButton)[0], Qt.MouseButton.LeftButton
+        )
     assert changed.args == [second.id]
     assert store.default_id() == second.id
     assert _text(table, 1, 3) == "★ Default" and _text(table, 0, 3) == ""
@@ -409,8 +419,7 @@ def test_set_default_and_delete_with_confirmation(
 
     # Removing an imported-in-place model forgets it but never deletes the user's file.
     monkeypatch.setattr(QMessageBox, "question", lambda *a: QMessageBox.StandardButton.Yes)
-    qtbot.mouseClick(table.cellWidget(0, 4).findChildren(QPushButton)[1],
-                     Qt.MouseButton.LeftButton)
+    qtbot.mouseClick(table.cellWidget(0, 4).findChildren(QPushButton)[1], Qt.MouseButton.LeftButton)
     assert store.list_installed() == [] and model_path.exists()
     assert table.rowCount() == 0
 
@@ -436,8 +445,9 @@ def test_first_run_imports_a_local_gguf_and_makes_it_the_default(
     assert recommended.name in dialog.download_button.text()
     assert dialog.badge.fit == "fits"
 
-    monkeypatch.setattr(QFileDialog, "getOpenFileName",
-                        lambda *args, **kwargs: (str(model_path), ""))
+    monkeypatch.setattr(
+        QFileDialog, "getOpenFileName", lambda *args, **kwargs: (str(model_path), "")
+    )
     with qtbot.waitSignal(dialog.modelReady, timeout=TIMEOUT_MS) as ready:
         qtbot.mouseClick(dialog.import_button, Qt.MouseButton.LeftButton)
     assert store.default_id() == ready.args[0]
@@ -468,8 +478,13 @@ def test_first_run_downloads_the_recommended_model(
     qtbot: QtBot, store: ModelStore, catalog: Catalog, hub: FakeHub
 ) -> None:
     # So little memory that only SmolLM2 135M fits comfortably.
-    tiny = Hardware(total_ram=1 * GIB, available_ram=int(0.7 * GIB), physical_cores=2,
-                    logical_cores=2, gpu_offload=False)
+    tiny = Hardware(
+        total_ram=1 * GIB,
+        available_ram=int(0.7 * GIB),
+        physical_cores=2,
+        logical_cores=2,
+        gpu_offload=False,
+    )
     dialog = FirstRunDialog(store, catalog, tiny)
     qtbot.addWidget(dialog)
     dialog.show()
@@ -485,8 +500,9 @@ def test_first_run_downloads_the_recommended_model(
     dialog.downloads.shutdown()
 
 
-def test_progress_signals_are_throttled(qtbot: QtBot, store: ModelStore, catalog: Catalog,
-                                        smol: ModelSpec) -> None:
+def test_progress_signals_are_throttled(
+    qtbot: QtBot, store: ModelStore, catalog: Catalog, smol: ModelSpec
+) -> None:
     """The bridge passes at most ~10 progress updates a second, phase changes excepted."""
     from assistant.downloads import Downloader, DownloadTarget
 

@@ -59,17 +59,29 @@ def prepare_home(home: Path, model: Path) -> None:
     from assistant.paths import app_paths
 
     paths = app_paths().ensure()
-    ModelStore(paths).register(InstalledModel(
-        id="smollm2-135m-local", name="SmolLM2 135M Instruct", path=model,
-        size_bytes=model.stat().st_size, source="import", filename=model.name, owned=False,
-    ))
-    paths.settings_file.write_text(json.dumps({
-        "temperature": 0.0,
-        "seed": 1,
-        "max_tokens": 300,
-        "theme": "light",
-        "first_run_done": True,
-    }), encoding="utf-8")
+    ModelStore(paths).register(
+        InstalledModel(
+            id="smollm2-135m-local",
+            name="SmolLM2 135M Instruct",
+            path=model,
+            size_bytes=model.stat().st_size,
+            source="import",
+            filename=model.name,
+            owned=False,
+        )
+    )
+    paths.settings_file.write_text(
+        json.dumps(
+            {
+                "temperature": 0.0,
+                "seed": 1,
+                "max_tokens": 300,
+                "theme": "light",
+                "first_run_done": True,
+            }
+        ),
+        encoding="utf-8",
+    )
 
 
 class Director:
@@ -90,8 +102,13 @@ class Director:
 
     # --- plumbing ----------------------------------------------------------------------------
 
-    def wait_for(self, condition: Callable[[], bool], then: Callable[[], None],
-                 what: str, started: float | None = None) -> None:
+    def wait_for(
+        self,
+        condition: Callable[[], bool],
+        then: Callable[[], None],
+        what: str,
+        started: float | None = None,
+    ) -> None:
         from PySide6.QtCore import QTimer
 
         started = time.monotonic() if started is None else started
@@ -150,8 +167,9 @@ class Director:
     def wait_for_model(self) -> None:
         window = self.window
         assert window is not None
-        self.wait_for(lambda: bool(window.runner.ready), lambda: self.ask(QUESTION),
-                      "the model to load")
+        self.wait_for(
+            lambda: bool(window.runner.ready), lambda: self.ask(QUESTION), "the model to load"
+        )
 
     def ask(self, question: str) -> None:
         from PySide6.QtCore import Qt
@@ -198,8 +216,12 @@ class Director:
 
         def far_enough() -> bool:
             progress = task.last_progress
-            return bool(progress and progress.total and progress.eta_s
-                        and progress.done > progress.total * 0.3)
+            return bool(
+                progress
+                and progress.total
+                and progress.eta_s
+                and progress.done > progress.total * 0.3
+            )
 
         self.task = task
         self.wait_for(far_enough, self.shoot_manager_light, "the download to get going")
@@ -213,8 +235,9 @@ class Director:
         if not window.open_first_run():
             self.fail("the welcome screen could not be opened")
             return
-        self.wait_for(lambda: window.first_run.isVisible(), self.shoot_first_run_light,
-                      "the welcome screen")
+        self.wait_for(
+            lambda: window.first_run.isVisible(), self.shoot_first_run_light, "the welcome screen"
+        )
 
     def shoot_first_run_light(self) -> None:
         window = self.window
@@ -241,8 +264,11 @@ class Director:
         manager.tabs.setCurrentIndex(2)
         manager.search_edit.setText(self.task.target.repo)
         manager.search(self.task.target.repo)
-        self.wait_for(lambda: manager.search_table.rowCount() > 0, self.shoot_manager_dark,
-                      "the Hub search (dark)")
+        self.wait_for(
+            lambda: manager.search_table.rowCount() > 0,
+            self.shoot_manager_dark,
+            "the Hub search (dark)",
+        )
 
     def shoot_manager_dark(self) -> None:
         window = self.window
@@ -250,8 +276,11 @@ class Director:
         self.save(window.model_manager, "model_manager_dark.png")
         window.model_manager.close()
         window.open_first_run()
-        self.wait_for(lambda: window.first_run.isVisible(), self.shoot_first_run_dark,
-                      "the welcome screen (dark)")
+        self.wait_for(
+            lambda: window.first_run.isVisible(),
+            self.shoot_first_run_dark,
+            "the welcome screen (dark)",
+        )
 
     def shoot_first_run_dark(self) -> None:
         window = self.window
@@ -269,12 +298,19 @@ class Director:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "screenshots",
-                        help="folder for the PNG files (default: docs/screenshots)")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=ROOT / "docs" / "screenshots",
+        help="folder for the PNG files (default: docs/screenshots)",
+    )
     args = parser.parse_args(argv)
     if not os.environ.get("DISPLAY") and os.environ.get("QT_QPA_PLATFORM") != "offscreen":
-        print("screenshots: no display; run it as `xvfb-run -a .venv/bin/python "
-              "tools/screenshots.py`", file=sys.stderr)
+        print(
+            "screenshots: no display; run it as `xvfb-run -a .venv/bin/python "
+            "tools/screenshots.py`",
+            file=sys.stderr,
+        )
         return 2
     out = args.out.resolve()
     out.mkdir(parents=True, exist_ok=True)

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from assistant import hub
 from assistant.errors import Cancelled, DownloadError
+from assistant.hub_cache import HubCache
 from assistant.models_store import InstalledModel, ModelStore, format_bytes
 from assistant.paths import app_paths
 
@@ -102,7 +103,7 @@ def run_list(args: argparse.Namespace) -> int:
     best = hardware.recommend(catalog, hw)
     default_id = store.default_id()
     installed = {model.id: model for model in store.list_installed()}
-    cache = hub.HubCache()
+    cache = HubCache()
     rows: list[dict[str, Any]] = []
     for spec in catalog:
         model = installed.pop(spec.id, None)

@@ -49,8 +49,9 @@ def _no_display() -> bool:
     """On Linux without X11 or Wayland, Qt would abort the process with a cryptic message."""
     if not sys.platform.startswith("linux"):
         return False
-    return not any(os.environ.get(name) for name in ("DISPLAY", "WAYLAND_DISPLAY",
-                                                     "QT_QPA_PLATFORM"))
+    return not any(
+        os.environ.get(name) for name in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM")
+    )
 
 
 def _close_on_signals(window: MainWindow) -> dict[int, Any]:

@@ -105,9 +105,7 @@ class ChatView(QWidget):
         font.setPointSizeF(font.pointSizeF() * 1.8)
         font.setBold(True)
         self.empty_title.setFont(font)
-        self.empty_hint = QLabel(
-            "Everything runs on this computer: nothing you type leaves it."
-        )
+        self.empty_hint = QLabel("Everything runs on this computer: nothing you type leaves it.")
         self.empty_hint.setObjectName("EmptyHint")
         self.empty_hint.setWordWrap(True)
         self.get_models_button = QPushButton("Get a model…")
@@ -175,9 +173,7 @@ class ChatView(QWidget):
         coming) replaces whatever was saved after the last question."""
         self.clear(conversation_id)
         if streaming_text is not None:
-            last_question = max(
-                (i for i, m in enumerate(messages) if m.role == "user"), default=-1
-            )
+            last_question = max((i for i, m in enumerate(messages) if m.role == "user"), default=-1)
             messages = messages[: last_question + 1]
         for message in messages:
             if message.role == "system":
@@ -267,9 +263,7 @@ class ChatView(QWidget):
         return widget
 
     def _refresh_actions(self) -> None:
-        last_answer = next(
-            (w for w in reversed(self._widgets) if w.role == "assistant"), None
-        )
+        last_answer = next((w for w in reversed(self._widgets) if w.role == "assistant"), None)
         for widget in self._widgets:
             if widget is self._streaming:
                 continue

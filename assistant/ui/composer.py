@@ -131,8 +131,9 @@ class Composer(QFrame):
         self.stop_button.clicked.connect(self.stopRequested)
         self.stop_button.hide()
 
-        self.editing_note = QLabel("Editing an earlier question: the answers after it will be "
-                                   "replaced.")
+        self.editing_note = QLabel(
+            "Editing an earlier question: the answers after it will be replaced."
+        )
         self.editing_note.setObjectName("EditingNote")
         self.cancel_edit_button = QToolButton()
         self.cancel_edit_button.setText("Cancel edit")

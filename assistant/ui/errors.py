@@ -130,7 +130,7 @@ class ErrorBanner(QFrame):
 
 
 class BugReportDialog(QDialog):
-    """"Something went wrong", with a report the user can copy into a bug report."""
+    """ "Something went wrong", with a report the user can copy into a bug report."""
 
     def __init__(self, details: str, parent: QWidget | None = None) -> None:
         super().__init__(parent)

@@ -31,8 +31,10 @@ from assistant.ui.errors import ErrorBanner, describe, show_bug_report
 from assistant.ui.model_manager import GGUF_FILTER, make_downloads
 from assistant.ui.model_widgets import DownloadRow, FitBadge
 
-OFFLINE_SENTENCE = ("Everything runs offline, on this computer: your questions, the answers and "
-                    "the model never leave it.")
+OFFLINE_SENTENCE = (
+    "Everything runs offline, on this computer: your questions, the answers and "
+    "the model never leave it."
+)
 
 
 def pick_model(catalog: Catalog, hardware: Hardware) -> tuple[ModelSpec | None, bool]:
@@ -87,8 +89,11 @@ class FirstRunDialog(QDialog):
         intro = QLabel(OFFLINE_SENTENCE, self)
         intro.setWordWrap(True)
         intro.setAccessibleName("About the app")
-        step = QLabel("To start, it needs a language model: a single file of a few hundred "
-                      "megabytes to a few gigabytes.", self)
+        step = QLabel(
+            "To start, it needs a language model: a single file of a few hundred "
+            "megabytes to a few gigabytes.",
+            self,
+        )
         step.setWordWrap(True)
 
         self.problem = ErrorBanner(self)
@@ -141,8 +146,11 @@ class FirstRunDialog(QDialog):
             self.download_button.hide()
             layout.addWidget(QLabel("Pick a GGUF model file you already have.", card))
             return card
-        heading = ("Recommended for this computer" if self.fits else
-                   "No model fits this computer comfortably; the smallest one is")
+        heading = (
+            "Recommended for this computer"
+            if self.fits
+            else "No model fits this computer comfortably; the smallest one is"
+        )
         caption = QLabel(heading, card)
         name = QLabel(f"<b>{spec.name}</b>", card)
         font = name.font()
@@ -150,9 +158,12 @@ class FirstRunDialog(QDialog):
         name.setFont(font)
         badge = FitBadge(fit_for_spec(spec, self.hardware), estimate_for_spec(spec), card)
         self.badge = badge
-        facts = QLabel(f"{spec.good_at}.<br>{spec.parameters_label} parameters · "
-                       f"{spec.quantization} · {format_bytes(spec.size_bytes)} download · "
-                       f"license {spec.license}", card)
+        facts = QLabel(
+            f"{spec.good_at}.<br>{spec.parameters_label} parameters · "
+            f"{spec.quantization} · {format_bytes(spec.size_bytes)} download · "
+            f"license {spec.license}",
+            card,
+        )
         facts.setWordWrap(True)
         size = format_bytes(spec.size_bytes)
         self.download_button.setText(f"Download {spec.name} ({size})")
@@ -185,8 +196,12 @@ class FirstRunDialog(QDialog):
         """Validate and register a GGUF file (left where it is), then make it the default."""
         self.problem.hide()
         self._set_busy(True)
-        self.runner.run(lambda: self.store.import_file(path), on_success=self._on_imported,
-                        on_failure=self._on_import_failed, what=f"importing {Path(path).name}")
+        self.runner.run(
+            lambda: self.store.import_file(path),
+            on_success=self._on_imported,
+            on_failure=self._on_import_failed,
+            what=f"importing {Path(path).name}",
+        )
 
     def _watch(self, task: DownloadTask) -> None:
         self.task = task
@@ -228,8 +243,9 @@ class FirstRunDialog(QDialog):
     # --- slots -------------------------------------------------------------------------------
 
     def _on_import_clicked(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "Choose a GGUF model file",
-                                              str(Path.home()), GGUF_FILTER)
+        path, _ = QFileDialog.getOpenFileName(
+            self, "Choose a GGUF model file", str(Path.home()), GGUF_FILTER
+        )
         if path:
             self.import_file(path)
 
@@ -247,8 +263,9 @@ class FirstRunDialog(QDialog):
 
     def _on_download_ended(self, *_args: object) -> None:
         if self.spec is not None:
-            self.download_button.setText(f"Download {self.spec.name} "
-                                         f"({format_bytes(self.spec.size_bytes)})")
+            self.download_button.setText(
+                f"Download {self.spec.name} ({format_bytes(self.spec.size_bytes)})"
+            )
         self._set_busy(False)
 
     def _on_row_dismissed(self) -> None:

@@ -269,7 +269,10 @@ class MainWindow(QMainWindow):
                 from assistant.ui.model_manager import ModelManagerWindow
 
                 self.model_manager = ModelManagerWindow(
-                    self.models, self.catalog(), self.hardware(), self,
+                    self.models,
+                    self.catalog(),
+                    self.hardware(),
+                    self,
                     downloads=self._download_queue(),
                 )
             except ImportError as exc:
@@ -294,7 +297,10 @@ class MainWindow(QMainWindow):
             from assistant.ui.first_run import FirstRunDialog
 
             self.first_run = FirstRunDialog(
-                self.models, self.catalog(), self.hardware(), self,
+                self.models,
+                self.catalog(),
+                self.hardware(),
+                self,
                 downloads=self._download_queue(),
             )
         except (ImportError, AssistantError) as exc:
@@ -383,8 +389,9 @@ class MainWindow(QMainWindow):
             installed = bool(self.models.list_installed())
             self.show_problem(
                 "No model is loaded, so there is nobody to answer yet.",
-                "Pick a model at the top of the window." if installed else
-                "Get one with \u201cGet models\u2026\u201d at the top of the window.",
+                "Pick a model at the top of the window."
+                if installed
+                else "Get one with \u201cGet models\u2026\u201d at the top of the window.",
             )
             return
         generation = self.settings.generation_settings()

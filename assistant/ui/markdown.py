@@ -84,7 +84,7 @@ def _parser(style: Style) -> Any:
     ) -> str:
         text = html.escape(tokens[idx].content)
         return (
-            f'<code style="font-family: \'{mono}\'; background-color: {inline_bg};">'
+            f"<code style=\"font-family: '{mono}'; background-color: {inline_bg};\">"
             f"&#8202;{text}&#8202;</code>"
         )
 
@@ -110,9 +110,7 @@ def highlight(code: str, language: str, style: Style) -> str:
     body = pygments_highlight(code, lexer, formatter).rstrip("\n")
     # Pygments' inline styles may set a background on some tokens; the block has its own.
     mono = html.escape(style.mono_family, quote=True)
-    return (
-        f"<pre style=\"white-space: pre-wrap; margin: 0; font-family: '{mono}';\">{body}</pre>"
-    )
+    return f"<pre style=\"white-space: pre-wrap; margin: 0; font-family: '{mono}';\">{body}</pre>"
 
 
 def plain_html(text: str) -> str:

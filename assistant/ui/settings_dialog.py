@@ -198,8 +198,9 @@ class SettingsDialog(QDialog):
         self.context_size.setValue(s["context_size"])
         self.threads.setValue(s["threads"])
         gpu = str(s["gpu_layers"])
-        self.gpu_mode.setCurrentIndex(self.gpu_mode.findData(gpu if gpu in ("auto", "off")
-                                                             else "n"))
+        self.gpu_mode.setCurrentIndex(
+            self.gpu_mode.findData(gpu if gpu in ("auto", "off") else "n")
+        )
         if gpu.isdigit():
             self.gpu_layers.setValue(max(1, int(gpu)))
         self._select(self.overflow, s["overflow_policy"])
@@ -256,5 +257,3 @@ class SettingsDialog(QDialog):
     def _on_open_folder_clicked(self) -> None:
         self._data_folder.mkdir(parents=True, exist_ok=True)
         QDesktopServices.openUrl(QUrl.fromLocalFile(str(self._data_folder)))
-
-

@@ -50,7 +50,7 @@ def _result_label(title: str, snippet: str | None) -> QLabel:
 
 
 class UndoBar(QFrame):
-    """"Conversation deleted — Undo", for a few seconds.
+    """ "Conversation deleted — Undo", for a few seconds.
 
     Signals:
         undoRequested(int): the conversation id to restore.

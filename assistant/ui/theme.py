@@ -41,15 +41,35 @@ class Colors:
 
 
 LIGHT = Colors(
-    window="#f7f7f8", base="#ffffff", alt_base="#f1f2f4", text="#1f2328", muted="#6b7280",
-    border="#d9dce1", accent="#4f46e5", accent_text="#ffffff", user_bubble="#eef0ff",
-    code_bg="#f6f8fa", sidebar="#eff0f3", error_bg="#fff4e5", error_border="#f0b45a",
+    window="#f7f7f8",
+    base="#ffffff",
+    alt_base="#f1f2f4",
+    text="#1f2328",
+    muted="#6b7280",
+    border="#d9dce1",
+    accent="#4f46e5",
+    accent_text="#ffffff",
+    user_bubble="#eef0ff",
+    code_bg="#f6f8fa",
+    sidebar="#eff0f3",
+    error_bg="#fff4e5",
+    error_border="#f0b45a",
     selection="#dcdcfb",
 )
 DARK = Colors(
-    window="#1e1f22", base="#26272b", alt_base="#2d2f34", text="#e6e6e9", muted="#9ca3af",
-    border="#3a3c42", accent="#8b85ff", accent_text="#111111", user_bubble="#34365a",
-    code_bg="#1a1b1e", sidebar="#191a1d", error_bg="#3a2d18", error_border="#a8741f",
+    window="#1e1f22",
+    base="#26272b",
+    alt_base="#2d2f34",
+    text="#e6e6e9",
+    muted="#9ca3af",
+    border="#3a3c42",
+    accent="#8b85ff",
+    accent_text="#111111",
+    user_bubble="#34365a",
+    code_bg="#1a1b1e",
+    sidebar="#191a1d",
+    error_bg="#3a2d18",
+    error_border="#a8741f",
     selection="#44447a",
 )
 
@@ -93,16 +113,21 @@ def palette_for(colors: Colors) -> QPalette:
     }
     for role, value in roles.items():
         palette.setColor(role, c(value))
-    for role in (QPalette.ColorRole.WindowText, QPalette.ColorRole.Text,
-                 QPalette.ColorRole.ButtonText):
+    for role in (
+        QPalette.ColorRole.WindowText,
+        QPalette.ColorRole.Text,
+        QPalette.ColorRole.ButtonText,
+    ):
         palette.setColor(QPalette.ColorGroup.Disabled, role, c(colors.muted))
     return palette
 
 
 def stylesheet(colors: Colors) -> str:
     try:
-        text = resources.files("assistant").joinpath("resources/styles/app.qss").read_text(
-            encoding="utf-8"
+        text = (
+            resources.files("assistant")
+            .joinpath("resources/styles/app.qss")
+            .read_text(encoding="utf-8")
         )
     except OSError as exc:  # a broken install: the app still works, only plainer
         log.warning("Stylesheet missing (%s); using the plain look.", exc)

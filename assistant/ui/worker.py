@@ -282,8 +282,11 @@ class ModelRunner(QObject):
         """Replace the question ``question_id`` (and everything after it) with ``question``."""
         self._submit(
             AnswerRequest(
-                conversation_id, generation, CancelToken(),
-                question=question, replace_from=question_id,
+                conversation_id,
+                generation,
+                CancelToken(),
+                question=question,
+                replace_from=question_id,
             )
         )
 
