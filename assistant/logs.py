@@ -36,6 +36,9 @@ def setup_logging(*, verbose: bool = False, to_stderr: bool = True) -> None:
     if to_stderr:
         console = logging.StreamHandler(sys.stderr)
         console.setLevel(logging.DEBUG if verbose else logging.WARNING)
+        if not verbose:
+            # A bug's traceback belongs in the log file; the front end says one calm sentence.
+            console.addFilter(lambda record: not record.exc_info)
         handlers.append(console)
     for handler in handlers:
         handler.setFormatter(logging.Formatter(_FORMAT))

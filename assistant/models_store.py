@@ -9,6 +9,7 @@ checks, imports after their header check. Reading the registry never touches the
 from __future__ import annotations
 
 import contextlib
+import difflib
 import errno
 import hashlib
 import json
@@ -180,12 +181,21 @@ class ModelStore:
 
     def get(self, model_id: str) -> InstalledModel:
         model = self.find(model_id)
-        if model is None:
+        if model is not None:
+            return model
+        if self.catalog is not None and model_id in self.catalog:
             raise ModelNotFoundError(
-                f"No installed model is called {model_id!r}.",
-                hint="See the installed models with `offline-assistant models list`.",
+                f"{model_id} is in the catalog but not downloaded yet.",
+                hint=f"Get it with `offline-assistant models pull {model_id}`.",
             )
-        return model
+        installed = [m.id for m in self.list_installed()]
+        known = installed + list(self.catalog.ids if self.catalog is not None else ())
+        close = difflib.get_close_matches(model_id, known, n=3, cutoff=0.6)
+        raise ModelNotFoundError(
+            f"No installed model is called {model_id!r}."
+            + (f" Did you mean {', '.join(close)}?" if close else ""),
+            hint="See the models with `offline-assistant models list`.",
+        )
 
     def resolve(self, model_id: str) -> Path:
         """The file of an installed model, ready for the engine to load."""

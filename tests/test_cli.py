@@ -164,3 +164,11 @@ def test_chat_session(model_path: Path) -> None:
     assert "Paris" in result.stdout
     conversations = HistoryStore(app_paths().history_db).list_conversations()
     assert len(conversations) == 2
+
+
+def test_unknown_or_missing_model_names_the_fix() -> None:
+    not_downloaded = cli("ask", "--model", "qwen3-4b", "hi")
+    assert not_downloaded.returncode == 1
+    assert "models pull qwen3-4b" in not_downloaded.stderr
+    typo = cli("ask", "--model", "qwen3-4bb", "hi")
+    assert typo.returncode == 1 and "Did you mean qwen3-4b" in typo.stderr

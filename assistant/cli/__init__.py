@@ -67,7 +67,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(file=sys.stderr)
         return EXIT_INTERRUPTED
     except Exception:
-        log.exception("unexpected failure in %r", args.command)
+        log.exception("unexpected failure in %r", args.command)  # the file, or stderr with -v
         error(
             "something went wrong (a bug, not your mistake). The details are in the log: "
             f"{app_paths().logs}"
