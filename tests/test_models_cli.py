@@ -233,7 +233,7 @@ def test_rm_of_a_pulled_model_frees_the_disk(
     assert code == 0 and "freed 98.4 MB" in out
     assert not path.exists() and not blob.exists()
     code, _out, err = run(capsys, "rm", MODEL_ID)
-    assert code == 1 and "No installed model" in err
+    assert code == 1 and "not downloaded yet" in err
 
 
 @pytest.mark.slow
