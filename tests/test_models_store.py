@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import keyring
@@ -271,15 +270,6 @@ def test_unique_id_avoids_installed_and_catalog_ids(tmp_path: Path, user_copy: P
 
 
 # --- secrets -------------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def memory_keyring() -> Iterator[MemoryKeyring]:
-    previous = keyring.get_keyring()
-    backend = MemoryKeyring()
-    keyring.set_keyring(backend)
-    yield backend
-    keyring.set_keyring(previous)
 
 
 def test_hf_token_lives_in_the_keyring_not_in_a_file(
