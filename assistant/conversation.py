@@ -92,6 +92,7 @@ def answer(
         status = "interrupted"
         raise
     finally:
+        generation.close()  # a Ctrl-C in on_chunk leaves the model's generator suspended
         stats = generation.stats or GenerationStats()
         if status == "interrupted":
             stats.stop_reason = "cancelled"

@@ -90,3 +90,23 @@ def test_failed_answers_are_left_out_of_the_context(
     history.add_message(chat.id, "user", "second")
     context = conversation.context_for(history, chat.id)
     assert [m.content for m in context] == ["Be brief.", "first", "second"]
+
+
+def test_interrupt_in_the_consumer_frees_the_engine(
+    engine: LocalEngine, history: HistoryStore
+) -> None:
+    """Ctrl-C lands in the front end's code between chunks: the answer is kept as interrupted
+    and the engine is free for the next question at once."""
+    chat = history.create_conversation(system_prompt="You are a helpful assistant.")
+
+    def interrupt(_chunk: str) -> None:
+        raise KeyboardInterrupt
+
+    long = GenerationSettings(temperature=0.0, max_tokens=400)
+    with pytest.raises(KeyboardInterrupt):
+        conversation.ask(history, engine, chat.id, "Tell me a story.", long, on_chunk=interrupt)
+    answer = history.messages(chat.id)[-1]
+    assert answer.status == "interrupted" and answer.text
+    assert answer.stats["stop_reason"] == "cancelled"
+    follow_up = conversation.ask(history, engine, chat.id, "What is the capital of France?", GREEDY)
+    assert follow_up.stats.stop_reason == "stop"

@@ -91,6 +91,13 @@ class Generation:
             self.text += chunk
             yield chunk
 
+    def close(self) -> None:
+        """Stop early: the provider finishes its statistics and frees the model at once, rather
+        than whenever the garbage collector gets to an abandoned generator."""
+        close = getattr(self._chunks, "close", None)
+        if close is not None:
+            close()
+
     def run(self, on_chunk: Callable[[str], None] | None = None) -> str:
         """Consume the whole answer, passing each chunk to ``on_chunk``; return the full text."""
         for chunk in self:
