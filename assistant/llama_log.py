@@ -17,14 +17,10 @@ import llama_cpp
 
 log = logging.getLogger("assistant.llama_cpp")
 
-# ggml_log_level: NONE, DEBUG, INFO, WARN, ERROR, CONT (continues the previous line).
-_LEVELS = {
-    0: logging.CRITICAL,
-    1: logging.DEBUG,
-    2: logging.DEBUG,
-    3: logging.WARNING,
-    4: logging.ERROR,
-}
+# ggml_log_level: NONE, DEBUG, INFO, WARN, ERROR, CONT (continues the previous line). Even its
+# warnings and errors go to the log file only: the engine turns failures into its own errors,
+# and the terminal should not show llama.cpp's internals next to them.
+_LEVELS = {0: logging.INFO, 1: logging.DEBUG, 2: logging.DEBUG, 3: logging.INFO, 4: logging.INFO}
 _CONT = 5
 _captures: list[list[str]] = []
 _lock = threading.Lock()

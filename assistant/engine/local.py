@@ -110,7 +110,7 @@ class LocalEngine:
         )
         if self._format.uses_fallback:
             self.warnings.append(FALLBACK_WARNING)
-            log.warning("%s: %s", self.path.name, FALLBACK_WARNING)
+            log.info("%s: %s", self.path.name, FALLBACK_WARNING)  # front ends show .warnings
         self._pieces: dict[int, bytes] = {}
         self._lock = threading.Lock()
 
@@ -264,6 +264,7 @@ class LocalEngine:
                 )
                 decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
                 scanner = StopScanner(stops)
+                trim_start = self._format.uses_fallback
                 to_piece = self._token_bytes
                 is_end = llama_cpp.llama_vocab_is_eog
                 while True:
@@ -281,6 +282,11 @@ class LocalEngine:
                         break
                     stats.completion_tokens += 1
                     text = scanner.feed(decoder.decode(to_piece(token)))
+                    if trim_start and text:
+                        # After "Assistant:" a base model starts with a space; the transcript
+                        # strips it again next turn, so nothing is lost for the cache.
+                        text = text.lstrip()
+                        trim_start = not text
                     if text:
                         yield text
                     if scanner.stopped:
