@@ -38,9 +38,10 @@ STORY = ChatMessage("user", "Write a long story about a lighthouse keeper and a 
 class RawLoop:
     """The least Python one can put around llama.cpp: decode a batch, sample, decode one."""
 
-    def __init__(self, path: Path, threads: int) -> None:
+    def __init__(self, path: Path, threads: int, gpu_layers: int) -> None:
         llama_log.install()
         model_params = llama_cpp.llama_model_default_params()
+        model_params.n_gpu_layers = gpu_layers
         self.model = llama_cpp.llama_model_load_from_file(str(path).encode(), model_params)
         ctx_params = llama_cpp.llama_context_default_params()
         ctx_params.n_ctx = N_CTX
@@ -90,9 +91,9 @@ def long_prompt(words: int) -> list[ChatMessage]:
     return [SYSTEM, ChatMessage("user", f"Summarise this inventory: {text}")]
 
 
-def measure(model: Path, threads: int, repeats: int) -> dict[str, object]:
-    engine = LocalEngine(model, n_ctx=N_CTX, n_threads=threads)
-    raw = RawLoop(model, threads)
+def measure(model: Path, threads: int, repeats: int, gpu_layers: int) -> dict[str, object]:
+    engine = LocalEngine(model, n_ctx=N_CTX, n_threads=threads, n_gpu_layers=gpu_layers)
+    raw = RawLoop(model, threads, gpu_layers)
     greedy = GenerationSettings(temperature=0.0, repeat_penalty=1.0, max_tokens=160)
 
     # (a) decode: same prompt, same number of tokens, greedy in both.
@@ -145,6 +146,7 @@ def measure(model: Path, threads: int, repeats: int) -> dict[str, object]:
     return {
         "model": model.name,
         "threads": threads,
+        "gpu_layers": gpu_layers,
         "repeats": repeats,
         "machine": {
             "cpu": platform.processor() or platform.machine(),
@@ -181,7 +183,10 @@ def print_table(result: dict[str, object]) -> None:
     decode = result["decode_tps"]
     prompt = result["prompt_tps"]
     assert isinstance(decode, dict) and isinstance(prompt, dict)
-    print(f"model {result['model']}, {result['threads']} threads, median of {result['repeats']}")
+    print(
+        f"model {result['model']}, {result['threads']} threads, "
+        f"{result['gpu_layers']} GPU layers, median of {result['repeats']}"
+    )
     print(f"{'measure':<28}{'engine':>10}{'raw':>10}{'ratio':>8}{'target':>9}  met")
     for name, row in (("decode tokens/s", decode), ("prompt tokens/s", prompt)):
         print(
@@ -207,13 +212,16 @@ def main() -> int:
     parser.add_argument("--model", type=Path, help="GGUF file (default: the SmolLM2 test model)")
     parser.add_argument("--threads", type=int, default=detect_hardware().physical_cores)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument(
+        "--gpu-layers", type=int, default=0, help="layers on the GPU for both loops (999 = all)"
+    )
     parser.add_argument("--output", type=Path, default=ROOT / "benchmarks/results/engine.json")
     args = parser.parse_args()
     if args.model is None:
         from tests.support import smollm2_path
 
         args.model = smollm2_path()
-    result = measure(args.model, args.threads, args.repeats)
+    result = measure(args.model, args.threads, args.repeats, args.gpu_layers)
     print_table(result)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(result, indent=2))
