@@ -42,16 +42,6 @@ log = logging.getLogger(__name__)
 DEFAULT_CONTEXT = 4096
 
 
-def default_threads() -> int:
-    """Physical cores: llama.cpp decoding gains nothing from hyper-threads."""
-    return max(1, detect_hardware().physical_cores)
-
-
-def gpu_offload_supported() -> bool:
-    """Whether this llama.cpp build can put layers on a GPU (CUDA, Metal, Vulkan...)."""
-    return detect_hardware().gpu_offload
-
-
 class _EngineSettings(Protocol):
     """What ``from_settings`` reads; the engine does not depend on the settings module."""
 
@@ -79,10 +69,12 @@ class LocalEngine:
         self.model_id = model_id or self.path.stem
         trained = self.info.context_length
         self.n_ctx = min(n_ctx, trained) if trained else n_ctx
-        self.n_threads = n_threads or default_threads()
+        hardware = hardware or detect_hardware()
+        # Physical cores: llama.cpp decoding gains nothing from hyper-threads.
+        self.n_threads = n_threads or max(1, hardware.physical_cores)
         self.warnings: list[str] = []
         if check_memory:
-            self._check_memory(hardware or detect_hardware())
+            self._check_memory(hardware)
 
         with llama_log.capture() as lines:
             try:
@@ -92,7 +84,7 @@ class LocalEngine:
                     n_batch=512,
                     n_threads=self.n_threads,
                     n_threads_batch=self.n_threads,
-                    n_gpu_layers=n_gpu_layers if gpu_offload_supported() else 0,
+                    n_gpu_layers=n_gpu_layers if hardware.gpu_offload else 0,
                     # llama.cpp's own default ("auto") turns this on wherever it runs; the
                     # wrapper's default turns it off, costing ~10% of decode speed on CPU.
                     flash_attn=True,

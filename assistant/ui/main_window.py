@@ -509,11 +509,7 @@ class MainWindow(QMainWindow):
         return dialog
 
     def _gpu_offload(self) -> bool:
-        if self._hardware is not None:
-            return self._hardware.gpu_offload
-        from assistant.engine.local import gpu_offload_supported
-
-        return gpu_offload_supported()
+        return self.hardware().gpu_offload
 
     @Slot(list)
     def _on_settings_changed(self, keys: list[str]) -> None:
