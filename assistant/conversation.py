@@ -86,18 +86,17 @@ def answer(
             if time.monotonic() - last_save > SAVE_EVERY_S:
                 history.update_message(saved.id, text=generation.text)
                 last_save = time.monotonic()
-        stats = generation.stats or GenerationStats()
-        status = "interrupted" if stats.stop_reason == "cancelled" else "complete"
+        cancelled = generation.stats is not None and generation.stats.stop_reason == "cancelled"
+        status = "interrupted" if cancelled else "complete"
     except KeyboardInterrupt:
         status = "interrupted"
         raise
     finally:
         generation.close()  # a Ctrl-C in on_chunk leaves the model's generator suspended
         stats = generation.stats or GenerationStats()
-        if status == "interrupted":
-            stats.stop_reason = "cancelled"
-        history.update_message(saved.id, text=generation.text, status=status, stats=stats.to_dict())
-    message = next(m for m in history.messages(conversation_id) if m.id == saved.id)
+        message = history.update_message(
+            saved.id, text=generation.text, status=status, stats=stats.to_dict()
+        )
     return Exchange(message, stats, generation.dropped)
 
 

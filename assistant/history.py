@@ -359,26 +359,28 @@ class HistoryStore:
         text: str | None = None,
         status: str | None = None,
         stats: dict[str, Any] | None = None,
-    ) -> None:
-        """Change a saved message (an answer that finished streaming, or was stopped)."""
+    ) -> Message:
+        """Change a saved message (an answer that finished streaming, or was stopped) and
+        return it as saved. Works on a message of a deleted conversation, so an answer that
+        finishes after a delete is there after an undo."""
         if status is not None:
             _check(status, STATUSES, "status")
         stats_json = None if stats is None else _dumps(stats)
         changes = {"text": text, "status": status, "stats": stats_json}
         changes = {column: value for column, value in changes.items() if value is not None}
         with self._write() as conn:
-            row = conn.execute(
-                "SELECT conversation_id FROM messages WHERE id = ?", (message_id,)
-            ).fetchone()
+            row = conn.execute("SELECT * FROM messages WHERE id = ?", (message_id,)).fetchone()
             if row is None:
                 raise HistoryError(f"Message {message_id} is no longer in the chat history.")
             if not changes:
-                return
+                return _message(row)
             assignments = ", ".join(f"{column} = ?" for column in changes)
             conn.execute(
                 f"UPDATE messages SET {assignments} WHERE id = ?", (*changes.values(), message_id)
             )
             self._touch(conn, row["conversation_id"])
+            updated = conn.execute("SELECT * FROM messages WHERE id = ?", (message_id,)).fetchone()
+        return _message(updated)
 
     def delete_messages_from(self, conversation_id: int, message_id: int) -> None:
         """Remove this message and every later one in its conversation (regenerate, edit)."""

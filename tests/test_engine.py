@@ -292,3 +292,9 @@ def test_not_enough_memory_is_refused_before_loading(model_path: Path) -> None:
     )
     with pytest.raises(InsufficientMemoryError, match="needs about"):
         LocalEngine(model_path, hardware=tiny)
+
+
+def test_stop_scanner_cuts_at_the_earliest_stop() -> None:
+    scanner = StopScanner(("\nUser:", "\n\nUser:"))
+    out = "".join(scanner.feed(piece) for piece in ("Paris.", "\n", "\n", "User", ":"))
+    assert out == "Paris."

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from assistant import conversation
+from assistant.cli import EXIT_INTERRUPTED
 from assistant.engine.base import ChatMessage, GenerationSettings
 from assistant.errors import AssistantError, NoModelError
 from assistant.history import HistoryStore
@@ -71,9 +72,11 @@ class _Session:
         from assistant.engine.local import LocalEngine  # loading llama.cpp takes a moment
 
         path, name = resolve_model(model_id, model_path)
+        # Load the new model before letting go of the old one: if it fails, the chat goes on.
+        loaded = LocalEngine.from_settings(path, self.settings, model_id=name)
         if self.engine is not None:
             self.engine.close()
-        self.engine = LocalEngine.from_settings(path, self.settings, model_id=name)
+        self.engine = loaded
         for warning in self.engine.warnings:
             print(f"warning: {warning}", file=sys.stderr)
 
@@ -142,7 +145,7 @@ def run_ask(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         if not args.json:
             print("\n[stopped]", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
     if args.json:
         stats = exchange.stats
         print(
@@ -200,6 +203,7 @@ def run_chat(args: argparse.Namespace) -> int:
                 session.load_model(name, None)
             except AssistantError as exc:
                 print(f"error: {exc.full_text()}", file=sys.stderr)
+                print(f"Still using {session.engine.model_name}.", file=sys.stderr)
                 continue
             conversation_id = session.new_conversation()
             print(f"Now using {name}; new conversation {conversation_id}.", file=sys.stderr)

@@ -105,6 +105,7 @@ class LocalEngine:
             log.info("%s: %s", self.path.name, FALLBACK_WARNING)  # front ends show .warnings
         self._pieces: dict[int, bytes] = {}
         self._lock = threading.Lock()
+        self._closed = False
 
     @classmethod
     def from_settings(
@@ -147,8 +148,11 @@ class LocalEngine:
         return len(self._llama.tokenize(text.encode("utf-8"), add_bos=False, special=False))
 
     def close(self) -> None:
+        """Free the model. The engine cannot answer afterwards (llama.cpp's memory is gone)."""
         with self._lock:
-            self._llama.close()
+            if not self._closed:
+                self._closed = True
+                self._llama.close()
 
     # --- prompt fitting --------------------------------------------------------------------
 
@@ -161,41 +165,64 @@ class LocalEngine:
     ) -> tuple[list[int], list[ChatMessage], tuple[str, ...]]:
         """Tokenize the conversation, dropping oldest turns (keeping system prompts) if the
         policy allows. Returns the prompt tokens, the dropped messages and the stop strings."""
+        if self._closed:
+            raise RuntimeError("this engine was closed; load the model again")
         if not messages:
             raise ValueError("a chat needs at least one message")
         budget = self.n_ctx - self.answer_reserve(settings)
-        kept = list(messages)
-        dropped: list[ChatMessage] = []
-        while True:
-            rendered = self._format.render(kept)
-            tokens = self._llama.tokenize(
-                rendered.text.encode("utf-8"),
-                add_bos=not rendered.has_special_tokens,
-                special=not self._format.uses_fallback,
+        tokens, stops = self._tokenize_chat(messages)
+        if len(tokens) <= budget:
+            return tokens, [], stops
+        if settings.overflow == "refuse":
+            raise ContextOverflowError(
+                f"This conversation is {len(tokens):,} tokens long, but the model's context "
+                f"window holds {self.n_ctx:,} tokens, including room for the answer.",
+                hint="Start a new conversation, raise the context size in Settings, or let "
+                "the app drop the oldest turns.",
             )
-            if len(tokens) <= budget:
-                return tokens, dropped, rendered.stop
-            if settings.overflow == "refuse":
-                raise ContextOverflowError(
-                    f"This conversation is {len(tokens):,} tokens long, but the model's context "
-                    f"window holds {self.n_ctx:,} tokens, including room for the answer.",
-                    hint="Start a new conversation, raise the context size in Settings, or let "
-                    "the app drop the oldest turns.",
-                )
-            oldest = next(
-                (i for i, m in enumerate(kept[:-1]) if m.role != "system"),
-                None,
+        # Where the kept part may start: a whole exchange at a time, so the transcript still
+        # alternates; the last message is always kept. Dropping more never makes the prompt
+        # longer, so a binary search finds the fewest drops in a few renders, however long
+        # the conversation.
+        cuts = [
+            i
+            for i, message in enumerate(messages)
+            if message.role == "user" or (i == len(messages) - 1)
+        ]
+        cuts = [i for i in cuts if any(m.role != "system" for m in messages[:i])]
+        best: tuple[list[int], tuple[str, ...], int] | None = None
+        low, high = 0, len(cuts) - 1
+        last_tokens = tokens
+        while low <= high:
+            middle = (low + high) // 2
+            candidate, candidate_stops = self._tokenize_chat(self._cut(messages, cuts[middle]))
+            if len(candidate) <= budget:
+                best, high = (candidate, candidate_stops, cuts[middle]), middle - 1
+            else:
+                last_tokens, low = candidate, middle + 1
+        if best is None:
+            raise ContextOverflowError(
+                f"Your message alone is {len(last_tokens):,} tokens long, more than the model's "
+                f"context window of {self.n_ctx:,} tokens can take with room for an answer.",
+                hint="Shorten the message or raise the context size in Settings.",
             )
-            if oldest is None:
-                raise ContextOverflowError(
-                    f"Your message alone is {len(tokens):,} tokens long, more than the model's "
-                    f"context window of {self.n_ctx:,} tokens can take with room for an answer.",
-                    hint="Shorten the message or raise the context size in Settings.",
-                )
-            # Drop a whole exchange at a time so the transcript still alternates.
-            dropped.append(kept.pop(oldest))
-            if oldest < len(kept) - 1 and kept[oldest].role == "assistant":
-                dropped.append(kept.pop(oldest))
+        fitted, fitted_stops, cut = best
+        dropped = [m for m in messages[:cut] if m.role != "system"]
+        return fitted, dropped, fitted_stops
+
+    @staticmethod
+    def _cut(messages: list[ChatMessage], start: int) -> list[ChatMessage]:
+        """The system messages before ``start``, then everything from ``start`` on."""
+        return [m for m in messages[:start] if m.role == "system"] + messages[start:]
+
+    def _tokenize_chat(self, messages: list[ChatMessage]) -> tuple[list[int], tuple[str, ...]]:
+        rendered = self._format.render(messages)
+        tokens = self._llama.tokenize(
+            rendered.text.encode("utf-8"),
+            add_bos=not rendered.has_special_tokens,
+            special=not self._format.uses_fallback,
+        )
+        return tokens, rendered.stop
 
     # --- generation ------------------------------------------------------------------------
 

@@ -80,12 +80,11 @@ class StopScanner:
         if self.stopped:
             return ""
         self._pending += text
-        for stop in self._stops:
-            at = self._pending.find(stop)
-            if at != -1:
-                self.stopped = True
-                out, self._pending = self._pending[:at], ""
-                return out
+        found = [at for at in (self._pending.find(stop) for stop in self._stops) if at != -1]
+        if found:  # cut at the earliest stop in the text, whichever stop string it is
+            self.stopped = True
+            out, self._pending = self._pending[: min(found)], ""
+            return out
         keep = 0
         for stop in self._stops:
             for size in range(min(len(stop) - 1, len(self._pending)), 0, -1):
