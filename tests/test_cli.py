@@ -172,3 +172,25 @@ def test_unknown_or_missing_model_names_the_fix() -> None:
     assert "models pull qwen3-4b" in not_downloaded.stderr
     typo = cli("ask", "--model", "qwen3-4bb", "hi")
     assert typo.returncode == 1 and "Did you mean qwen3-4b" in typo.stderr
+
+
+def test_chat_keeps_the_old_model_when_a_switch_fails(model_path: Path, tmp_path: Path) -> None:
+    from assistant.models_store import InstalledModel, ModelStore
+
+    broken = tmp_path / "broken.gguf"
+    broken.write_bytes(model_path.read_bytes()[: model_path.stat().st_size // 2])
+    ModelStore().register(
+        InstalledModel(
+            id="broken",
+            name="Broken",
+            path=broken,
+            size_bytes=broken.stat().st_size,
+            source="import",
+            owned=False,
+        )
+    )
+    script = "/model broken\nWhat is the capital of France?\n/exit\n"
+    result = cli("chat", "--model-path", str(model_path), "--temperature", "0", stdin=script)
+    assert result.returncode == 0, result.stderr
+    assert "incomplete" in result.stderr and "Still using" in result.stderr
+    assert "Paris" in result.stdout

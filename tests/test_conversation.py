@@ -110,3 +110,25 @@ def test_interrupt_in_the_consumer_frees_the_engine(
     assert answer.stats["stop_reason"] == "cancelled"
     follow_up = conversation.ask(history, engine, chat.id, "What is the capital of France?", GREEDY)
     assert follow_up.stats.stop_reason == "stop"
+
+
+def test_answer_finishing_after_its_chat_was_deleted_is_kept(
+    engine: LocalEngine, history: HistoryStore
+) -> None:
+    chat = history.create_conversation(system_prompt="You are a helpful assistant.")
+
+    def delete_midway(_chunk: str) -> None:
+        if history.list_conversations():
+            history.delete_conversation(chat.id)
+
+    exchange = conversation.ask(
+        history,
+        engine,
+        chat.id,
+        "What is the capital of France?",
+        GREEDY,
+        on_chunk=delete_midway,
+    )
+    assert exchange.message.status == "complete" and "Paris" in exchange.text
+    history.restore_conversation(chat.id)
+    assert history.messages(chat.id)[-1].text == exchange.text
