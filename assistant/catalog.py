@@ -66,10 +66,6 @@ class ModelSpec:
         """The size people call the model by: "135M", "360M", "0.6B", "1.5B", "4B"."""
         return format_parameters(self.parameters)
 
-    @property
-    def download_url(self) -> str:
-        return f"https://huggingface.co/{self.repo}/resolve/main/{self.filename}"
-
 
 def format_parameters(count: int) -> str:
     """A parameter count the way model names spell it.

@@ -111,17 +111,24 @@ class _Reader:
         self._handle = handle
         self._path = path
 
-    def _truncated(self) -> CorruptModelError:
+    def damaged(self, detail: str) -> CorruptModelError:
         return CorruptModelError(
-            f"The model file {self._path.name} is incomplete or damaged (its header ends early).",
+            f"The model file {self._path.name} is damaged ({detail}).",
             hint="Download it again, or pick another file.",
         )
 
     def read(self, size: int) -> bytes:
         data = self._handle.read(size)
         if len(data) != size:
-            raise self._truncated()
+            raise CorruptModelError(
+                f"The model file {self._path.name} is incomplete or damaged "
+                "(its header ends early).",
+                hint="Download it again, or pick another file.",
+            )
         return data
+
+    def tell(self) -> int:
+        return self._handle.tell()
 
     def skip(self, size: int) -> None:
         self._handle.seek(size, 1)
@@ -132,19 +139,13 @@ class _Reader:
     def count(self) -> int:
         value = int(self.unpack("<Q"))
         if value > _MAX_COUNT:
-            raise CorruptModelError(
-                f"The model file {self._path.name} is damaged (an impossible count in its header).",
-                hint="Download it again, or pick another file.",
-            )
+            raise self.damaged("an impossible count in its header")
         return value
 
     def string(self) -> str:
         length = self.count()
         if length > _MAX_STRING:
-            raise CorruptModelError(
-                f"The model file {self._path.name} is damaged (an impossible text length).",
-                hint="Download it again, or pick another file.",
-            )
+            raise self.damaged("an impossible text length")
         return self.read(length).decode("utf-8", errors="replace")
 
     def value(self, kind: int, *, keep: bool) -> Any:
@@ -159,10 +160,7 @@ class _Reader:
                 self._skip_array(item_kind, length)
                 return None
             return [self.value(item_kind, keep=True) for _ in range(length)]
-        raise CorruptModelError(
-            f"The model file {self._path.name} is damaged (unknown metadata type {kind}).",
-            hint="Download it again, or pick another file.",
-        )
+        raise self.damaged(f"unknown metadata type {kind}")
 
     def _skip_array(self, item_kind: int, length: int) -> None:
         if item_kind in _SCALARS:
@@ -274,7 +272,7 @@ def _tensor_data_end(reader: _Reader, tensor_count: int, metadata: dict[str, Any
         reader.string()  # name
         n_dims = int(reader.unpack("<I"))
         if n_dims > 8:
-            raise reader._truncated()
+            raise reader.damaged("an impossible tensor shape")
         elements = 1
         for _dim in range(n_dims):
             elements *= int(reader.unpack("<Q"))
@@ -284,7 +282,7 @@ def _tensor_data_end(reader: _Reader, tensor_count: int, metadata: dict[str, Any
         size = (elements // block[0]) * block[1] if block else 0
         furthest = max(furthest, offset + size)
     alignment = int(metadata.get("general.alignment", DEFAULT_ALIGNMENT)) or DEFAULT_ALIGNMENT
-    header_end = reader._handle.tell()
+    header_end = reader.tell()
     data_start = (header_end + alignment - 1) // alignment * alignment
     return data_start + furthest
 

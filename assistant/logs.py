@@ -12,7 +12,7 @@ LOG_FILE_NAME = "offline-assistant.log"
 _FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
-def setup_logging(*, verbose: bool = False, to_stderr: bool = True) -> None:
+def setup_logging(*, verbose: bool = False) -> None:
     """Send INFO and above to the log file; warnings (or everything, if verbose) to stderr.
 
     Safe to call more than once: earlier handlers installed here are replaced.
@@ -33,13 +33,12 @@ def setup_logging(*, verbose: bool = False, to_stderr: bool = True) -> None:
         )
     except OSError:  # a read-only or full disk must not stop the app; stderr still works
         pass
-    if to_stderr:
-        console = logging.StreamHandler(sys.stderr)
-        console.setLevel(logging.DEBUG if verbose else logging.WARNING)
-        if not verbose:
-            # A bug's traceback belongs in the log file; the front end says one calm sentence.
-            console.addFilter(lambda record: not record.exc_info)
-        handlers.append(console)
+    console = logging.StreamHandler(sys.stderr)
+    console.setLevel(logging.DEBUG if verbose else logging.WARNING)
+    if not verbose:
+        # A bug's traceback belongs in the log file; the front end says one calm sentence.
+        console.addFilter(lambda record: not record.exc_info)
+    handlers.append(console)
     for handler in handlers:
         handler.setFormatter(logging.Formatter(_FORMAT))
         handler._offline_assistant = True  # type: ignore[attr-defined]

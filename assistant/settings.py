@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -36,19 +36,22 @@ def _one_of(*choices: Any) -> Callable[[Any], bool]:
     return lambda value: value in choices
 
 
+# Sampling defaults live in one place: the engine's GenerationSettings.
+_GEN = GenerationSettings()
+
 SCHEMA: tuple[Setting, ...] = (
     Setting("system_prompt", "You are a helpful assistant.", str, description="System prompt"),
-    Setting("temperature", 0.7, float, _between(0.0, 2.0), "Sampling temperature"),
-    Setting("top_p", 0.95, float, _between(0.0, 1.0), "Nucleus sampling"),
-    Setting("top_k", 40, int, _between(0, 1000), "Top-k sampling (0 = off)"),
-    Setting("min_p", 0.05, float, _between(0.0, 1.0), "Min-p sampling"),
-    Setting("repeat_penalty", 1.1, float, _between(0.5, 2.0), "Repeat penalty"),
-    Setting("max_tokens", 1024, int, _between(1, 32768), "Longest answer, in tokens"),
-    Setting("seed", None, int, description="Random seed (empty = random)"),
+    Setting("temperature", _GEN.temperature, float, _between(0.0, 2.0), "Sampling temperature"),
+    Setting("top_p", _GEN.top_p, float, _between(0.0, 1.0), "Nucleus sampling"),
+    Setting("top_k", _GEN.top_k, int, _between(0, 1000), "Top-k sampling (0 = off)"),
+    Setting("min_p", _GEN.min_p, float, _between(0.0, 1.0), "Min-p sampling"),
+    Setting("repeat_penalty", _GEN.repeat_penalty, float, _between(0.5, 2.0), "Repeat penalty"),
+    Setting("max_tokens", _GEN.max_tokens, int, _between(1, 32768), "Longest answer, in tokens"),
+    Setting("seed", _GEN.seed, int, description="Random seed (empty = random)"),
     Setting("context_size", 4096, int, _between(512, 131072), "Context window, in tokens"),
     Setting("threads", 0, int, _between(0, 256), "CPU threads (0 = physical cores)"),
     Setting("gpu_layers", "auto", str, lambda v: v in ("auto", "off") or v.isdigit(), "GPU layers"),
-    Setting("overflow_policy", "drop_oldest", str, _one_of(*OVERFLOW_POLICIES), "When full"),
+    Setting("overflow_policy", _GEN.overflow, str, _one_of(*OVERFLOW_POLICIES), "When full"),
     Setting("theme", "system", str, _one_of("system", "light", "dark"), "Theme"),
     Setting("draft", "", str, description="Unsent text in the chat input"),
     Setting("first_run_done", False, bool, description="The welcome screen was shown"),
@@ -124,9 +127,6 @@ class Settings:
                 f"using the default {setting.default!r}."
             )
 
-    def get(self, key: str) -> Any:
-        return self._values[key]
-
     def __getitem__(self, key: str) -> Any:
         return self._values[key]
 
@@ -142,13 +142,10 @@ class Settings:
         atomic_write_text(self.path, json.dumps(self._values, indent=2, sort_keys=True))
 
     def generation_settings(self) -> GenerationSettings:
-        return GenerationSettings(
-            temperature=self["temperature"],
-            top_p=self["top_p"],
-            top_k=self["top_k"],
-            min_p=self["min_p"],
-            repeat_penalty=self["repeat_penalty"],
-            max_tokens=self["max_tokens"],
-            seed=self["seed"],
-            overflow=self["overflow_policy"],
-        )
+        """The sampling settings the user chose (each field has a setting of the same name,
+        except ``overflow``, stored as ``overflow_policy``)."""
+        names = {f.name: _GENERATION_KEYS.get(f.name, f.name) for f in fields(GenerationSettings)}
+        return GenerationSettings(**{field: self[key] for field, key in names.items()})
+
+
+_GENERATION_KEYS = {"overflow": "overflow_policy"}

@@ -7,6 +7,7 @@ import json
 import sys
 from pathlib import Path
 
+from assistant.atomic import atomic_write_text
 from assistant.history import HistoryStore
 from assistant.paths import app_paths
 
@@ -54,9 +55,7 @@ def run_list(args: argparse.Namespace) -> int:
 
 
 def run_show(args: argparse.Namespace) -> int:
-    store = _store()
-    store.get_conversation(args.id)
-    print(store.export_markdown(args.id))
+    print(_store().export_markdown(args.id))
     return 0
 
 
@@ -77,7 +76,7 @@ def run_export(args: argparse.Namespace) -> int:
     else:
         text = json.dumps(store.export_json(args.id), indent=2, ensure_ascii=False)
     if args.output:
-        args.output.write_text(text + "\n", encoding="utf-8")
+        atomic_write_text(args.output, text + "\n")
         print(f"Wrote {args.output}", file=sys.stderr)
     else:
         print(text)

@@ -61,7 +61,6 @@ class LocalEngine:
         n_ctx: int = DEFAULT_CONTEXT,
         n_threads: int | None = None,
         n_gpu_layers: int = 0,
-        check_memory: bool = True,
         hardware: Hardware | None = None,
     ) -> None:
         self.path = Path(model_path)
@@ -73,8 +72,7 @@ class LocalEngine:
         # Physical cores: llama.cpp decoding gains nothing from hyper-threads.
         self.n_threads = n_threads or max(1, hardware.physical_cores)
         self.warnings: list[str] = []
-        if check_memory:
-            self._check_memory(hardware)
+        self._check_memory(hardware)
 
         with llama_log.capture() as lines:
             try:
