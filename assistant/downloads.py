@@ -33,6 +33,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from assistant import hub
+from assistant.disk import (
+    MIN_FREE_MARGIN,
+    check_free_space,
+    disk_full_error,
+    format_bytes,
+    is_disk_full,
+)
 from assistant.errors import (
     Cancelled,
     ChecksumMismatchError,
@@ -44,15 +51,7 @@ from assistant.errors import (
 )
 from assistant.gguf_file import read_gguf_info
 from assistant.hub_cache import DEFAULT_REVISION, HubCache
-from assistant.models_store import (
-    MIN_FREE_MARGIN,
-    InstalledModel,
-    ModelStore,
-    Source,
-    check_free_space,
-    disk_full_error,
-    format_bytes,
-)
+from assistant.models_store import InstalledModel, ModelStore, Source
 from assistant.secrets import get_hf_token
 from assistant.transfer import (
     Digest,
@@ -63,7 +62,6 @@ from assistant.transfer import (
     fsync_in_background,
     git_blob_sha1,
     hash_file,
-    is_disk_full,
 )
 
 if TYPE_CHECKING:
@@ -80,28 +78,34 @@ ORPHAN_MAX_AGE_S = 14 * 24 * 3600
 
 @dataclass(frozen=True)
 class DownloadTarget:
-    """One file to get. ``sha256`` is a pin the file must match (from the catalog)."""
+    """One file to get: a catalog model's (``spec``) or any file of a Hub repository."""
 
     repo: str
     filename: str
     revision: str = DEFAULT_REVISION
-    model_id: str | None = None
-    name: str | None = None
-    sha256: str | None = None
-    source: Source = "hub"
     spec: ModelSpec | None = None
 
     @classmethod
     def for_spec(cls, spec: ModelSpec) -> DownloadTarget:
-        return cls(
-            repo=spec.repo,
-            filename=spec.filename,
-            model_id=spec.id,
-            name=spec.name,
-            sha256=spec.sha256,
-            source="catalog",
-            spec=spec,
-        )
+        return cls(repo=spec.repo, filename=spec.filename, spec=spec)
+
+    @property
+    def model_id(self) -> str | None:
+        return self.spec.id if self.spec is not None else None
+
+    @property
+    def name(self) -> str | None:
+        return self.spec.name if self.spec is not None else None
+
+    @property
+    def sha256(self) -> str | None:
+        """The pin the file must match: the catalog's sha256 (lower case, as the catalog keeps
+        it)."""
+        return self.spec.sha256 if self.spec is not None else None
+
+    @property
+    def source(self) -> Source:
+        return "catalog" if self.spec is not None else "hub"
 
 
 @dataclass(frozen=True)
@@ -135,10 +139,9 @@ class Downloader:
         retry_wait: float = 1.0,
         free_margin: int = MIN_FREE_MARGIN,
         progress_interval: float = 0.1,
-        orphan_max_age_s: float = ORPHAN_MAX_AGE_S,
     ) -> None:
         self.store = store
-        self.catalog = catalog if catalog is not None else store.catalog
+        self.catalog: Catalog = catalog if catalog is not None else store.catalog
         self.hardware = hardware
         self.endpoint = endpoint
         self.cache = HubCache(cache_dir)
@@ -148,7 +151,6 @@ class Downloader:
         self.retry_wait = retry_wait
         self.free_margin = free_margin
         self.progress_interval = progress_interval
-        self.orphan_max_age_s = orphan_max_age_s
 
     def job(
         self,
@@ -162,10 +164,8 @@ class Downloader:
     def target_for(self, model_or_repo: str, filename: str | None = None) -> DownloadTarget:
         """A catalog id, or a repo id with ``filename``, as a target."""
         if filename is None:
-            if self.catalog is None:
-                raise DownloadError("No catalog is loaded to look the model id up in.")
             return DownloadTarget.for_spec(self.catalog.get(model_or_repo))
-        spec = self.catalog.find_by_file(model_or_repo, filename) if self.catalog else None
+        spec = self.catalog.find_by_file(model_or_repo, filename)
         if spec is not None:
             return DownloadTarget.for_spec(spec)
         return DownloadTarget(repo=model_or_repo, filename=filename)
@@ -180,7 +180,7 @@ class Downloader:
         return self.job(self.target_for(model_or_repo, filename), on_progress=on_progress).run()
 
     def clean_orphans(self) -> list[Path]:
-        return self.cache.clean_orphans(max_age_s=self.orphan_max_age_s)
+        return self.cache.clean_orphans(max_age_s=ORPHAN_MAX_AGE_S)
 
     def endpoint_url(self) -> str:
         return self.endpoint or hub.hub_endpoint()
@@ -208,6 +208,8 @@ class DownloadJob:
         self._thread: threading.Thread | None = None
         self._result: DownloadResult | None = None
         self._error: BaseException | None = None
+        # A cached blob found damaged: deleted before downloading, without hashing it again.
+        self._rejected_blob: Path | None = None
 
     # --- control, from any thread ----------------------------------------------------------
 
@@ -283,30 +285,32 @@ class DownloadJob:
         return self._download()
 
     def _installed(self) -> InstalledModel | None:
-        store = self.downloader.store
-        if self.target.model_id is not None:
-            found = store.find(self.target.model_id)
-            if found is not None:
-                return found
-        for model in store.list_installed():
-            if (
-                model.source in ("catalog", "hub")
-                and model.repo == self.target.repo
-                and model.filename == self.target.filename
-            ):
-                return model
-        return None
+        """The registry's entry for this file (one read), under its catalog id if it has one."""
+        found = [m for m in self.downloader.store.list_installed() if self._is_this_file(m)]
+        found.sort(key=lambda m: m.id != self.target.model_id)  # stable: else the oldest
+        return found[0] if found else None
+
+    def _is_this_file(self, model: InstalledModel) -> bool:
+        """Whether a registry entry is this target's file: a download of it, or an entry under
+        the target's catalog id that names the same repository file (an import of it)."""
+        target = self.target
+        return (
+            model.repo == target.repo
+            and model.filename == target.filename
+            and (model.source in ("catalog", "hub") or model.id == target.model_id)
+        )
 
     def _adopt_cached(self, pointer: Path) -> DownloadResult | None:
         """A copy already in the Hub cache: verify it, then register it without any request."""
-        blob_name = pointer.resolve().name
-        expected = self.target.sha256 or (blob_name if hub.is_sha256(blob_name) else None)
+        blob = pointer.resolve()
+        expected = self.target.sha256 or (blob.name if hub.is_sha256(blob.name) else None)
         if expected is None:
             return None  # cannot verify offline; fetch the metadata instead
         self._state = "verifying"
         actual = self._hash_file(pointer)
         if actual != expected:
             log.warning("Cached %s does not match its checksum; downloading it again.", pointer)
+            self._rejected_blob = blob
             return None
         header_name = self._check_gguf(pointer, delete=False)
         model = self._register(pointer, pointer.stat().st_size, actual, header_name)
@@ -318,20 +322,22 @@ class DownloadJob:
         endpoint = d.endpoint_url()
         token = d.token()
         meta = self._metadata(token, endpoint)
-        if target.sha256 and meta.sha256 and target.sha256.lower() != meta.sha256:
+        if target.sha256 and meta.sha256 and target.sha256 != meta.sha256:
             raise ChecksumMismatchError(
                 f"The Hub now serves a different {target.filename} than the one this app's "
                 "catalog vouches for (the checksums differ). Nothing was downloaded.",
                 hint="Update the app for a refreshed catalog, or pull the file by repository "
                 f"with `offline-assistant models pull {target.repo} --file {target.filename}`.",
             )
-        expected = target.sha256.lower() if target.sha256 else meta.sha256
+        expected = target.sha256 or meta.sha256
         if expected is None and meta.git_sha1 is None:
             expected = self._sha256_from_listing(token, endpoint)
         total = meta.size or (target.spec.size_bytes if target.spec else None)
         self._check_split()
         blob = d.cache.blob_path(meta.repo, meta.etag)
-        if blob.exists():
+        if blob.exists() and blob.resolve() == self._rejected_blob:
+            blob.unlink()  # found damaged a moment ago: no need to hash it again
+        elif blob.exists():
             # Same bytes already here under another revision: link them, after checking them.
             actual = self._hash_file(blob)
             if actual == expected or (expected is None and git_blob_sha1(blob) == meta.git_sha1):
@@ -549,18 +555,12 @@ class DownloadJob:
             ) from exc
 
     def _register(self, path: Path, size: int, sha256: str, header_name: str) -> InstalledModel:
+        """Register the file: in the place of its earlier entry if it has one (even one added by
+        another process meanwhile), else under its catalog id if free, else a slug of its name."""
         target = self.target
-        store = self.downloader.store
-        previous = self._installed()
-        model_id = (
-            previous.id
-            if previous is not None
-            else target.model_id or store.unique_id(target.filename)
-        )
-        name = target.name or header_name or Path(target.filename).stem
         model = InstalledModel(
-            id=model_id,
-            name=name,
+            id=target.model_id or "",
+            name=target.name or header_name or Path(target.filename).stem,
             path=path,
             size_bytes=size,
             source=target.source,
@@ -569,7 +569,9 @@ class DownloadJob:
             sha256=sha256,
             owned=True,
         )
-        return store.register(model)
+        return self.downloader.store.register(
+            model, new=True, slug_from=target.filename, reuse=self._is_this_file
+        )
 
     def _warn_memory_fit(self, size: int | None) -> None:
         try:
@@ -580,9 +582,7 @@ class DownloadJob:
             if spec is not None:
                 needed = hardware.estimate_for_spec(spec).total
             elif size:
-                needed = hardware.estimate_memory(
-                    size, hardware.DEFAULT_ESTIMATE_CTX, layers=None, kv_heads=None, head_dim=None
-                ).total
+                needed = hardware.estimate_for_size(size).total
             else:
                 return
             fit = hardware.fit_verdict(needed, hw)

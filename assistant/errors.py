@@ -156,3 +156,7 @@ class ChecksumMismatchError(DownloadError):
 
 class DownloadInProgressError(DownloadError):
     """Another process is downloading the same file right now."""
+
+
+class ModelIdTakenError(AssistantError):
+    """The id asked for a model belongs to another one: installed, or a catalog model's."""

@@ -168,6 +168,20 @@ def estimate_for_spec(spec: ModelSpec, n_ctx: int | None = None) -> MemoryEstima
     )
 
 
+def estimate_for_size(size_bytes: int, n_ctx: int | None = None) -> MemoryEstimate:
+    """:func:`estimate_memory` for a file known only by its size (an import, any Hub file).
+
+    ``n_ctx`` defaults to ``DEFAULT_ESTIMATE_CTX``; the KV cache is budgeted from the size.
+    """
+    return estimate_memory(
+        size_bytes,
+        DEFAULT_ESTIMATE_CTX if n_ctx is None else n_ctx,
+        layers=None,
+        kv_heads=None,
+        head_dim=None,
+    )
+
+
 def fit_verdict(estimate_total: int, hw: Hardware) -> Fit:
     """Whether a model needing ``estimate_total`` bytes runs comfortably on ``hw``.
 
@@ -184,6 +198,11 @@ def fit_verdict(estimate_total: int, hw: Hardware) -> Fit:
 def fit_for_spec(spec: ModelSpec, hw: Hardware, n_ctx: int | None = None) -> Fit:
     """Shorthand for ``fit_verdict(estimate_for_spec(spec, n_ctx).total, hw)``."""
     return fit_verdict(estimate_for_spec(spec, n_ctx).total, hw)
+
+
+def fit_for_size(size_bytes: int, hw: Hardware, n_ctx: int | None = None) -> Fit:
+    """Shorthand for ``fit_verdict(estimate_for_size(size_bytes, n_ctx).total, hw)``."""
+    return fit_verdict(estimate_for_size(size_bytes, n_ctx).total, hw)
 
 
 def fit_label(fit: Fit) -> str:

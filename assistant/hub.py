@@ -51,6 +51,8 @@ from assistant.errors import (
 from assistant.hub_cache import DEFAULT_REVISION
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
+# The longest wait between two tries of a request that failed for a passing reason.
+MAX_RETRY_WAIT_S = 8.0
 _TRUE = {"1", "on", "yes", "true"}
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _GIT_SHA1 = re.compile(r"[0-9a-f]{40}")
@@ -158,7 +160,11 @@ class FileMetadata:
     etag: str
     size: int | None
     location: str
-    sha256: str | None
+
+    @property
+    def sha256(self) -> str | None:
+        """The file's sha256, when it is stored in LFS (whose etag is exactly that)."""
+        return self.etag if is_sha256(self.etag) else None
 
     @property
     def git_sha1(self) -> str | None:
@@ -238,7 +244,6 @@ def fetch_file_metadata(
             etag=meta.etag,
             size=meta.size,
             location=meta.location,
-            sha256=meta.etag if is_sha256(meta.etag) else None,
         )
 
     try:
@@ -262,15 +267,21 @@ def is_transient(exc: BaseException) -> bool:
     )
 
 
+def retry_delay(retry_wait: float, attempt: int) -> float:
+    """Seconds to wait before retry number ``attempt`` (1 for the first): ``retry_wait``,
+    doubling with each retry, at most ``MAX_RETRY_WAIT_S``."""
+    return min(retry_wait * 2 ** max(attempt - 1, 0), MAX_RETRY_WAIT_S)
+
+
 def with_retries(call: Callable[[], T], *, retries: int, retry_wait: float) -> T:
-    """Run ``call``; on a transient failure wait (doubling, at most 8 s) and try again."""
+    """Run ``call``; on a transient failure wait (see :func:`retry_delay`) and try again."""
     for attempt in range(retries + 1):
         try:
             return call()
         except Exception as exc:
             if attempt >= retries or not is_transient(exc):
                 raise
-            time.sleep(min(retry_wait * 2**attempt, 8.0))
+            time.sleep(retry_delay(retry_wait, attempt + 1))
     raise AssertionError("unreachable")
 
 

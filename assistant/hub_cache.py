@@ -19,24 +19,40 @@ import os
 import time
 from pathlib import Path
 
+from assistant.atomic import atomic_write_text
+
 # The branch a bare repository id means.
 DEFAULT_REVISION = "main"
 PARTIAL_SUFFIX = ".incomplete"
 
 
-def hub_cache_dir() -> Path:
-    """``HF_HUB_CACHE``, else ``$HF_HOME/hub``, else ``~/.cache/huggingface/hub``.
+def hf_home() -> Path:
+    """``HF_HOME``, else ``$XDG_CACHE_HOME/huggingface``, else ``~/.cache/huggingface``: the
+    folder of ``huggingface_hub``'s cache and of the token ``hf auth login`` saves.
 
     Read from the environment when called, not when ``huggingface_hub`` was imported, so a test
     or a GUI that changes it later is obeyed.
     """
-    explicit = os.environ.get("HF_HUB_CACHE") or os.environ.get("HUGGINGFACE_HUB_CACHE")
-    if explicit:
-        return Path(os.path.expandvars(explicit)).expanduser()
     home = os.environ.get("HF_HOME") or os.path.join(
         os.environ.get("XDG_CACHE_HOME", os.path.join("~", ".cache")), "huggingface"
     )
-    return Path(os.path.expandvars(home)).expanduser() / "hub"
+    return Path(os.path.expandvars(home)).expanduser()
+
+
+def hub_cache_dir() -> Path:
+    """``HF_HUB_CACHE``, else ``$HF_HOME/hub`` (see :func:`hf_home`), read when called."""
+    explicit = os.environ.get("HF_HUB_CACHE") or os.environ.get("HUGGINGFACE_HUB_CACHE")
+    if explicit:
+        return Path(os.path.expandvars(explicit)).expanduser()
+    return hf_home() / "hub"
+
+
+def _snapshots_of(path: Path) -> Path | None:
+    """The ``models--*/snapshots`` folder that ``path`` lies in, if any."""
+    snapshots = next((p for p in path.parents if p.name == "snapshots"), None)
+    if snapshots is not None and snapshots.parent.name.startswith("models--"):
+        return snapshots
+    return None
 
 
 def file_lock_held(lock_path: Path) -> bool:
@@ -63,6 +79,13 @@ class HubCache:
     def __init__(self, root: Path | None = None) -> None:
         self.root = root or hub_cache_dir()
 
+    @classmethod
+    def containing(cls, path: Path) -> HubCache | None:
+        """The cache that holds the snapshot file ``path`` (whatever folder that cache is in),
+        or ``None`` when ``path`` lies in no Hub cache."""
+        snapshots = _snapshots_of(path)
+        return cls(snapshots.parent.parent) if snapshots is not None else None
+
     # --- where things are --------------------------------------------------------------------
 
     def repo_dir(self, repo_id: str) -> Path:
@@ -78,8 +101,11 @@ class HubCache:
         return self.repo_dir(repo_id) / "snapshots" / commit / Path(*filename.split("/"))
 
     def lock_path(self, repo_id: str, etag: str) -> Path:
+        return self._lock_in(self.repo_dir(repo_id), etag)
+
+    def _lock_in(self, repo_dir: Path, etag: str) -> Path:
         # The very lock hf_hub_download takes, so it and we never write the same blob at once.
-        return self.root / ".locks" / self.repo_dir(repo_id).name / f"{etag}.lock"
+        return self.root / ".locks" / repo_dir.name / f"{etag}.lock"
 
     def cached_file(
         self, repo_id: str, filename: str, revision: str = DEFAULT_REVISION
@@ -118,10 +144,8 @@ class HubCache:
         pointer = self.link_snapshot(blob, repo_id=repo_id, commit=commit, filename=filename)
         if revision != commit:
             ref = self.repo_dir(repo_id) / "refs" / revision
-            ref.parent.mkdir(parents=True, exist_ok=True)
-            tmp = ref.with_name(f".{ref.name}.{os.getpid()}.tmp")
-            tmp.write_text(commit, encoding="utf-8")
-            os.replace(tmp, ref)
+            atomic_write_text(ref, commit)
+            os.chmod(ref, 0o644)  # readable like the blob (the temporary file was private)
         return pointer
 
     def link_snapshot(self, blob: Path, *, repo_id: str, commit: str, filename: str) -> Path:
@@ -145,7 +169,7 @@ class HubCache:
     def remove_file(self, pointer: Path) -> int:
         """Delete a snapshot file and its blob unless another snapshot uses it; bytes freed."""
         freed = 0
-        snapshots = next((p for p in pointer.parents if p.name == "snapshots"), None)
+        snapshots = _snapshots_of(pointer)
         if pointer.is_symlink():
             blob = pointer.resolve()
             pointer.unlink()
@@ -207,8 +231,7 @@ class HubCache:
             for partial in blobs.glob("*" + PARTIAL_SUFFIX):
                 stem = partial.name[: -len(PARTIAL_SUFFIX)]
                 etag = stem.split(".", 1)[0]
-                lock = self.root / ".locks" / blobs.parent.name / f"{etag}.lock"
-                if file_lock_held(lock):
+                if file_lock_held(self._lock_in(blobs.parent, etag)):
                     continue
                 try:
                     age = now - partial.stat().st_mtime
@@ -227,5 +250,6 @@ __all__ = [
     "PARTIAL_SUFFIX",
     "HubCache",
     "file_lock_held",
+    "hf_home",
     "hub_cache_dir",
 ]

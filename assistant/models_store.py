@@ -10,38 +10,40 @@ from __future__ import annotations
 
 import contextlib
 import difflib
-import errno
 import hashlib
 import json
 import logging
 import os
 import re
-import shutil
 import time
-from collections.abc import Callable, Iterator
+import uuid
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from assistant.atomic import atomic_write_text
 from assistant.catalog import Catalog, ModelSpec, load_catalog
+from assistant.disk import MIN_FREE_MARGIN, check_free_space, disk_full_error, is_disk_full
 from assistant.errors import (
-    DiskFullError,
     ModelFileMissingError,
+    ModelIdTakenError,
     ModelNotFoundError,
     NoModelError,
 )
 from assistant.gguf_file import read_gguf_info
+from assistant.hub_cache import HubCache
 from assistant.paths import AppPaths, app_paths
+
+if TYPE_CHECKING:
+    from filelock import FileLock
 
 log = logging.getLogger(__name__)
 
 Source = Literal["catalog", "hub", "import"]
 REGISTRY_VERSION = 1
 COPY_CHUNK = 8 * 1024 * 1024
-# Free space to leave on the disk beyond the file itself: the system needs room to breathe.
-MIN_FREE_MARGIN = 256 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -97,34 +99,13 @@ def now_iso() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def check_free_space(folder: Path, needed: int, *, margin: int, what: str) -> None:
-    """Raise ``DiskFullError`` unless ``needed`` bytes plus ``margin`` fit in ``folder``."""
-    probe = folder
-    while not probe.exists() and probe != probe.parent:
-        probe = probe.parent
-    free = shutil.disk_usage(probe).free
-    if free < needed + margin:
-        raise DiskFullError(
-            f"Not enough free disk space for {what}: it needs {format_bytes(needed)} "
-            f"plus {format_bytes(margin)} to spare, and {folder} has {format_bytes(free)} free.",
-            hint="Free some space (for example remove a model with `offline-assistant models "
-            "rm ID`) and try again.",
-        )
-
-
-def disk_full_error(folder: Path, what: str, note: str) -> DiskFullError:
-    return DiskFullError(
-        f"The disk holding {folder} filled up while writing {what}. {note}",
-        hint="Free some space and try again.",
-    )
-
-
-def format_bytes(count: float) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if abs(count) < 1000 or unit == "GB":
-            return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
-        count /= 1000
-    return f"{count:.1f} TB"  # pragma: no cover
+def _free_slug(filename: str, taken: set[str]) -> str:
+    """The slug of ``filename``, numbered (``name-2``, ``name-3``, ...) until not in ``taken``."""
+    base = slugify(filename)
+    candidate, number = base, 2
+    while candidate in taken:
+        candidate, number = f"{base}-{number}", number + 1
+    return candidate
 
 
 class ModelStore:
@@ -133,28 +114,57 @@ class ModelStore:
     def __init__(self, paths: AppPaths | None = None, catalog: Catalog | None = None) -> None:
         self.paths = paths or app_paths()
         # The packaged catalog by default, so an imported catalog file gets its catalog id.
-        self.catalog: Catalog | None = catalog if catalog is not None else load_catalog()
+        self.catalog: Catalog = catalog if catalog is not None else load_catalog()
         self.file = self.paths.installed_models_file
 
     # --- reading ---------------------------------------------------------------------------
 
     def _read(self) -> dict[str, Any]:
+        with contextlib.suppress(OSError, ValueError):
+            return self._load()
+        # Broken. Look again holding the lock, so that a registry another process has just
+        # rewritten is never the one moved aside.
+        try:
+            with self._lock():
+                try:
+                    return self._load()
+                except (OSError, ValueError) as exc:
+                    self._quarantine(exc)
+        except OSError as exc:  # no lock to be had (a read-only folder): leave the file be
+            log.warning("Installed-models file %s unreadable; not moved aside: %s", self.file, exc)
+        return _empty_registry()
+
+    def _load(self) -> dict[str, Any]:
         try:
             raw = json.loads(self.file.read_text(encoding="utf-8"))
-            if not isinstance(raw, dict) or not isinstance(raw.get("models"), dict):
-                raise ValueError("not a registry of models")
-            return raw
         except FileNotFoundError:
-            return {"version": REGISTRY_VERSION, "default": None, "models": {}}
-        except (OSError, ValueError) as exc:
-            # Never lose the evidence: keep the broken file beside the new one.
-            backup = self.file.with_name(f"{self.file.name}.broken-{int(time.time())}")
-            with contextlib.suppress(OSError):
-                shutil.copy2(self.file, backup)
+            return _empty_registry()
+        if not isinstance(raw, dict) or not isinstance(raw.get("models"), dict):
+            raise ValueError("not a registry of models")
+        return raw
+
+    def _quarantine(self, problem: Exception) -> None:
+        """Move a broken registry aside: the evidence is kept, once, and later reads find no
+        file (until the next edit writes a new one)."""
+        stamp = f"{self.file.name}.broken-{int(time.time())}"
+        backup, number = self.file.with_name(stamp), 2
+        while backup.exists():  # broken twice within a second: keep both
+            backup, number = self.file.with_name(f"{stamp}-{number}"), number + 1
+        try:
+            os.replace(self.file, backup)
+        except FileNotFoundError:
+            return  # another process moved it aside first
+        except OSError as exc:
             log.warning(
-                "Installed-models file %s unreadable (%s); kept as %s.", self.file, exc, backup
+                "Installed-models file %s unreadable (%s); not moved aside: %s",
+                self.file,
+                problem,
+                exc,
             )
-            return {"version": REGISTRY_VERSION, "default": None, "models": {}}
+            return
+        log.warning(
+            "Installed-models file %s unreadable (%s); moved to %s.", self.file, problem, backup
+        )
 
     def _models(self, data: dict[str, Any]) -> dict[str, InstalledModel]:
         models = {}
@@ -173,24 +183,23 @@ class ModelStore:
         return self._models(self._read()).get(model_id)
 
     def find_by_path(self, path: Path) -> InstalledModel | None:
-        target = _canonical(path)
-        for model in self.list_installed():
-            if _canonical(model.path) == target:
-                return model
-        return None
+        return _find_by_path(self.list_installed(), path)
 
     def get(self, model_id: str) -> InstalledModel:
-        model = self.find(model_id)
+        return self._get(model_id, self._models(self._read()))
+
+    def _get(self, model_id: str, installed: dict[str, InstalledModel]) -> InstalledModel:
+        model = installed.get(model_id)
         if model is not None:
             return model
-        if self.catalog is not None and model_id in self.catalog:
+        if model_id in self.catalog:
             raise ModelNotFoundError(
                 f"{model_id} is in the catalog but not downloaded yet.",
                 hint=f"Get it with `offline-assistant models pull {model_id}`.",
             )
-        installed = [m.id for m in self.list_installed()]
-        known = installed + list(self.catalog.ids if self.catalog is not None else ())
-        close = difflib.get_close_matches(model_id, known, n=3, cutoff=0.6)
+        close = difflib.get_close_matches(
+            model_id, [*installed, *self.catalog.ids], n=3, cutoff=0.6
+        )
         raise ModelNotFoundError(
             f"No installed model is called {model_id!r}."
             + (f" Did you mean {', '.join(close)}?" if close else ""),
@@ -216,28 +225,32 @@ class ModelStore:
         return model.path
 
     def default_id(self) -> str | None:
-        data = self._read()
-        default = data.get("default")
-        return default if isinstance(default, str) and default in data["models"] else None
+        return _default_of(self._read())
 
     def default_model(self) -> InstalledModel:
-        model_id = self.default_id()
+        data = self._read()
+        model_id = _default_of(data)
         if model_id is None:
             raise NoModelError(
                 "No model is installed yet.",
                 hint="Get one with `offline-assistant models pull ID` (see `models list`), or "
                 "import a .gguf file with `offline-assistant models import PATH`.",
             )
-        return self.get(model_id)
+        return self._get(model_id, self._models(data))
 
     # --- writing ---------------------------------------------------------------------------
 
-    @contextlib.contextmanager
-    def _editing(self) -> Iterator[dict[str, Any]]:
+    def _lock(self) -> FileLock:
         from filelock import FileLock
 
+        # One lock object per registry in this process: a read that finds the file broken can
+        # take the lock again while an edit in the same thread holds it.
+        return FileLock(str(self.file) + ".lock", is_singleton=True)
+
+    @contextlib.contextmanager
+    def _editing(self) -> Iterator[dict[str, Any]]:
         self.file.parent.mkdir(parents=True, exist_ok=True)
-        with FileLock(str(self.file) + ".lock"):
+        with self._lock():
             data = self._read()
             yield data
             data["version"] = REGISTRY_VERSION
@@ -246,15 +259,53 @@ class ModelStore:
     def _write(self, data: dict[str, Any]) -> None:
         atomic_write_text(self.file, json.dumps(data, indent=2, sort_keys=True))
 
-    def register(self, model: InstalledModel, *, make_default: bool = False) -> InstalledModel:
-        """Add or replace an entry. The first model registered becomes the default."""
+    def register(
+        self,
+        model: InstalledModel,
+        *,
+        make_default: bool = False,
+        new: bool = False,
+        slug_from: str | None = None,
+        reuse: Callable[[InstalledModel], bool] | None = None,
+    ) -> InstalledModel:
+        """Add ``model``, or replace the entry with its id. The first model becomes the default.
+
+        With ``new`` the model replaces no other: its id is chosen while the registry is locked,
+        so two processes adding models at once both keep theirs. It takes the id of an entry
+        ``reuse`` accepts (the same model, registered meanwhile); else ``model.id`` if no entry
+        has it (an empty ``model.id`` asks for none); else, with ``slug_from``, the first free
+        slug of that file name that is no catalog id either; else it raises
+        :class:`ModelIdTakenError`.
+        """
         model = replace(model, added_at=model.added_at or now_iso(), missing=False)
         with self._editing() as data:
+            if new:
+                model = replace(model, id=self._new_id(model.id, data, slug_from, reuse))
             data["models"][model.id] = model.to_json()
             default = data.get("default")
             if make_default or default not in data["models"]:
                 data["default"] = model.id
         return model
+
+    def _new_id(
+        self,
+        wanted: str,
+        data: dict[str, Any],
+        slug_from: str | None,
+        reuse: Callable[[InstalledModel], bool] | None,
+    ) -> str:
+        if reuse is not None:
+            same = sorted(
+                (m for m in self._models(data).values() if reuse(m)),
+                key=lambda m: (m.id != wanted, m.added_at, m.id),
+            )
+            if same:
+                return same[0].id
+        if wanted and wanted not in data["models"]:
+            return wanted
+        if slug_from is None:
+            raise _id_taken(wanted)
+        return _free_slug(slug_from, set(data["models"]) | set(self.catalog.ids))
 
     def set_default(self, model_id: str) -> InstalledModel:
         model = self.get(model_id)
@@ -263,14 +314,9 @@ class ModelStore:
         return model
 
     def unique_id(self, filename: str) -> str:
-        base = slugify(filename)
-        taken = set(self._models(self._read()))
-        if self.catalog is not None:
-            taken |= {spec.id for spec in self.catalog}
-        candidate, number = base, 2
-        while candidate in taken:
-            candidate, number = f"{base}-{number}", number + 1
-        return candidate
+        """The id a model from ``filename`` would get now, if its catalog id is not free.
+        (:meth:`register` chooses for real, holding the lock.)"""
+        return _free_slug(filename, set(self._read()["models"]) | set(self.catalog.ids))
 
     def remove(self, model_id: str, delete_file: bool = True) -> Removal:
         """Forget a model and, for files the app owns, delete them to free the disk."""
@@ -298,11 +344,9 @@ class ModelStore:
 
     @staticmethod
     def _delete_owned_file(path: Path) -> int:
-        snapshots = next((p for p in path.parents if p.name == "snapshots"), None)
-        if snapshots is not None and snapshots.parent.name.startswith("models--"):
-            from assistant.hub_cache import HubCache
-
-            return HubCache(snapshots.parent.parent).remove_file(path)
+        cache = HubCache.containing(path)
+        if cache is not None:
+            return cache.remove_file(path)  # and its blob, unless another snapshot uses it
         size = path.stat().st_size
         path.unlink()
         return size
@@ -321,7 +365,8 @@ class ModelStore:
 
         The header is checked first, so an empty, random or truncated file is refused with the
         reason and nothing is registered. A copy is written to a temporary file and renamed only
-        when complete.
+        when complete. ``model_id`` must be free, and may be a catalog id only for that catalog
+        model's file; without it a catalog file gets its catalog id, others a slug of the name.
         """
         source = Path(path).expanduser()
         if not source.is_file():
@@ -329,28 +374,33 @@ class ModelStore:
                 f"There is no file at {source}.", hint="Check the path and try again."
             )
         source = source.resolve()
-        read_gguf_info(source)  # raises NotGGUFError / CorruptModelError with the reason
-        if model_id is not None and self.find(model_id) is not None:
-            raise ValueError(f"a model called {model_id!r} is already installed")
+        info = read_gguf_info(source)  # raises NotGGUFError / CorruptModelError with the reason
+        data = self._read()
+        spec = self._matching_spec(source)
+        if model_id is not None:
+            if model_id in data["models"]:
+                raise _id_taken(model_id)
+            if model_id in self.catalog:
+                spec = self.catalog.get(model_id)
+                if not _is_file_of(spec, source):
+                    raise ModelIdTakenError(
+                        f"{model_id!r} is the id of a catalog model, and {source.name} is not "
+                        "that model's file.",
+                        hint="Give it another id with `--id NAME`.",
+                    )
         if not copy:
-            existing = self.find_by_path(source)
+            existing = _find_by_path(self._models(data).values(), source)
             if existing is not None and not existing.missing:
                 return existing
-        spec = self._matching_spec(source)
-        if model_id is None:
-            model_id = (
-                spec.id
-                if spec is not None and self.find(spec.id) is None
-                else self.unique_id(source.name)
-            )
         sha256: str | None = None
         target, owned = source, False
         if copy:
             target, sha256 = self._copy_in(source, on_progress)
             owned = True
+        header_name = info.name or re.sub(r"\.gguf$", "", target.name, flags=re.IGNORECASE)
         model = InstalledModel(
-            id=model_id,
-            name=spec.name if spec is not None else _display_name(target),
+            id=model_id or (spec.id if spec is not None else ""),
+            name=spec.name if spec is not None else header_name,
             path=target,
             size_bytes=target.stat().st_size,
             source="import",
@@ -359,17 +409,18 @@ class ModelStore:
             sha256=sha256,
             owned=owned,
         )
-        return self.register(model)
+        try:
+            return self.register(
+                model, new=True, slug_from=source.name if model_id is None else None
+            )
+        except BaseException:
+            if owned:
+                target.unlink(missing_ok=True)  # the id was taken meanwhile: drop the copy
+            raise
 
     def _matching_spec(self, source: Path) -> ModelSpec | None:
         """The catalog model this file is, judged by name and size (cheap, no hashing)."""
-        if self.catalog is None:
-            return None
-        size = source.stat().st_size
-        for spec in self.catalog:
-            if spec.filename == source.name and spec.size_bytes in (None, 0, size):
-                return spec
-        return None
+        return next((spec for spec in self.catalog if _is_file_of(spec, source)), None)
 
     def _copy_in(
         self, source: Path, on_progress: Callable[[int, int], None] | None
@@ -379,16 +430,13 @@ class ModelStore:
         total = source.stat().st_size
         check_free_space(folder, total, margin=MIN_FREE_MARGIN, what=f"a copy of {source.name}")
         _remove_dead_copies(folder)
-        target = folder / source.name
-        number = 2
-        while target.exists():
-            target = folder / f"{source.stem}-{number}{source.suffix}"
-            number += 1
-        tmp = folder / f".{target.name}.{os.getpid()}.importing"
+        # Unique even between two imports of one name in one process; the pid comes last, for
+        # _remove_dead_copies.
+        tmp = folder / f".{source.name}.{uuid.uuid4().hex[:8]}.{os.getpid()}.importing"
         digest = hashlib.sha256()
         done = 0
         try:
-            with source.open("rb") as reader, tmp.open("wb") as writer:
+            with source.open("rb") as reader, tmp.open("xb") as writer:
                 while chunk := reader.read(COPY_CHUNK):
                     writer.write(chunk)
                     digest.update(chunk)
@@ -398,10 +446,10 @@ class ModelStore:
                 writer.flush()
                 os.fsync(writer.fileno())
             read_gguf_info(tmp)
-            os.replace(tmp, target)
+            target = _install_copy(tmp, folder, source)
         except OSError as exc:
             tmp.unlink(missing_ok=True)
-            if exc.errno == errno.ENOSPC:
+            if is_disk_full(exc):
                 raise disk_full_error(
                     folder, f"a copy of {source.name}", "The unfinished copy was removed."
                 ) from exc
@@ -410,6 +458,49 @@ class ModelStore:
             tmp.unlink(missing_ok=True)
             raise
         return target, digest.hexdigest()
+
+
+def _empty_registry() -> dict[str, Any]:
+    return {"version": REGISTRY_VERSION, "default": None, "models": {}}
+
+
+def _default_of(data: dict[str, Any]) -> str | None:
+    default = data.get("default")
+    return default if isinstance(default, str) and default in data["models"] else None
+
+
+def _id_taken(model_id: str) -> ModelIdTakenError:
+    return ModelIdTakenError(
+        f"A model called {model_id!r} is already installed.",
+        hint="Give this one another id with `--id NAME`, or remove that one first with "
+        f"`offline-assistant models rm {model_id}`.",
+    )
+
+
+def _is_file_of(spec: ModelSpec, source: Path) -> bool:
+    return spec.filename == source.name and spec.size_bytes in (None, 0, source.stat().st_size)
+
+
+def _install_copy(tmp: Path, folder: Path, source: Path) -> Path:
+    """Give the finished copy ``tmp`` the first free name of ``source`` in ``folder``, never
+    replacing a file: another import may have just finished a copy of the same name."""
+    number = 1
+    while True:
+        name = source.name if number == 1 else f"{source.stem}-{number}{source.suffix}"
+        target = folder / name
+        number += 1
+        try:
+            os.link(tmp, target)  # unlike a rename, fails when the name is taken
+        except FileExistsError:
+            continue
+        except OSError:
+            # No hard links on this file system (FAT, some network shares): check, then rename.
+            if target.exists():
+                continue
+            os.replace(tmp, target)
+            return target
+        tmp.unlink()
+        return target
 
 
 def _remove_dead_copies(folder: Path) -> None:
@@ -422,12 +513,9 @@ def _remove_dead_copies(folder: Path) -> None:
             leftover.unlink(missing_ok=True)
 
 
-def _display_name(path: Path) -> str:
-    try:
-        name = read_gguf_info(path).name
-    except Exception:  # the name is cosmetic; the file was validated before
-        name = ""
-    return name or re.sub(r"\.gguf$", "", path.name, flags=re.IGNORECASE)
+def _find_by_path(models: Iterable[InstalledModel], path: Path) -> InstalledModel | None:
+    target = _canonical(path)
+    return next((model for model in models if _canonical(model.path) == target), None)
 
 
 def _canonical(path: Path) -> str:

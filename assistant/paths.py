@@ -41,11 +41,6 @@ class AppPaths:
     def installed_models_file(self) -> Path:
         return self.data / "installed_models.json"
 
-    @property
-    def downloads_dir(self) -> Path:
-        """Partial downloads that survive a restart."""
-        return self.cache / "downloads"
-
     def ensure(self) -> AppPaths:
         for folder in (self.data, self.cache, self.config, self.logs):
             folder.mkdir(parents=True, exist_ok=True)

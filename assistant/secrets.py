@@ -17,6 +17,7 @@ import keyring.errors
 
 from assistant import APP_ID
 from assistant.errors import SecretStoreError
+from assistant.hub_cache import hf_home
 
 log = logging.getLogger(__name__)
 
@@ -70,24 +71,14 @@ def get_hf_token() -> str | None:
     The environment and the Hub CLI's token file are read at call time (not at import time as
     ``huggingface_hub.constants`` does), so ``HF_HOME`` set later still counts.
     """
-    stored = get_secret(HF_TOKEN_NAME)
-    if stored:
-        return stored
-    from_env = os.environ.get("HF_TOKEN", "").strip()
-    if from_env:
-        return from_env
-    return _hub_cli_token()
+    found = _find_hf_token()
+    return found[0] if found is not None else None
 
 
 def hf_token_source() -> str | None:
     """Where the token in use comes from, for display: ``keyring``, ``HF_TOKEN`` or a file."""
-    if get_secret(HF_TOKEN_NAME):
-        return "keyring"
-    if os.environ.get("HF_TOKEN", "").strip():
-        return "HF_TOKEN"
-    if _hub_cli_token():
-        return str(_hub_cli_token_path())
-    return None
+    found = _find_hf_token()
+    return found[1] if found is not None else None
 
 
 def set_hf_token(token: str) -> None:
@@ -101,20 +92,24 @@ def clear_hf_token() -> bool:
     return delete_secret(HF_TOKEN_NAME)
 
 
+def _find_hf_token() -> tuple[str, str] | None:
+    """The token in use and where it comes from, asking each source in turn and once."""
+    stored = get_secret(HF_TOKEN_NAME)
+    if stored:
+        return stored, "keyring"
+    from_env = os.environ.get("HF_TOKEN", "").strip()
+    if from_env:
+        return from_env, "HF_TOKEN"
+    path = _hub_cli_token_path()
+    try:
+        from_file = path.read_text(encoding="utf-8").strip()  # saved by `hf auth login`
+    except OSError:
+        return None
+    return (from_file, str(path)) if from_file else None
+
+
 def _hub_cli_token_path() -> Path:
     explicit = os.environ.get("HF_TOKEN_PATH")
     if explicit:
-        return Path(explicit).expanduser()
-    home = os.environ.get("HF_HOME") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME", os.path.join("~", ".cache")), "huggingface"
-    )
-    return Path(home).expanduser() / "token"
-
-
-def _hub_cli_token() -> str | None:
-    """The token saved by ``hf auth login`` (the Hub's own CLI), if any."""
-    try:
-        token = _hub_cli_token_path().read_text(encoding="utf-8").strip()
-    except OSError:
-        return None
-    return token or None
+        return Path(os.path.expandvars(explicit)).expanduser()
+    return hf_home() / "token"

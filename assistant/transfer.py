@@ -346,12 +346,11 @@ def fsync_in_background(path: Path) -> Iterator[None]:
 
 
 def git_blob_sha1(path: Path) -> str:
-    """The id git gives the file's contents (the Hub's etag for files not stored in LFS)."""
-    digest = hashlib.sha1(f"blob {path.stat().st_size}\0".encode(), usedforsecurity=False)
-    with path.open("rb") as source:
-        while chunk := source.read(HASH_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
+    """The id git gives the file's contents (the Hub's etag for files not stored in LFS): the
+    sha1 of a ``blob <size>`` header and the bytes."""
+    size = path.stat().st_size
+    header = hashlib.sha1(f"blob {size}\0".encode(), usedforsecurity=False)
+    return hash_file(path, size, digest=header).hexdigest()
 
 
 class RangedTransfer:
@@ -465,7 +464,7 @@ class RangedTransfer:
                             exc,
                             done,
                         )
-                        control.sleep(min(self.retry_wait * 2 ** max(attempts - 1, 0), 8.0))
+                        control.sleep(hub.retry_delay(self.retry_wait, attempts))
                         continue
                     if (
                         isinstance(exc, HfHubHTTPError)
@@ -492,10 +491,6 @@ class RangedTransfer:
         if hub.is_tls_failure(exc) or not hub.is_transient(exc):
             return True
         return attempts > self.retries
-
-
-def is_disk_full(exc: BaseException) -> bool:
-    return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
 
 
 def _write_all(sink: io.FileIO, data: bytes) -> None:
@@ -539,5 +534,4 @@ __all__ = [
     "fsync_in_background",
     "git_blob_sha1",
     "hash_file",
-    "is_disk_full",
 ]

@@ -40,7 +40,7 @@ from assistant.errors import (
 )
 from assistant.hardware import Hardware
 from assistant.hub_cache import HubCache
-from assistant.models_store import ModelStore
+from assistant.models_store import InstalledModel, ModelStore
 from assistant.paths import app_paths
 from assistant.secrets import set_hf_token
 from tests.hub_server import FakeHub, make_self_signed_cert, small_filesystem
@@ -178,6 +178,106 @@ def test_any_repo_file_gets_a_slug_id(hub: FakeHub, store: ModelStore, model_pat
     hub.clear_log()
     assert downloader.pull("someone/other-smol", "Other-Smol.Q4_1.gguf").already_installed
     assert hub.records() == []
+
+
+def test_an_entry_under_the_catalog_id_for_another_file_is_not_taken_for_it(
+    hub: FakeHub, store: ModelStore, downloader: Downloader, tmp_path: Path
+) -> None:
+    theirs = tmp_path / "theirs.gguf"
+    theirs.write_bytes(b"not SmolLM2")
+    store.register(  # say, imported with --id before ids were checked
+        InstalledModel(
+            id=MODEL_ID,
+            name="Theirs",
+            path=theirs,
+            size_bytes=theirs.stat().st_size,
+            source="import",
+            filename=theirs.name,
+            owned=False,
+        )
+    )
+
+    result = downloader.pull(MODEL_ID)
+
+    assert not result.already_installed
+    assert result.model.id == "smollm2-135m-instruct-q4_1"
+    assert result.model.filename == FILENAME and result.model.source == "catalog"
+    assert store.get(MODEL_ID).path == theirs  # left as it was
+    hub.clear_log()
+    assert downloader.pull(MODEL_ID).model == result.model
+    assert hub.records() == []
+
+
+def test_the_same_file_registered_meanwhile_is_replaced_not_doubled(
+    hub: FakeHub, store: ModelStore
+) -> None:
+    from huggingface_hub import hf_hub_download
+
+    downloader = make_downloader(store, progress_interval=0.0)
+    cached = Path(
+        hf_hub_download(REPO, FILENAME, cache_dir=downloader.cache.root, endpoint=hub.url)
+    )
+    other_process = ModelStore(store.paths)
+
+    def register_while_verifying(progress: DownloadProgress) -> None:
+        if progress.phase == "verifying" and other_process.find(MODEL_ID) is None:
+            other_process.register(
+                InstalledModel(
+                    id=MODEL_ID,
+                    name="SmolLM2",
+                    path=cached,
+                    size_bytes=cached.stat().st_size,
+                    source="catalog",
+                    repo=REPO,
+                    filename=FILENAME,
+                )
+            )
+
+    job = downloader.job(
+        DownloadTarget.for_spec(load_catalog().get(MODEL_ID)), on_progress=register_while_verifying
+    )
+    result = job.run()
+
+    assert result.from_cache and result.model.id == MODEL_ID
+    assert [m.id for m in store.list_installed()] == [MODEL_ID]
+
+
+def test_a_damaged_file_in_the_cache_is_hashed_once_then_fetched_again(
+    hub: FakeHub,
+    store: ModelStore,
+    downloader: Downloader,
+    model_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from huggingface_hub import hf_hub_download
+
+    from assistant import downloads
+
+    cached = Path(
+        hf_hub_download(REPO, FILENAME, cache_dir=downloader.cache.root, endpoint=hub.url)
+    )
+    blob = cached.resolve()
+    blob.chmod(0o644)
+    with blob.open("r+b") as damaged:
+        damaged.seek(MB)
+        byte = damaged.read(1)
+        damaged.seek(MB)
+        damaged.write(bytes([byte[0] ^ 0xFF]))
+    hub.clear_log()
+    hashed: list[Path] = []
+    hash_file = downloads.hash_file
+
+    def counting(path: Path, *args: object, **options: object) -> object:
+        hashed.append(path)
+        return hash_file(path, *args, **options)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(downloads, "hash_file", counting)
+    result = downloader.pull(MODEL_ID)
+
+    assert not result.from_cache and result.fetched_bytes == model_path.stat().st_size
+    assert result.model.path.read_bytes() == model_path.read_bytes()
+    assert hashed == [cached]  # checked once, then deleted without a second look
+    assert [g.range for g in hub.file_gets()] == [None]
 
 
 # --- resume ------------------------------------------------------------------------------------

