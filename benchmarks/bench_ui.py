@@ -207,20 +207,11 @@ def child_stream(tokens: int) -> int:
     from PySide6.QtTest import QTest
     from PySide6.QtWidgets import QApplication
 
-    from assistant.history import HistoryStore
-    from assistant.models_store import ModelStore
-    from assistant.paths import app_paths
-    from assistant.settings import Settings
-    from assistant.ui.main_window import MainWindow
-    from assistant.ui.theme import apply_theme
+    from assistant.ui.app import build_main_window
 
     app = QApplication([sys.argv[0]])
-    paths = app_paths().ensure()
-    settings = Settings.load(paths.settings_file)
-    apply_theme(app, settings["theme"])
-    history = HistoryStore(paths.history_db)
-    models = ModelStore(paths)
-    window = MainWindow(settings, history, models, paths)
+    window = build_main_window()  # as the app builds it: real settings, history and theme
+    history, models = window.history, window.models
     window.show()
     began = time.perf_counter()
 

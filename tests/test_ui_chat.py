@@ -383,6 +383,78 @@ def test_loading_does_not_block_typing_and_queues_the_question(
         window.close()
 
 
+def test_question_sent_while_loading_is_kept_when_the_window_closes(
+    qtbot: QtBot,
+    open_window: OpenWindow,
+    test_settings: Settings,
+    model_id: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    release = threading.Event()
+
+    def slow_loader(path: Path, settings: Settings, name: str) -> ChatProvider:
+        release.wait(timeout=120)
+        return load_local_engine(path, settings, name)
+
+    paths = app_paths()
+    with HistoryStore(paths.history_db) as history:
+        runner = ModelRunner(history, engine_factory=slow_loader)
+        window = MainWindow(
+            Settings.load(paths.settings_file),
+            history,
+            ModelStore(paths),
+            paths,
+            hardware=detect_hardware(),
+            runner=runner,
+        )
+        qtbot.addWidget(window)
+        window.show()
+        qtbot.waitUntil(window.picker.progress.isVisible, timeout=10_000)
+        send(qtbot, window, QUESTION)  # queued behind the load; the box is emptied
+        assert window.composer.text() == ""
+        conversation_id = window.chat.conversation_id
+        assert conversation_id is not None
+        begin_shutdown = runner.begin_shutdown
+
+        def begin_then_finish_loading() -> list[str]:
+            unsent = begin_shutdown()
+            release.set()  # the model is ready only once the window is closing
+            return unsent
+
+        monkeypatch.setattr(runner, "begin_shutdown", begin_then_finish_loading)
+        window.close()
+
+        assert runner.shutdown()  # the worker has ended: nothing more will be written
+        assert history.messages(conversation_id) == []  # kept once, as the draft
+
+    again = open_window()
+    assert again.composer.text() == QUESTION
+
+
+def test_a_second_shutdown_does_not_wait_again(qtbot: QtBot, test_settings: Settings) -> None:
+    release = threading.Event()
+
+    def stuck_loader(path: Path, settings: Settings, name: str) -> ChatProvider:
+        release.wait(timeout=120)
+        raise RuntimeError("not loaded")
+
+    paths = app_paths()
+    with HistoryStore(paths.history_db) as history:
+        runner = ModelRunner(history, engine_factory=stuck_loader)
+        with qtbot.waitSignal(runner.loadStarted, timeout=10_000):
+            runner.load("stuck", paths.data / "stuck.gguf", test_settings)
+        assert runner.shutdown(timeout_ms=50) is False  # the load goes on
+        # The loader is let go in 5 s: a second wait would see the thread end and say True.
+        timer = threading.Timer(5.0, release.set)
+        timer.start()
+        try:
+            assert runner.shutdown(timeout_ms=60_000) is False
+        finally:
+            timer.cancel()
+            release.set()
+        qtbot.waitUntil(runner.shutdown, timeout=LOAD_MS)
+
+
 def test_switching_away_and_back_while_an_answer_streams(
     qtbot: QtBot, open_window: OpenWindow, model_id: str
 ) -> None:

@@ -293,6 +293,59 @@ def test_download_keeps_going_after_the_window_is_closed(
     assert window.downloads.pool is not QThreadPool.globalInstance()
 
 
+def test_a_finished_download_reaches_the_chat_window_once(
+    qtbot: QtBot,
+    store: ModelStore,
+    catalog: Catalog,
+    hardware: Hardware,
+    smol: ModelSpec,
+    hub: FakeHub,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from assistant.history import HistoryStore
+    from assistant.models_store import InstalledModel
+    from assistant.paths import app_paths
+    from assistant.settings import Settings
+    from assistant.ui.main_window import MainWindow
+
+    paths = app_paths().ensure()
+    with HistoryStore(paths.history_db) as history:
+        window = MainWindow(
+            Settings.load(paths.settings_file),
+            history,
+            store,
+            paths,
+            catalog=catalog,
+            hardware=hardware,
+        )
+        qtbot.addWidget(window)
+        window.show()
+        shown: list[list[str]] = []
+        set_models = window.picker.set_models
+
+        def counting_set_models(models: list[InstalledModel], current: str | None) -> None:
+            shown.append([m.id for m in models])
+            set_models(models, current)
+
+        monkeypatch.setattr(window.picker, "set_models", counting_set_models)
+        loads: list[str] = []
+        window.runner.loadStarted.connect(loads.append)
+        window.open_model_manager()
+        manager = window.model_manager
+        hub.faults.rate_bps = 80_000_000
+
+        # Seen by the queue, the model manager (installed, then the new default) and the
+        # window: the window reads the store and fills its picker once.
+        with qtbot.waitSignal(manager.defaultChanged, timeout=TIMEOUT_MS):
+            manager.download(smol)
+        assert shown == [[SMOL_ID]]
+        assert window.picker.combo.currentData() == SMOL_ID
+        assert window.has_models and not window.chat.get_models_button.isVisibleTo(window)
+        qtbot.waitUntil(lambda: window.runner.ready, timeout=TIMEOUT_MS)
+        assert loads == [SMOL_ID]
+        window.close()
+
+
 # --- searching the Hub -----------------------------------------------------------------------
 
 
@@ -454,6 +507,42 @@ def test_first_run_imports_a_local_gguf_and_makes_it_the_default(
     assert store.resolve(ready.args[0]) == model_path.resolve()
     assert dialog.result() == QDialog.DialogCode.Accepted
     dialog.downloads.shutdown()
+
+
+def test_an_import_in_the_welcome_screen_reaches_the_chat_window(
+    qtbot: QtBot,
+    store: ModelStore,
+    catalog: Catalog,
+    hardware: Hardware,
+    model_path: Path,
+) -> None:
+    from assistant.history import HistoryStore
+    from assistant.paths import app_paths
+    from assistant.settings import Settings
+    from assistant.ui.main_window import MainWindow
+
+    paths = app_paths().ensure()
+    with HistoryStore(paths.history_db) as history:
+        window = MainWindow(
+            Settings.load(paths.settings_file),
+            history,
+            store,
+            paths,
+            catalog=catalog,
+            hardware=hardware,
+        )
+        qtbot.addWidget(window)
+        window.show()
+        assert not window.has_models and window.chat.get_models_button.isVisibleTo(window)
+        assert window.open_first_run()
+        with qtbot.waitSignal(window.first_run.modelReady, timeout=TIMEOUT_MS) as ready:
+            window.first_run.import_file(model_path)
+        assert window.has_models
+        assert window.picker.combo.currentData() == ready.args[0]
+        assert not window.chat.get_models_button.isVisibleTo(window)
+        qtbot.waitUntil(lambda: window.runner.ready, timeout=TIMEOUT_MS)
+        assert window.runner.model_id == ready.args[0]
+        window.close()
 
 
 def test_first_run_with_a_bad_file_shows_the_problem_and_stays_open(

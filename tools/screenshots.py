@@ -247,12 +247,10 @@ class Director:
         self.go_dark()
 
     def go_dark(self) -> None:
-        from assistant.ui.theme import apply_theme
-
         window = self.window
         assert window is not None
         window.settings.set("theme", "dark")
-        window.chat.set_dark(apply_theme(self.app, "dark"))
+        window.apply_theme()
         self.wait_for(lambda: True, self.shoot_dark, "the dark theme")
 
     def shoot_dark(self) -> None:

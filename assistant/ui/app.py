@@ -8,7 +8,7 @@ import signal
 import sys
 import threading
 import types
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from PySide6.QtCore import Qt, QTimer
@@ -17,17 +17,29 @@ from PySide6.QtWidgets import QApplication
 from assistant import APP_ID, APP_NAME, __version__
 from assistant.history import HistoryStore
 from assistant.models_store import ModelStore
-from assistant.paths import app_paths
+from assistant.paths import AppPaths, app_paths
 from assistant.settings import Settings
 from assistant.ui.errors import show_bug_report
 from assistant.ui.main_window import MainWindow
-from assistant.ui.theme import app_icon, apply_theme
+from assistant.ui.theme import app_icon
 
 log = logging.getLogger(__name__)
 
 
-def _install_excepthook(window: MainWindow) -> None:
-    """A bug in a slot becomes a calm report window instead of a silent stderr line."""
+ExceptHook = Callable[[type[BaseException], BaseException, types.TracebackType | None], Any]
+
+
+def build_main_window(paths: AppPaths | None = None) -> MainWindow:
+    """The chat window as the app opens it (not shown yet): the settings, history and models
+    of ``paths`` (the user's by default), styled in the chosen theme. Needs a QApplication."""
+    paths = paths or app_paths().ensure()
+    settings = Settings.load(paths.settings_file)
+    return MainWindow(settings, HistoryStore(paths.history_db), ModelStore(paths), paths)
+
+
+def _install_excepthook(window: MainWindow) -> ExceptHook:
+    """A bug in a slot becomes a calm report window instead of a silent stderr line.
+    Returns the hook it replaced."""
     previous = sys.excepthook
 
     def hook(
@@ -43,6 +55,7 @@ def _install_excepthook(window: MainWindow) -> None:
             previous(kind, value, tb)
 
     sys.excepthook = hook
+    return previous
 
 
 def _no_display() -> bool:
@@ -96,19 +109,14 @@ def run_app(argv: Sequence[str] | None = None) -> int:
         app = QApplication(list(argv if argv is not None else sys.argv))
     app.setWindowIcon(app_icon())
 
-    paths = app_paths().ensure()
-    settings = Settings.load(paths.settings_file)
-    apply_theme(app, settings["theme"])
-    history = HistoryStore(paths.history_db)
-    models = ModelStore(paths)
-    window = MainWindow(settings, history, models, paths)
+    window = build_main_window()
+    settings, history = window.settings, window.history
     window.show()
-    previous_hook = sys.excepthook
-    _install_excepthook(window)
+    previous_hook = _install_excepthook(window)
     handlers: dict[int, Any] = {}
     if threading.current_thread() is threading.main_thread():
         handlers = _close_on_signals(window)
-    if not models.list_installed():
+    if not window.has_models:
         QTimer.singleShot(0, window, lambda: _welcome(window, settings))
     for warning in settings.warnings:
         window.show_problem(warning)
@@ -118,10 +126,14 @@ def run_app(argv: Sequence[str] | None = None) -> int:
         sys.excepthook = previous_hook
         for number, previous in handlers.items():
             signal.signal(number, previous)
-        try:
-            history.purge_deleted()  # deleted chats could be undone until now
-        finally:
-            history.close()
+        # Returns at once when closing the window already stopped the model worker.
+        if window.runner.shutdown():
+            try:
+                history.purge_deleted()  # deleted chats could be undone until now
+            finally:
+                history.close()
+        else:  # it may still write the answer in progress: leave the history to it
+            log.warning("The model worker is still running; the history is left open.")
 
 
 def _welcome(window: MainWindow, settings: Settings) -> None:

@@ -46,7 +46,7 @@ class ChatView(QWidget):
     editRequested = Signal(int, str)
     getModelsRequested = Signal()
 
-    def __init__(self, parent: QWidget | None = None) -> None:
+    def __init__(self, parent: QWidget | None = None, *, dark: bool = False) -> None:
         super().__init__(parent)
         self.conversation_id: int | None = None
         self._widgets: list[MessageWidget] = []
@@ -56,7 +56,7 @@ class ChatView(QWidget):
         self._stick_to_bottom = True
         self._next_render_at = 0.0
         self._scroll_target: int | None = None
-        self._style = self._make_style(False)
+        self._style = self._make_style(dark)
         self._render_timer = QTimer(self)
         self._render_timer.setSingleShot(True)
         self._render_timer.timeout.connect(self._on_render_due)
@@ -90,7 +90,7 @@ class ChatView(QWidget):
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.scroll_area)
-        warm_up_in_background()
+        warm_up_in_background(self._style)
         # The first rich-text widget costs more than the rest (fonts, layout engine): pay for
         # it while the window is idle rather than when the first answer arrives.
         QTimer.singleShot(300, self, self._on_warm_up_due)
@@ -135,9 +135,12 @@ class ChatView(QWidget):
         return self._style.dark
 
     def set_dark(self, dark: bool) -> None:
-        self._style = self._make_style(dark)
+        style = self._make_style(dark)
+        if style != self._style:
+            warm_up_in_background(style)  # answers are rendered (and cached) per style
+        self._style = style
         for widget in self._widgets:
-            widget.set_style(self._style)
+            widget.set_style(style)
 
     def set_empty_state(self, title: str, hint: str, offer_models: bool) -> None:
         self.empty_title.setText(title)

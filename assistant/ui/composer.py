@@ -92,12 +92,10 @@ class Composer(QFrame):
     Signals:
         sendRequested(str): the text to send (already stripped, never empty).
         stopRequested(): Stop or Esc while an answer is being written.
-        editCancelled(): the user gave up editing an earlier question.
     """
 
     sendRequested = Signal(str)
     stopRequested = Signal()
-    editCancelled = Signal()
 
     def __init__(self, settings: Settings, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -204,7 +202,12 @@ class Composer(QFrame):
         self.editing_id = None
         self._editing_row.hide()
         self.set_text(self._before_edit)
-        self.editCancelled.emit()
+
+    def restore_unsent(self, question: str) -> None:
+        """Put back a question that was sent but never saved, ahead of anything typed since."""
+        self.cancel_editing()
+        typed = self.text().strip()
+        self.set_text(f"{question}\n\n{typed}" if typed else question)
 
     def clear_sent(self) -> None:
         """The text was sent: empty the box and forget the draft (and any edit)."""

@@ -179,7 +179,9 @@ class DownloadQueue(QObject):
 
     Signals:
         taskAdded(DownloadTask): a download was started.
-        modelInstalled(str): a download finished; the argument is the installed model's id.
+        modelInstalled(str): a model was installed, by a download or by an import (see
+            :meth:`report_installed`); the argument is its id. The one signal the main window
+            follows for new models.
     """
 
     taskAdded = Signal(object)
@@ -224,6 +226,10 @@ class DownloadQueue(QObject):
         self.pool.start(_Runnable(task.run))
         self.taskAdded.emit(task)
         return task
+
+    def report_installed(self, model_id: str) -> None:
+        """A window that shares this queue installed a model another way (an import)."""
+        self.modelInstalled.emit(model_id)
 
     def shutdown(self, timeout_s: float = 10.0) -> bool:
         """Cancel every download and wait for the threads; True if they all stopped in time.

@@ -11,7 +11,7 @@ import platform
 import sys
 import traceback
 
-from PySide6.QtCore import Qt, Signal, Slot
+from PySide6.QtCore import Qt, Slot
 from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import (
     QDialog,
@@ -56,15 +56,8 @@ def bug_report(details: str) -> str:
 
 
 class ErrorBanner(QFrame):
-    """An inline notice: a message, what to do next, and a close button.
-
-    Signals:
-        detailsRequested(str): the user asked to see the report of a bug (the traceback).
-        dismissed(): the banner was closed.
-    """
-
-    detailsRequested = Signal(str)
-    dismissed = Signal()
+    """An inline notice: a message, what to do next, and a close button. For a bug it also
+    offers "Show report…", which opens the :class:`BugReportDialog` over its window."""
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -88,7 +81,7 @@ class ErrorBanner(QFrame):
         close.setAutoRaise(True)
         close.setToolTip("Dismiss")
         close.setAccessibleName("Dismiss problem")
-        close.clicked.connect(self._on_close_clicked)
+        close.clicked.connect(self.hide)
 
         text = QVBoxLayout()
         text.setSpacing(2)
@@ -110,9 +103,6 @@ class ErrorBanner(QFrame):
         self.setAccessibleDescription(f"{message} {hint}".strip())
         self.show()
 
-    def show_exception(self, exc: BaseException) -> None:
-        self.show_problem(*describe(exc))
-
     def message(self) -> str:
         return self._message.text()
 
@@ -121,12 +111,7 @@ class ErrorBanner(QFrame):
 
     @Slot()
     def _on_details_clicked(self) -> None:
-        self.detailsRequested.emit(self._details)
-
-    @Slot()
-    def _on_close_clicked(self) -> None:
-        self.hide()
-        self.dismissed.emit()
+        show_bug_report(self._details, self.window())
 
 
 class BugReportDialog(QDialog):

@@ -23,11 +23,12 @@ from PySide6.QtWidgets import (
 
 from assistant import APP_NAME
 from assistant.catalog import Catalog, ModelSpec
+from assistant.disk import format_bytes
 from assistant.downloads import DownloadTarget
 from assistant.hardware import Hardware, estimate_for_spec, fit_for_spec, recommend
-from assistant.models_store import InstalledModel, ModelStore, format_bytes
+from assistant.models_store import InstalledModel, ModelStore
 from assistant.ui.download_tasks import DownloadQueue, DownloadTask, TaskRunner
-from assistant.ui.errors import ErrorBanner, describe, show_bug_report
+from assistant.ui.errors import ErrorBanner, describe
 from assistant.ui.model_manager import GGUF_FILTER, make_downloads
 from assistant.ui.model_widgets import DownloadRow, FitBadge
 
@@ -97,7 +98,6 @@ class FirstRunDialog(QDialog):
         step.setWordWrap(True)
 
         self.problem = ErrorBanner(self)
-        self.problem.detailsRequested.connect(self._on_report_requested)
 
         self.download_button = QPushButton(self)
         self.download_button.setObjectName("PrimaryButton")
@@ -251,6 +251,7 @@ class FirstRunDialog(QDialog):
 
     def _on_imported(self, model: InstalledModel) -> None:
         self._set_busy(False)
+        self.downloads.report_installed(model.id)
         self._finish(model.id)
 
     def _on_import_failed(self, exc: BaseException) -> None:
@@ -272,9 +273,6 @@ class FirstRunDialog(QDialog):
         if self._row is not None:
             self._row.deleteLater()
             self._row = None
-
-    def _on_report_requested(self, details: str) -> None:
-        show_bug_report(details, self)
 
 
 __all__ = ["OFFLINE_SENTENCE", "FirstRunDialog", "pick_model"]

@@ -27,16 +27,17 @@ from PySide6.QtWidgets import (
 from assistant import APP_NAME, __version__
 from assistant.errors import AssistantError
 from assistant.history import HistoryStore, Message
-from assistant.models_store import ModelStore
+from assistant.models_store import InstalledModel, ModelStore
 from assistant.paths import AppPaths
 from assistant.settings import Settings
 from assistant.ui.chat_view import ChatView
 from assistant.ui.composer import Composer
-from assistant.ui.errors import ErrorBanner, show_bug_report
+from assistant.ui.errors import ErrorBanner
 from assistant.ui.model_picker import ModelPicker
 from assistant.ui.settings_dialog import RELOAD_KEYS, SettingsDialog
 from assistant.ui.sidebar import Sidebar
-from assistant.ui.theme import apply_theme, is_dark
+from assistant.ui.theme import apply_theme as style_application
+from assistant.ui.theme import is_dark
 from assistant.ui.worker import ModelRunner
 
 if TYPE_CHECKING:
@@ -76,12 +77,17 @@ class MainWindow(QMainWindow):
         self._downloads: Any = None
         self._pending_question = ""
         self._focused_once = False
+        # What the model registry said at the last _reload_models(): read once per refresh.
+        self._installed: list[InstalledModel] = []
+        self._default_id: str | None = None
         self.setWindowTitle(APP_NAME)
         self.setAccessibleName(APP_NAME)
         self.resize(1100, 760)
 
+        # Styled before the widgets exist, so each is polished once, in its final look.
+        dark = self._style_application()
         self.sidebar = Sidebar(history)
-        self.chat = ChatView()
+        self.chat = ChatView(dark=dark)
         self.composer = Composer(settings)
         self.banner = ErrorBanner()
         self.picker = ModelPicker()
@@ -91,10 +97,8 @@ class MainWindow(QMainWindow):
         self._build_layout()
         self._build_menus()
         self._connect()
-        self.fill_model_picker()
-        self.chat.set_dark(is_dark(settings["theme"]))
         QGuiApplication.styleHints().colorSchemeChanged.connect(self._on_color_scheme_changed)
-        self._update_empty_state()
+        self._reload_models()
         self._load_default_model()
 
     # --- construction ----------------------------------------------------------------------
@@ -169,7 +173,6 @@ class MainWindow(QMainWindow):
         self.chat.getModelsRequested.connect(self.open_model_manager)
         self.composer.sendRequested.connect(self._on_send_requested)
         self.composer.stopRequested.connect(self.runner.stop)
-        self.banner.detailsRequested.connect(self._on_report_requested)
         self.picker.modelChosen.connect(self._on_model_chosen)
         self.picker.getModelsRequested.connect(self.open_model_manager)
         runner = self.runner
@@ -184,15 +187,23 @@ class MainWindow(QMainWindow):
 
     # --- models ----------------------------------------------------------------------------
 
-    def fill_model_picker(self) -> None:
-        """List the installed models (and "Get models…"), showing the one in use."""
-        current = self.picker.current_id() or self.runner.model_id or self.models.default_id()
-        self.picker.set_models(self.models.list_installed(), current)
+    @property
+    def has_models(self) -> bool:
+        """Whether any model is installed (as of the last look at the registry)."""
+        return bool(self._installed)
+
+    def _reload_models(self) -> None:
+        """Read the installed models once and show them: the picker (with "Get models…" and
+        the model in use) and the empty page."""
+        self._installed = self.models.list_installed()
+        self._default_id = self.models.default_id()
+        current = self.picker.current_id() or self.runner.model_id or self._default_id
+        self.picker.set_models(self._installed, current)
+        self._update_empty_state()
 
     def _load_default_model(self) -> None:
-        model_id = self.models.default_id()
-        if model_id is not None:
-            self.load_model(model_id)
+        if self._default_id is not None:
+            self.load_model(self._default_id)
 
     def load_model(self, model_id: str) -> None:
         """Load an installed model on the worker; typing and reading go on meanwhile."""
@@ -222,11 +233,13 @@ class MainWindow(QMainWindow):
             return  # another model was asked for meanwhile
         self.picker.show_ready()
         self.status_label.setText(f"Ready: {model_id} runs on this computer.")
-        if self.models.default_id() != model_id:
+        if self._default_id != model_id:
             try:  # the model that worked is the one to load next time
                 self.models.set_default(model_id)
             except AssistantError as exc:
                 log.warning("Could not remember %s as the default: %s", model_id, exc)
+            else:
+                self._default_id = model_id
         if warnings:
             self.show_problem(" ".join(warnings), "Answers may be less good than usual.")
         self._update_empty_state()
@@ -257,7 +270,8 @@ class MainWindow(QMainWindow):
             from assistant.ui.model_manager import make_downloads
 
             self._downloads = make_downloads(self.models, self.catalog(), self.hardware(), self)
-            # A download finishing while its window is closed still reaches the picker.
+            # The one way installs reach this window: downloads (even one finishing while its
+            # window is closed) and imports in the model manager or the welcome screen.
             self._downloads.modelInstalled.connect(self._on_model_installed)
         return self._downloads
 
@@ -285,7 +299,6 @@ class MainWindow(QMainWindow):
             except AssistantError as exc:
                 self.show_problem(exc.message, exc.hint)
                 return
-            self.model_manager.modelInstalled.connect(self._on_model_installed)
             self.model_manager.defaultChanged.connect(self._on_default_changed)
         self.model_manager.show()
         self.model_manager.raise_()
@@ -306,23 +319,22 @@ class MainWindow(QMainWindow):
         except (ImportError, AssistantError) as exc:
             log.warning("Welcome screen unavailable: %s", exc)
             return False
-        self.first_run.modelReady.connect(self._on_model_installed)
         self.first_run.open()
         return True
 
     @Slot(str)
     def _on_model_installed(self, model_id: str) -> None:
-        self.fill_model_picker()
+        self._reload_models()
         if self.runner.model_id is None or not (self.runner.ready or self.runner.loading):
             self.load_model(model_id)
-        self._update_empty_state()
 
     @Slot(str)
     def _on_default_changed(self, model_id: str) -> None:
-        self.fill_model_picker()
+        if model_id == (self._default_id or ""):
+            return  # already shown (the first install, which made itself the default)
+        self._reload_models()
         if model_id and model_id != self.runner.model_id:
             self.load_model(model_id)
-        self._update_empty_state()
 
     # --- conversations ---------------------------------------------------------------------
 
@@ -366,7 +378,7 @@ class MainWindow(QMainWindow):
             self.chat.scroll_to_message(message_id)
 
     def _update_empty_state(self) -> None:
-        if self.models.list_installed():
+        if self._installed:
             self.chat.set_empty_state(
                 "How can I help?",
                 "Everything runs on this computer: nothing you type leaves it.",
@@ -386,11 +398,10 @@ class MainWindow(QMainWindow):
         if self.runner.busy:
             return
         if self.runner.model_id is None:
-            installed = bool(self.models.list_installed())
             self.show_problem(
                 "No model is loaded, so there is nobody to answer yet.",
                 "Pick a model at the top of the window."
-                if installed
+                if self.has_models
                 else "Get one with \u201cGet models\u2026\u201d at the top of the window.",
             )
             return
@@ -511,28 +522,32 @@ class MainWindow(QMainWindow):
     def _gpu_offload(self) -> bool:
         return self.hardware().gpu_offload
 
+    def apply_theme(self) -> None:
+        """Style the application for the theme setting ("system" follows the desktop) and the
+        chat's rendered answers to match."""
+        self.chat.set_dark(self._style_application())
+
+    def _style_application(self) -> bool:
+        """Palette and stylesheet of the whole application; returns whether it is dark."""
+        app = QApplication.instance()
+        choice = self.settings["theme"]
+        return style_application(app, choice) if isinstance(app, QApplication) else is_dark(choice)
+
     @Slot(list)
     def _on_settings_changed(self, keys: list[str]) -> None:
         if "theme" in keys:
-            app = QApplication.instance()
-            if isinstance(app, QApplication):
-                self.chat.set_dark(apply_theme(app, self.settings["theme"]))
+            self.apply_theme()
         if RELOAD_KEYS.intersection(keys) and self.runner.model_id is not None:
             self.load_model(self.runner.model_id)
 
     @Slot(Qt.ColorScheme)
     def _on_color_scheme_changed(self, _scheme: Qt.ColorScheme) -> None:
-        app = QApplication.instance()
-        if self.settings["theme"] == "system" and isinstance(app, QApplication):
-            self.chat.set_dark(apply_theme(app, "system"))
+        if self.settings["theme"] == "system":
+            self.apply_theme()
 
     @Slot(str, str)
     def show_problem(self, message: str, hint: str = "", details: str = "") -> None:
         self.banner.show_problem(message, hint, details)
-
-    @Slot(str)
-    def _on_report_requested(self, details: str) -> None:
-        show_bug_report(details, self)
 
     @Slot()
     def _on_about(self) -> None:
@@ -551,7 +566,13 @@ class MainWindow(QMainWindow):
 
     def closeEvent(self, event: QCloseEvent) -> None:
         """Keep the draft and any answer in progress (saved as interrupted), then free the
-        model. Waits briefly for the worker to finish writing."""
+        model. Waits briefly for the worker to finish writing.
+
+        A question sent while the model was still loading was never saved: it goes back into
+        the draft, so the next start offers it again."""
+        unsent = self.runner.begin_shutdown()
+        if unsent:
+            self.composer.restore_unsent("\n\n".join(unsent))
         self.composer.save_draft()
         if self.model_manager is not None:
             self.model_manager.close()

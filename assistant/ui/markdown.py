@@ -148,11 +148,19 @@ def render(text: str, style: Style | None = None) -> list[Segment]:
     return segments
 
 
-def warm_up() -> None:
-    """Import and prime Markdown and Pygments, so the first answer renders without a stall."""
-    render("# Title\n\n- item\n\n```python\nprint('hi')\n```\n", Style())
+def warm_up(style: Style) -> None:
+    """Import and prime Markdown and Pygments for ``style`` (the parser and the highlighting
+    are cached per style), so the first answer renders without a stall."""
+    render("# Title\n\n- item\n\n```python\nprint('hi')\n```\n", style)
 
 
-def warm_up_in_background() -> None:
+def warm_up_in_background(style: Style) -> None:
     """Run ``warm_up`` on a short-lived thread (pure Python, no Qt: safe off the UI thread)."""
-    threading.Thread(target=warm_up, name="markdown-warm-up", daemon=True).start()
+
+    def run() -> None:
+        try:
+            warm_up(style)
+        except Exception:  # only a head start: the first answer renders (slower) without it
+            log.exception("Warming up the Markdown renderer failed")
+
+    threading.Thread(target=run, name="markdown-warm-up", daemon=True).start()

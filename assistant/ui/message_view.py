@@ -27,10 +27,6 @@ from PySide6.QtWidgets import (
 from assistant.history import Message
 from assistant.ui.markdown import Segment, Style, render
 
-# A frame at 60 Hz: the most often the answer in progress is re-rendered.
-FRAME_MS = 16
-# Keep lines readable on wide screens.
-COLUMN_MAX_WIDTH = 860
 EXTERNAL_SCHEMES = ("http", "https", "mailto")
 
 

@@ -30,12 +30,13 @@ from PySide6.QtWidgets import (
 )
 
 from assistant.catalog import Catalog, ModelSpec
+from assistant.disk import format_bytes
 from assistant.downloads import Downloader, DownloadTarget
 from assistant.hardware import Hardware, estimate_for_spec, fit_for_spec, recommend
 from assistant.hub import HubFile, list_gguf_files
-from assistant.models_store import InstalledModel, ModelStore, Removal, format_bytes
+from assistant.models_store import InstalledModel, ModelStore, Removal
 from assistant.ui.download_tasks import DownloadQueue, DownloadTask, TaskRunner
-from assistant.ui.errors import ErrorBanner, describe, show_bug_report
+from assistant.ui.errors import ErrorBanner, describe
 from assistant.ui.model_widgets import DownloadRow, FitBadge, MessageBar
 
 GGUF_FILTER = "GGUF models (*.gguf);;All files (*)"
@@ -148,10 +149,9 @@ class ModelManagerWindow(QWidget):
         self.runner = TaskRunner(self.downloads.pool, self)
         recommended = recommend(catalog, hardware)
         self.recommended_id: str | None = recommended.id if recommended else None
-        self._default_id = store.default_id()
         self._installed: dict[str, InstalledModel] = {}
+        self._store_default: str | None = None  # as read by the last refresh()
         self._rows: dict[str, DownloadRow] = {}
-        self.hub_files: list[HubFile] = []
         self._search_buttons: dict[tuple[str, str], QPushButton] = {}
         self.setWindowTitle("Models — Offline Assistant")
         self.setAccessibleName("Model manager")
@@ -159,7 +159,6 @@ class ModelManagerWindow(QWidget):
 
         self.message = MessageBar(self)
         self.problem = ErrorBanner(self)
-        self.problem.detailsRequested.connect(self._on_report_requested)
         self.tabs = QTabWidget(self)
         self.catalog_table = _table(CATALOG_COLUMNS, "Model catalog")
         self.installed_table = _table(INSTALLED_COLUMNS, "Installed models")
@@ -181,6 +180,8 @@ class ModelManagerWindow(QWidget):
 
         self._fill_catalog()
         self.refresh()
+        self._default_id: str | None = self._store_default  # as last told to listeners
+        self._fresh = True  # the tables show the store as read just now
         self.downloads.taskAdded.connect(self._on_task_added)
         for task in self.downloads.tasks():
             if task.active:
@@ -319,8 +320,9 @@ class ModelManagerWindow(QWidget):
     def refresh(self) -> None:
         """Show the store as it is now (a CLI may have changed it meanwhile)."""
         installed = self.store.list_installed()
+        self._store_default = self.store.default_id()
         self._installed = {m.id: m for m in installed}
-        self._fill_installed(installed, self.store.default_id())
+        self._fill_installed(installed, self._store_default)
         self._update_catalog_buttons()
         self.tabs.setTabText(1, f"Installed ({len(installed)})")
 
@@ -387,8 +389,9 @@ class ModelManagerWindow(QWidget):
         button.setEnabled(not installed and not downloading)
 
     def _check_default(self) -> None:
-        """Tell listeners when the default model changed (say, the first install made one)."""
-        current = self.store.default_id()
+        """Tell listeners when the default model changed (say, the first install made one),
+        as the last refresh() read it."""
+        current = self._store_default
         if current != self._default_id:
             self._default_id = current
             self.defaultChanged.emit(current or "")
@@ -502,6 +505,7 @@ class ModelManagerWindow(QWidget):
         self.refresh()
         self.tabs.setCurrentIndex(1)
         self.modelInstalled.emit(model.id)
+        self.downloads.report_installed(model.id)
         self._check_default()
 
     def _on_import_failed(self, exc: BaseException) -> None:
@@ -529,15 +533,11 @@ class ModelManagerWindow(QWidget):
         if answer == QMessageBox.StandardButton.Yes:
             self.delete(model_id)
 
-    def _on_report_requested(self, details: str) -> None:
-        show_bug_report(details, self)
-
     def _on_search_clicked(self) -> None:
         self.search(self.search_edit.text())
 
     def _on_search_done(self, repo: str, files: list[HubFile]) -> None:
         self.search_button.setEnabled(True)
-        self.hub_files = files
         if not files:
             self.search_status.setText(
                 f"{repo} has no GGUF files. Look for a repository whose name ends in -GGUF."
@@ -598,6 +598,9 @@ class ModelManagerWindow(QWidget):
         self._check_default()
 
     def showEvent(self, event: QShowEvent) -> None:
-        self.refresh()
-        self._check_default()
+        if self._fresh:  # just built: the store was read a moment ago
+            self._fresh = False
+        else:
+            self.refresh()
+            self._check_default()
         super().showEvent(event)

@@ -88,9 +88,9 @@ class ModelPicker(QWidget):
         self.progress.hide()
         self.state.setText("")
 
-    def show_failed(self, text: str = "Not loaded") -> None:
+    def show_failed(self) -> None:
         self.progress.hide()
-        self.state.setText(text)
+        self.state.setText("Not loaded")
 
     @Slot(int)
     def _on_activated(self, index: int) -> None:

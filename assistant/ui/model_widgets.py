@@ -6,6 +6,8 @@ things; the :class:`~assistant.ui.download_tasks.DownloadTask` they watch does t
 
 from __future__ import annotations
 
+import html
+
 from PySide6.QtCore import QEvent, Qt, Signal
 from PySide6.QtGui import QPalette
 from PySide6.QtWidgets import (
@@ -21,9 +23,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from assistant.disk import format_bytes
 from assistant.downloads import DownloadProgress
 from assistant.hardware import Fit, MemoryEstimate
-from assistant.models_store import format_bytes
 from assistant.ui.download_tasks import DownloadTask
 
 # (light text, light background, dark text, dark background): the badge must read as well on
@@ -155,7 +157,7 @@ class DownloadRow(QFrame):
         self.setFrameShape(QFrame.Shape.StyledPanel)
         self.setAccessibleName(f"Download of {task.title}")
 
-        self._title = QLabel(f"<b>{_escape(task.title)}</b>", self)
+        self._title = QLabel(f"<b>{html.escape(task.title, quote=False)}</b>", self)
         self._title.setTextFormat(Qt.TextFormat.RichText)
         self._bar = QProgressBar(self)
         self._bar.setRange(0, 0)  # busy until the size is known
@@ -276,7 +278,3 @@ class DownloadRow(QFrame):
         self.dismiss_button.show()
         if had_focus:
             self.dismiss_button.setFocus()
-
-
-def _escape(text: str) -> str:
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")

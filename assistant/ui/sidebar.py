@@ -99,7 +99,6 @@ class Sidebar(QWidget):
         conversationSelected(int): the user opened a conversation.
         newChatRequested(): the New chat button was pressed.
         conversationDeleted(int): a conversation was deleted (it can still be restored).
-        conversationRestored(int): a deleted conversation was brought back.
         searchHitActivated(int, int): conversation id and message id (-1: its title matched).
         problem(str, str): message and hint of something that failed.
     """
@@ -107,7 +106,6 @@ class Sidebar(QWidget):
     conversationSelected = Signal(int)
     newChatRequested = Signal()
     conversationDeleted = Signal(int)
-    conversationRestored = Signal(int)
     searchHitActivated = Signal(int, int)
     problem = Signal(str, str)
 
@@ -271,7 +269,6 @@ class Sidebar(QWidget):
             self.problem.emit(exc.message, exc.hint)
             return
         self.refresh(select_id=conversation_id)
-        self.conversationRestored.emit(conversation_id)
 
     @Slot(QPoint)
     def _on_context_menu(self, position: QPoint) -> None:

@@ -17,8 +17,6 @@ from PySide6.QtWidgets import QApplication
 
 log = logging.getLogger(__name__)
 
-THEMES = ("system", "light", "dark")
-
 
 @dataclass(frozen=True)
 class Colors:

@@ -2,8 +2,9 @@
 
 ``ModelWorker`` lives on a dedicated ``QThread`` and owns the loaded ``LocalEngine`` (a llama
 context is not thread-safe, so exactly one worker ever touches it, one task at a time).
-``ModelRunner`` is its face on the UI thread: it queues requests to the worker, turns the worker's
-per-token signals into at most one ``textReceived`` per frame, and cancels or shuts it down.
+``ModelRunner`` is its face on the UI thread: it queues requests to the worker, passes on the
+streamed text (which the worker sends at most once per frame, not once per token), and cancels or
+shuts it down.
 
 Answers go through ``assistant.conversation``, which saves the question first and the answer as
 it streams, so a stop, a crash or a closed window leaves an honest record.
@@ -13,12 +14,13 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QCoreApplication, QObject, QThread, QTimer, Signal, Slot
+from PySide6.QtCore import QCoreApplication, QObject, QThread, Signal, Slot
 
 from assistant import conversation
 from assistant.engine.base import CancelToken, ChatProvider, GenerationSettings
@@ -29,7 +31,7 @@ from assistant.ui.errors import describe
 
 log = logging.getLogger(__name__)
 
-# The UI is updated with streamed text at most this often (one frame at 60 Hz).
+# Streamed text crosses to the UI thread at most this often (one frame at 60 Hz).
 FLUSH_MS = 16
 
 EngineFactory = Callable[[Path, Settings, str], ChatProvider]
@@ -52,18 +54,40 @@ class LoadRequest:
 @dataclass(frozen=True)
 class AnswerRequest:
     """Answer ``conversation_id``: after saving ``question`` (when given), and after removing
-    ``replace_from`` and every later message (regenerate, edit and resend)."""
+    ``replace_from`` and every later message (regenerate, edit and resend).
+
+    ``question_saved`` is set by the worker once the question is in the history."""
 
     conversation_id: int
     generation: GenerationSettings
     cancel: CancelToken
     question: str | None = None
     replace_from: int | None = None
+    question_saved: threading.Event = field(default_factory=threading.Event, compare=False)
 
 
-@dataclass
-class _WorkerState:
-    closing: threading.Event = field(default_factory=threading.Event)
+class _Coalescer:
+    """Streamed text handed on at most every ``FLUSH_MS``: one queued signal per frame rather
+    than one per token. The worker's event loop is busy while it writes, so no timer could
+    fire: the text goes out when a token arrives after the interval, and at the end."""
+
+    def __init__(self, emit: Callable[[str], None]) -> None:
+        self._emit = emit
+        self._pending: list[str] = []
+        self._last = 0.0
+
+    def add(self, text: str) -> None:
+        self._pending.append(text)
+        now = time.monotonic()
+        if now - self._last >= FLUSH_MS / 1000:
+            self._last = now
+            self.flush()
+
+    def flush(self) -> None:
+        if self._pending:
+            text = "".join(self._pending)
+            self._pending.clear()
+            self._emit(text)
 
 
 class ModelWorker(QObject):
@@ -74,8 +98,7 @@ class ModelWorker(QObject):
         loaded(str, list): model id and warnings about it (for example a fallback template).
         loadFailed(str, str, str, str): model id, message, hint, traceback ("" if known).
         questionSaved(int, int): conversation id and the id of the saved question.
-        answerStarted(int): conversation id.
-        chunk(str): text of the answer in progress, as the model writes it.
+        chunk(str): new text of the answer in progress, at most once per frame.
         answerFinished(int, int): conversation id and id of the saved answer.
         answerFailed(int, str, str, str, bool): conversation id, message, hint, traceback, and
             whether the question of this request was saved.
@@ -85,23 +108,29 @@ class ModelWorker(QObject):
     loaded = Signal(str, list)
     loadFailed = Signal(str, str, str, str)
     questionSaved = Signal(int, int)
-    answerStarted = Signal(int)
     chunk = Signal(str)
     answerFinished = Signal(int, int)
     answerFailed = Signal(int, str, str, str, bool)
 
-    def __init__(
-        self, history: HistoryStore, engine_factory: EngineFactory, state: _WorkerState
-    ) -> None:
+    def __init__(self, history: HistoryStore, engine_factory: EngineFactory) -> None:
         super().__init__()
         self._history = history
         self._factory = engine_factory
-        self._state = state
         self._engine: ChatProvider | None = None
+        self._closing = threading.Event()
+        # Held while a task checks for closing and changes the history, so that once
+        # close_gate() returns no new question is saved (the window keeps it as a draft).
+        self._gate = threading.Lock()
+
+    def close_gate(self) -> None:
+        """Called from the UI thread when the window closes: start no task and save no new
+        question from now on. An answer already being written still saves what it wrote."""
+        with self._gate:
+            self._closing.set()
 
     @Slot(object)
     def load(self, request: LoadRequest) -> None:
-        if self._state.closing.is_set():
+        if self._closing.is_set():
             return
         self.loadStarted.emit(request.model_id)
         self._close_engine()
@@ -120,8 +149,9 @@ class ModelWorker(QObject):
     def answer(self, request: AnswerRequest) -> None:
         conversation_id = request.conversation_id
         saved_question = False
+        text = _Coalescer(self.chunk.emit)
         try:
-            if self._state.closing.is_set():
+            if self._closing.is_set():
                 return
             if self._engine is None:
                 raise NoModelError(
@@ -129,27 +159,32 @@ class ModelWorker(QObject):
                     hint="Pick a model at the top of the window, or get one with "
                     "\u201cGet models\u2026\u201d.",
                 )
-            self.answerStarted.emit(conversation_id)
-            if request.replace_from is not None:
-                self._history.delete_messages_from(conversation_id, request.replace_from)
-            if request.question is not None:
-                saved = self._history.add_message(conversation_id, "user", request.question)
-                saved_question = True
-                self.questionSaved.emit(conversation_id, saved.id)
+            with self._gate:
+                if self._closing.is_set():
+                    return  # the window closed meanwhile and keeps the question as a draft
+                if request.replace_from is not None:
+                    self._history.delete_messages_from(conversation_id, request.replace_from)
+                if request.question is not None:
+                    saved = self._history.add_message(conversation_id, "user", request.question)
+                    saved_question = True
+                    request.question_saved.set()
+                    self.questionSaved.emit(conversation_id, saved.id)
             exchange = conversation.answer(
                 self._history,
                 self._engine,
                 conversation_id,
                 request.generation,
                 cancel=request.cancel,
-                on_chunk=self.chunk.emit,
+                on_chunk=text.add,
             )
         except Exception as exc:
+            text.flush()
             message, hint, details = describe(exc)
             if details:
                 log.error("Answering in conversation %s failed:\n%s", conversation_id, details)
             self.answerFailed.emit(conversation_id, message, hint, details, saved_question)
             return
+        text.flush()
         self.answerFinished.emit(conversation_id, exchange.message.id)
 
     @Slot()
@@ -179,7 +214,8 @@ class ModelRunner(QObject):
         loadFailed(str, str, str, str): model id, message, hint, traceback ("" if known).
         busyChanged(bool): an answer started (True) or ended (False).
         questionSaved(int, int): conversation id, id of the saved question.
-        textReceived(int, str): conversation id and new answer text, at most once per frame.
+        textReceived(int, str): conversation id and new answer text (at most once per frame:
+            the worker coalesces the tokens).
         answerFinished(int, int): conversation id, id of the saved answer (complete or stopped).
         answerFailed(int, str, str, str, bool): conversation id, message, hint, traceback, and
             whether the question was saved.
@@ -205,16 +241,15 @@ class ModelRunner(QObject):
         parent: QObject | None = None,
     ) -> None:
         super().__init__(parent)
-        self._state = _WorkerState()
         self._thread = QThread()
         self._thread.setObjectName("model-worker")
-        self._worker = ModelWorker(history, engine_factory, self._state)
+        self._worker = ModelWorker(history, engine_factory)
         self._worker.moveToThread(self._thread)
         self._thread.finished.connect(self._worker.deleteLater)
         self._loadRequested.connect(self._worker.load)
         self._answerRequested.connect(self._worker.answer)
         self._shutdownRequested.connect(self._worker.shutdown)
-        self._worker.loadStarted.connect(self._on_load_started)
+        self._worker.loadStarted.connect(self.loadStarted)
         self._worker.loaded.connect(self._on_loaded)
         self._worker.loadFailed.connect(self._on_load_failed)
         self._worker.questionSaved.connect(self.questionSaved)
@@ -222,12 +257,10 @@ class ModelRunner(QObject):
         self._worker.answerFinished.connect(self._on_answer_finished)
         self._worker.answerFailed.connect(self._on_answer_failed)
 
-        self._flush_timer = QTimer(self)
-        self._flush_timer.setSingleShot(True)
-        self._flush_timer.setInterval(FLUSH_MS)
-        self._flush_timer.timeout.connect(self._on_flush_due)
-        self._pending = ""
         self._cancel: CancelToken | None = None
+        self._requests: list[AnswerRequest] = []  # sent to the worker, not ended yet
+        self._closing = False
+        self._shutdown_sent = False
         self._answers_queued = 0
         self._loads_queued = 0
         self.model_id: str | None = None  # the model loaded (or last asked for)
@@ -295,20 +328,40 @@ class ModelRunner(QObject):
         if self._cancel is not None:
             self._cancel.cancel()
 
-    def shutdown(self, timeout_ms: int = 10_000) -> bool:
-        """Stop the answer, free the model and end the thread; return whether it ended in time.
+    def begin_shutdown(self) -> list[str]:
+        """Stop the answer in progress and let the worker start nothing new; returns at once.
 
-        The answer in progress is saved as interrupted before the thread ends.
+        Returns the questions the worker never saved (asked while a model was still loading),
+        for the window to keep as a draft; from now on the worker will not save them. The
+        answer in progress is saved as interrupted. Only the first call returns questions.
         """
-        if not self._thread.isRunning():
-            return True
-        self._state.closing.set()
+        if self._closing:
+            return []
+        self._closing = True
+        self._worker.close_gate()
         self.stop()
+        unsent = [
+            r.question
+            for r in self._requests
+            if r.question is not None and not r.question_saved.is_set()
+        ]
+        self._requests.clear()
+        return unsent
+
+    def shutdown(self, timeout_ms: int = 10_000) -> bool:
+        """Stop the answer, free the model and end the thread; return whether it ended.
+
+        Waits up to ``timeout_ms`` for the worker to save the answer in progress (as
+        interrupted). A second call does not wait again: it says whether the thread has ended.
+        """
+        if self._shutdown_sent or not self._thread.isRunning():
+            return not self._thread.isRunning()
+        self._shutdown_sent = True
+        self.begin_shutdown()
         self._shutdownRequested.emit()
-        ended = self._thread.wait(timeout_ms)
-        if not ended:
+        if not self._thread.wait(timeout_ms):
             log.warning("The model thread did not end within %d ms", timeout_ms)
-        return bool(ended)
+        return not self._thread.isRunning()
 
     @Slot()
     def _on_about_to_quit(self) -> None:
@@ -319,16 +372,12 @@ class ModelRunner(QObject):
             self.busyChanged.emit(True)
         self._answers_queued += 1
         self._cancel = request.cancel
+        self._requests.append(request)
         self.streaming_conversation = request.conversation_id
         self.streaming_text = ""
-        self._pending = ""
         self._answerRequested.emit(request)
 
     # --- from the worker -------------------------------------------------------------------
-
-    @Slot(str)
-    def _on_load_started(self, model_id: str) -> None:
-        self.loadStarted.emit(model_id)
 
     @Slot(str, list)
     def _on_loaded(self, model_id: str, warnings: list[Any]) -> None:
@@ -347,20 +396,13 @@ class ModelRunner(QObject):
 
     @Slot(str)
     def _on_chunk(self, text: str) -> None:
-        self._pending += text
         self.streaming_text += text
-        if not self._flush_timer.isActive():
-            self._flush_timer.start()
-
-    @Slot()
-    def _on_flush_due(self) -> None:
-        if self._pending and self.streaming_conversation is not None:
-            text, self._pending = self._pending, ""
+        if self.streaming_conversation is not None:
             self.textReceived.emit(self.streaming_conversation, text)
 
     def _answer_ended(self) -> None:
-        self._flush_timer.stop()
-        self._on_flush_due()
+        if self._requests:
+            self._requests.pop(0)  # the worker ends requests in the order they were sent
         self._answers_queued -= 1
         if self._answers_queued == 0:
             self._cancel = None
