@@ -61,3 +61,16 @@ def app_paths() -> AppPaths:
         config=Path(platformdirs.user_config_dir(APP_ID, appauthor=False)),
         logs=Path(platformdirs.user_log_dir(APP_ID, appauthor=False)),
     )
+
+
+def hf_home() -> Path:
+    """``HF_HOME``, else ``$XDG_CACHE_HOME/huggingface``, else ``~/.cache/huggingface``: the
+    folder of ``huggingface_hub``'s cache and of the token ``hf auth login`` saves.
+
+    Read from the environment when called, not when ``huggingface_hub`` was imported, so a test
+    or a GUI that changes it later is obeyed.
+    """
+    home = os.environ.get("HF_HOME") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME", os.path.join("~", ".cache")), "huggingface"
+    )
+    return Path(os.path.expandvars(home)).expanduser()

@@ -17,7 +17,7 @@ import keyring.errors
 
 from assistant import APP_ID
 from assistant.errors import SecretStoreError
-from assistant.hub_cache import hf_home
+from assistant.paths import hf_home
 
 log = logging.getLogger(__name__)
 

@@ -94,9 +94,9 @@ def plain_get(client: Any, url: str, target: Path) -> float:
 def our_pull(home: Path) -> tuple[float, float]:
     """Seconds for the whole pull, and for its transfer phase alone (first request to last
     byte written and hashed)."""
-    from assistant.downloads import Downloader, DownloadProgress
-    from assistant.hardware import Hardware
-    from assistant.models_store import ModelStore
+    from assistant.models.downloads import Downloader, DownloadProgress
+    from assistant.models.hardware import Hardware
+    from assistant.models.store import ModelStore
     from assistant.paths import app_paths
 
     os.environ["OFFLINE_ASSISTANT_HOME"] = str(home / "app")
@@ -126,7 +126,7 @@ def our_pull(home: Path) -> tuple[float, float]:
 
 
 def kill_and_resume(hub: HubProcess, home: Path, size: int, rate: float) -> dict[str, Any]:
-    from assistant.hub_cache import HubCache
+    from assistant.models.hub_cache import HubCache
 
     env = {
         **os.environ,

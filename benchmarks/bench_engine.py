@@ -28,7 +28,7 @@ sys.path.insert(0, str(ROOT))
 from assistant import llama_log  # noqa: E402
 from assistant.engine.base import ChatMessage, GenerationSettings  # noqa: E402
 from assistant.engine.local import LocalEngine  # noqa: E402
-from assistant.hardware import detect_hardware  # noqa: E402
+from assistant.models.hardware import detect_hardware  # noqa: E402
 
 N_CTX = 4096
 SYSTEM = ChatMessage("system", "You are a helpful assistant.")

@@ -54,7 +54,7 @@ def prepare_home(home: Path, model: Path, max_tokens: int) -> dict[str, str]:
     if not env.get("DISPLAY"):
         env["QT_QPA_PLATFORM"] = "offscreen"
     code = (
-        "import json, sys; from assistant.models_store import ModelStore; "
+        "import json, sys; from assistant.models.store import ModelStore; "
         "from assistant.paths import app_paths; p = app_paths().ensure(); "
         "ModelStore(p).import_file(sys.argv[1]); "
         "p.settings_file.write_text(json.dumps({'first_run_done': True, 'temperature': 0.8, "

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from assistant import catalog as catalog_module
-from assistant.catalog import (
+from assistant.models import catalog as catalog_module
+from assistant.models.catalog import (
     Catalog,
     ModelSpec,
     format_parameters,

@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from assistant.history import HistoryStore
+from assistant.chat.history import HistoryStore
 from assistant.paths import app_paths
 
 QUESTION = "What is the capital of France?"
@@ -175,7 +175,7 @@ def test_unknown_or_missing_model_names_the_fix() -> None:
 
 
 def test_chat_keeps_the_old_model_when_a_switch_fails(model_path: Path, tmp_path: Path) -> None:
-    from assistant.models_store import InstalledModel, ModelStore
+    from assistant.models.store import InstalledModel, ModelStore
 
     broken = tmp_path / "broken.gguf"
     broken.write_bytes(model_path.read_bytes()[: model_path.stat().st_size // 2])

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from assistant import conversation
+from assistant.chat import conversation
 from assistant.engine.base import CancelToken, GenerationSettings
 from assistant.engine.local import LocalEngine
-from assistant.history import HistoryStore
+from assistant.chat.history import HistoryStore
 from assistant.paths import app_paths
 
 GREEDY = GenerationSettings(temperature=0.0, max_tokens=48, repeat_penalty=1.0)

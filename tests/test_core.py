@@ -29,7 +29,7 @@ def core_modules() -> list[str]:
 def test_core_never_imports_qt() -> None:
     """Import every module outside assistant/ui in a fresh interpreter; PySide6 must not load."""
     modules = [name for name in core_modules() if name != "assistant.__main__"]
-    assert "assistant.engine.local" in modules and "assistant.history" in modules
+    assert "assistant.engine.local" in modules and "assistant.chat.history" in modules
     code = (
         "import importlib, sys\n"
         f"for name in {modules!r}:\n"

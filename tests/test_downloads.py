@@ -19,9 +19,9 @@ from pathlib import Path
 
 import pytest
 
-from assistant import hub as hub_module
-from assistant.catalog import load_catalog
-from assistant.downloads import Downloader, DownloadProgress, DownloadTarget
+from assistant.models import hub as hub_module
+from assistant.models.catalog import load_catalog
+from assistant.models.downloads import Downloader, DownloadProgress, DownloadTarget
 from assistant.errors import (
     Cancelled,
     ChecksumMismatchError,
@@ -38,9 +38,9 @@ from assistant.errors import (
     RepoNotFoundError,
     TLSError,
 )
-from assistant.hardware import Hardware
-from assistant.hub_cache import HubCache
-from assistant.models_store import InstalledModel, ModelStore
+from assistant.models.hardware import Hardware
+from assistant.models.hub_cache import HubCache
+from assistant.models.store import InstalledModel, ModelStore
 from assistant.paths import app_paths
 from assistant.secrets import set_hf_token
 from tests.hub_server import FakeHub, make_self_signed_cert, small_filesystem
@@ -251,7 +251,7 @@ def test_a_damaged_file_in_the_cache_is_hashed_once_then_fetched_again(
 ) -> None:
     from huggingface_hub import hf_hub_download
 
-    from assistant import downloads
+    from assistant.models import downloads
 
     cached = Path(
         hf_hub_download(REPO, FILENAME, cache_dir=downloader.cache.root, endpoint=hub.url)

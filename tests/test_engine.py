@@ -22,8 +22,8 @@ from assistant.errors import (
     NotGGUFError,
     UnsupportedArchitectureError,
 )
-from assistant.gguf_file import check_supported, read_gguf_info
-from assistant.hardware import Hardware
+from assistant.models.gguf_file import check_supported, read_gguf_info
+from assistant.models.hardware import Hardware
 
 GREEDY = GenerationSettings(temperature=0.0, max_tokens=48, repeat_penalty=1.0)
 SYSTEM = ChatMessage("system", "You are a helpful assistant.")

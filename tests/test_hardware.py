@@ -10,8 +10,8 @@ from dataclasses import replace
 
 import pytest
 
-from assistant.catalog import Catalog, ModelSpec, load_catalog
-from assistant.hardware import (
+from assistant.models.catalog import Catalog, ModelSpec, load_catalog
+from assistant.models.hardware import (
     GIB,
     MIB,
     OVERHEAD_FIXED_BYTES,

@@ -14,13 +14,13 @@ from typing import Any
 import pytest
 
 from assistant.errors import ConversationNotFoundError, HistoryError, ImportFormatError
-from assistant.history import (
+from assistant.chat.history import (
     EXPORT_FORMAT,
     HistoryStore,
     fts_query,
     title_from_question,
 )
-from assistant.history_schema import MIGRATIONS, migrate, open_connection
+from assistant.chat.migrations import MIGRATIONS, migrate, open_connection
 from assistant.paths import app_paths
 
 

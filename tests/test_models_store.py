@@ -13,7 +13,7 @@ import keyring.errors
 import pytest
 
 from assistant import secrets
-from assistant.catalog import load_catalog
+from assistant.models.catalog import load_catalog
 from assistant.errors import (
     AssistantError,
     CorruptModelError,
@@ -25,8 +25,8 @@ from assistant.errors import (
     NotGGUFError,
     SecretStoreError,
 )
-from assistant.hub_cache import HubCache
-from assistant.models_store import InstalledModel, ModelStore, slugify
+from assistant.models.hub_cache import HubCache
+from assistant.models.store import InstalledModel, ModelStore, slugify
 from assistant.paths import app_paths
 from tests.hub_server import small_filesystem
 from tests.keyring_backend import MemoryKeyring
@@ -149,7 +149,7 @@ def test_import_copy_when_the_disk_fills_up_midway(
 ) -> None:
     with small_filesystem(tmp_path / "small", 110) as disk:
         monkeypatch.setenv("OFFLINE_ASSISTANT_HOME", str(disk / "home"))
-        monkeypatch.setattr("assistant.models_store.MIN_FREE_MARGIN", 1024 * 1024)
+        monkeypatch.setattr("assistant.models.store.MIN_FREE_MARGIN", 1024 * 1024)
         store = ModelStore(app_paths().ensure())
         filler = disk / "filler"
 
@@ -251,7 +251,7 @@ def test_a_catalog_id_is_only_for_that_catalog_models_file(
 def test_import_in_place_names_the_model_from_its_header(
     store: ModelStore, user_copy: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from assistant import gguf_file
+    from assistant.models import gguf_file
 
     parsed: list[Path] = []
 
@@ -259,7 +259,7 @@ def test_import_in_place_names_the_model_from_its_header(
         parsed.append(Path(path))
         return gguf_file.read_gguf_info(path)
 
-    monkeypatch.setattr("assistant.models_store.read_gguf_info", counting)
+    monkeypatch.setattr("assistant.models.store.read_gguf_info", counting)
     model = store.import_file(user_copy)
     assert model.name == gguf_file.read_gguf_info(user_copy).name
     assert parsed == [user_copy.resolve()]  # the header is read once

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from assistant import hub
+from assistant.models import hub
 from assistant.disk import is_disk_full
-from assistant.transfer import (
+from assistant.models.transfer import (
     DownloadProgress,
     HashingWriter,
     ProgressMeter,

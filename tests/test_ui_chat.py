@@ -25,9 +25,9 @@ from PySide6.QtWidgets import (
 from pytestqt.qtbot import QtBot
 
 from assistant.engine.base import ChatProvider
-from assistant.hardware import detect_hardware
-from assistant.history import HistoryStore
-from assistant.models_store import InstalledModel, ModelStore
+from assistant.models.hardware import detect_hardware
+from assistant.chat.history import HistoryStore
+from assistant.models.store import InstalledModel, ModelStore
 from assistant.paths import app_paths
 from assistant.settings import Settings
 from assistant.ui.errors import BugReportDialog

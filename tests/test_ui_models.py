@@ -21,10 +21,10 @@ from PySide6.QtWidgets import (
 )
 from pytestqt.qtbot import QtBot
 
-from assistant.catalog import Catalog, ModelSpec, load_catalog
-from assistant.downloads import DownloadProgress
-from assistant.hardware import GIB, Hardware, recommend
-from assistant.models_store import ModelStore
+from assistant.models.catalog import Catalog, ModelSpec, load_catalog
+from assistant.models.downloads import DownloadProgress
+from assistant.models.hardware import GIB, Hardware, recommend
+from assistant.models.store import ModelStore
 from assistant.ui.download_tasks import DownloadTask
 from assistant.ui.first_run import OFFLINE_SENTENCE, FirstRunDialog
 from assistant.ui.model_manager import ModelManagerWindow
@@ -302,8 +302,8 @@ def test_a_finished_download_reaches_the_chat_window_once(
     hub: FakeHub,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from assistant.history import HistoryStore
-    from assistant.models_store import InstalledModel
+    from assistant.chat.history import HistoryStore
+    from assistant.models.store import InstalledModel
     from assistant.paths import app_paths
     from assistant.settings import Settings
     from assistant.ui.main_window import MainWindow
@@ -516,7 +516,7 @@ def test_an_import_in_the_welcome_screen_reaches_the_chat_window(
     hardware: Hardware,
     model_path: Path,
 ) -> None:
-    from assistant.history import HistoryStore
+    from assistant.chat.history import HistoryStore
     from assistant.paths import app_paths
     from assistant.settings import Settings
     from assistant.ui.main_window import MainWindow
@@ -593,7 +593,7 @@ def test_progress_signals_are_throttled(
     qtbot: QtBot, store: ModelStore, catalog: Catalog, smol: ModelSpec
 ) -> None:
     """The bridge passes at most ~10 progress updates a second, phase changes excepted."""
-    from assistant.downloads import Downloader, DownloadTarget
+    from assistant.models.downloads import Downloader, DownloadTarget
 
     task = DownloadTask(Downloader(store, catalog=catalog), DownloadTarget.for_spec(smol))
     seen = _progress_log(task)

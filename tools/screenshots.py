@@ -55,7 +55,7 @@ def prepare_home(home: Path, model: Path) -> None:
     """
     os.environ["OFFLINE_ASSISTANT_HOME"] = str(home)
     os.environ["HF_HOME"] = str(home / "hf")
-    from assistant.models_store import InstalledModel, ModelStore
+    from assistant.models.store import InstalledModel, ModelStore
     from assistant.paths import app_paths
 
     paths = app_paths().ensure()
@@ -205,7 +205,7 @@ class Director:
         self.ask(FOLLOW_UP)
 
     def shoot_light(self) -> None:
-        from assistant.catalog import load_catalog
+        from assistant.models.catalog import load_catalog
 
         window = self.window
         assert window is not None
@@ -313,7 +313,7 @@ def main(argv: list[str] | None = None) -> int:
     out = args.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
 
-    from assistant.catalog import load_catalog
+    from assistant.models.catalog import load_catalog
     from tests.hub_server import FakeHub
     from tests.support import smollm2_path
 

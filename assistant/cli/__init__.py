@@ -76,7 +76,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _offline() -> contextlib.AbstractContextManager[None]:
-    from assistant.hub import offline_guard
+    from assistant.models.hub import offline_guard
 
     return offline_guard()
 

@@ -9,11 +9,11 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from assistant import conversation
+from assistant.chat import conversation
 from assistant.cli import EXIT_INTERRUPTED
 from assistant.engine.base import ChatMessage, GenerationSettings
 from assistant.errors import AssistantError, NoModelError
-from assistant.history import HistoryStore
+from assistant.chat.history import HistoryStore
 from assistant.paths import app_paths
 from assistant.settings import Settings
 
@@ -102,7 +102,7 @@ def resolve_model(model_id: str | None, model_path: Path | None) -> tuple[Path, 
     """The GGUF to load and the name to record, from the options or the default model."""
     if model_path is not None:
         return model_path, model_path.stem
-    from assistant.models_store import ModelStore
+    from assistant.models.store import ModelStore
 
     store = ModelStore()
     chosen = model_id or store.default_id()

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from assistant.atomic import atomic_write_text
-from assistant.history import HistoryStore
+from assistant.chat.history import HistoryStore
 from assistant.paths import app_paths
 
 

@@ -1,7 +1,7 @@
 """``models``: list, pull, search, import, remove and choose models; store the Hub token.
 
 Only ``pull`` and ``search`` may talk to the Hugging Face Hub. Every other action runs inside
-:func:`assistant.hub.offline_guard`, so it works with the network unplugged and never phones home.
+:func:`assistant.models.hub.offline_guard`, so it works with the network unplugged and never phones home.
 """
 
 from __future__ import annotations
@@ -15,17 +15,17 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from assistant import hub
+from assistant.models import hub
 from assistant.cli import EXIT_INTERRUPTED
 from assistant.disk import format_bytes
 from assistant.errors import Cancelled, DownloadError
-from assistant.hub_cache import HubCache
-from assistant.models_store import InstalledModel, ModelStore
+from assistant.models.hub_cache import HubCache
+from assistant.models.store import InstalledModel, ModelStore
 from assistant.paths import app_paths
 
 if TYPE_CHECKING:
-    from assistant.catalog import Catalog
-    from assistant.downloads import DownloadProgress, DownloadResult
+    from assistant.models.catalog import Catalog
+    from assistant.models.downloads import DownloadProgress, DownloadResult
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -81,7 +81,7 @@ def _offline(handler: Callable[[argparse.Namespace], int]) -> Callable[[argparse
 
 
 def _catalog() -> Catalog:
-    from assistant.catalog import load_catalog
+    from assistant.models.catalog import load_catalog
 
     return load_catalog()
 
@@ -94,7 +94,7 @@ def _store(catalog: Catalog | None = None) -> ModelStore:
 
 
 def run_list(args: argparse.Namespace) -> int:
-    from assistant import hardware
+    from assistant.models import hardware
 
     catalog = _catalog()
     store = _store(catalog)
@@ -249,7 +249,7 @@ def _clock(seconds: float | None) -> str:
 
 
 def run_pull(args: argparse.Namespace) -> int:
-    from assistant.downloads import Downloader
+    from assistant.models.downloads import Downloader
 
     catalog = _catalog()
     store = _store(catalog)
@@ -310,7 +310,7 @@ def run_pull(args: argparse.Namespace) -> int:
 
 
 def run_search(args: argparse.Namespace) -> int:
-    from assistant import hardware
+    from assistant.models import hardware
     from assistant.secrets import get_hf_token
 
     catalog = _catalog()

@@ -23,7 +23,7 @@ from typing import Any, Protocol
 import llama_cpp
 from llama_cpp import Llama
 
-from assistant import llama_log
+from assistant.engine import llama_log
 from assistant.disk import format_bytes
 from assistant.engine.base import (
     CancelToken,
@@ -35,8 +35,8 @@ from assistant.engine.base import (
 )
 from assistant.engine.prompt import FALLBACK_WARNING, PromptFormat, StopScanner
 from assistant.errors import ContextOverflowError, InsufficientMemoryError
-from assistant.gguf_file import GGUFInfo, explain_load_failure, read_gguf_info
-from assistant.hardware import Hardware, detect_hardware, estimate_memory
+from assistant.models.gguf_file import GGUFInfo, explain_load_failure, read_gguf_info
+from assistant.models.hardware import Hardware, detect_hardware, estimate_memory
 
 log = logging.getLogger(__name__)
 

@@ -15,8 +15,8 @@ from PySide6.QtCore import Qt, QTimer
 from PySide6.QtWidgets import QApplication
 
 from assistant import APP_ID, APP_NAME, __version__
-from assistant.history import HistoryStore
-from assistant.models_store import ModelStore
+from assistant.chat.history import HistoryStore
+from assistant.models.store import ModelStore
 from assistant.paths import AppPaths, app_paths
 from assistant.settings import Settings
 from assistant.ui.errors import show_bug_report

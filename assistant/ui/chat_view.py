@@ -22,7 +22,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from assistant.history import Message
+from assistant.chat.history import Message
 from assistant.ui.markdown import Style, warm_up_in_background
 from assistant.ui.message_view import MessageWidget
 from assistant.ui.theme import colors_for

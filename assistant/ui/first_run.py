@@ -22,11 +22,11 @@ from PySide6.QtWidgets import (
 )
 
 from assistant import APP_NAME
-from assistant.catalog import Catalog, ModelSpec
+from assistant.models.catalog import Catalog, ModelSpec
 from assistant.disk import format_bytes
-from assistant.downloads import DownloadTarget
-from assistant.hardware import Hardware, estimate_for_spec, fit_for_spec, recommend
-from assistant.models_store import InstalledModel, ModelStore
+from assistant.models.downloads import DownloadTarget
+from assistant.models.hardware import Hardware, estimate_for_spec, fit_for_spec, recommend
+from assistant.models.store import InstalledModel, ModelStore
 from assistant.ui.download_tasks import DownloadQueue, DownloadTask, TaskRunner
 from assistant.ui.errors import ErrorBanner, describe
 from assistant.ui.model_manager import GGUF_FILTER, make_downloads

@@ -26,8 +26,8 @@ from PySide6.QtWidgets import (
 
 from assistant import APP_NAME, __version__
 from assistant.errors import AssistantError
-from assistant.history import HistoryStore, Message
-from assistant.models_store import InstalledModel, ModelStore
+from assistant.chat.history import HistoryStore, Message
+from assistant.models.store import InstalledModel, ModelStore
 from assistant.paths import AppPaths
 from assistant.settings import Settings
 from assistant.ui.chat_view import ChatView
@@ -41,8 +41,8 @@ from assistant.ui.theme import is_dark
 from assistant.ui.worker import ModelRunner
 
 if TYPE_CHECKING:
-    from assistant.catalog import Catalog
-    from assistant.hardware import Hardware
+    from assistant.models.catalog import Catalog
+    from assistant.models.hardware import Hardware
 
 log = logging.getLogger(__name__)
 
@@ -253,14 +253,14 @@ class MainWindow(QMainWindow):
 
     def catalog(self) -> Catalog:
         if self._catalog is None:
-            from assistant.catalog import load_catalog
+            from assistant.models.catalog import load_catalog
 
             self._catalog = load_catalog()
         return self._catalog
 
     def hardware(self) -> Hardware:
         if self._hardware is None:
-            from assistant.hardware import detect_hardware
+            from assistant.models.hardware import detect_hardware
 
             self._hardware = detect_hardware()
         return self._hardware

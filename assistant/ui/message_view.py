@@ -24,7 +24,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from assistant.history import Message
+from assistant.chat.history import Message
 from assistant.ui.markdown import Segment, Style, render
 
 EXTERNAL_SCHEMES = ("http", "https", "mailto")

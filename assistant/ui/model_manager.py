@@ -29,12 +29,12 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from assistant.catalog import Catalog, ModelSpec
+from assistant.models.catalog import Catalog, ModelSpec
 from assistant.disk import format_bytes
-from assistant.downloads import Downloader, DownloadTarget
-from assistant.hardware import Hardware, estimate_for_spec, fit_for_spec, recommend
-from assistant.hub import HubFile, list_gguf_files
-from assistant.models_store import InstalledModel, ModelStore, Removal
+from assistant.models.downloads import Downloader, DownloadTarget
+from assistant.models.hardware import Hardware, estimate_for_spec, fit_for_spec, recommend
+from assistant.models.hub import HubFile, list_gguf_files
+from assistant.models.store import InstalledModel, ModelStore, Removal
 from assistant.ui.download_tasks import DownloadQueue, DownloadTask, TaskRunner
 from assistant.ui.errors import ErrorBanner, describe
 from assistant.ui.model_widgets import DownloadRow, FitBadge, MessageBar

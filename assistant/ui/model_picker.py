@@ -5,7 +5,7 @@ from __future__ import annotations
 from PySide6.QtCore import Signal, Slot
 from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QProgressBar, QWidget
 
-from assistant.models_store import InstalledModel
+from assistant.models.store import InstalledModel
 
 GET_MODELS = "__get_models__"
 

@@ -24,8 +24,8 @@ from PySide6.QtWidgets import (
 )
 
 from assistant.disk import format_bytes
-from assistant.downloads import DownloadProgress
-from assistant.hardware import Fit, MemoryEstimate
+from assistant.models.downloads import DownloadProgress
+from assistant.models.hardware import Fit, MemoryEstimate
 from assistant.ui.download_tasks import DownloadTask
 
 # (light text, light background, dark text, dark background): the badge must read as well on

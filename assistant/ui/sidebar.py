@@ -23,7 +23,7 @@ from PySide6.QtWidgets import (
 )
 
 from assistant.errors import AssistantError
-from assistant.history import SNIPPET_END, SNIPPET_START, HistoryStore
+from assistant.chat.history import SNIPPET_END, SNIPPET_START, HistoryStore
 
 log = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ context is not thread-safe, so exactly one worker ever touches it, one task at a
 streamed text (which the worker sends at most once per frame, not once per token), and cancels or
 shuts it down.
 
-Answers go through ``assistant.conversation``, which saves the question first and the answer as
+Answers go through ``assistant.chat.conversation``, which saves the question first and the answer as
 it streams, so a stop, a crash or a closed window leaves an honest record.
 """
 
@@ -22,10 +22,10 @@ from typing import Any
 
 from PySide6.QtCore import QCoreApplication, QObject, QThread, Signal, Slot
 
-from assistant import conversation
+from assistant.chat import conversation
 from assistant.engine.base import CancelToken, ChatProvider, GenerationSettings
 from assistant.errors import NoModelError
-from assistant.history import HistoryStore
+from assistant.chat.history import HistoryStore
 from assistant.settings import Settings
 from assistant.ui.errors import describe
 

@@ -27,11 +27,11 @@ from pathlib import Path
 from typing import Any
 
 from assistant.errors import ConversationNotFoundError, HistoryError, ImportFormatError
-from assistant.history_schema import iso, migrate, open_connection, transaction, utc_now
+from assistant.chat.migrations import iso, migrate, open_connection, transaction, utc_now
 
 ROLES = ("system", "user", "assistant")
 STATUSES = ("complete", "interrupted", "error")
-EXPORT_FORMAT = "offline-assistant.conversation"
+EXPORT_FORMAT = "offline-assistant.chat.conversation"
 EXPORT_VERSION = 1
 SNIPPET_START = "«"
 SNIPPET_END = "»"

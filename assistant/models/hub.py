@@ -2,7 +2,7 @@
 
 Settings (``HF_ENDPOINT``, ``HF_HUB_OFFLINE``) are read from the environment when used, not when
 ``huggingface_hub`` was imported, so a test or a GUI that changes them later is obeyed. The cache
-on disk is :mod:`assistant.hub_cache`.
+on disk is :mod:`assistant.models.hub_cache`.
 
 Only :func:`list_gguf_files` and :func:`fetch_file_metadata` talk to the network. Outside an
 explicit pull or search the app runs inside :func:`offline_guard`, where ``huggingface_hub``
@@ -48,7 +48,7 @@ from assistant.errors import (
     RepoNotFoundError,
     TLSError,
 )
-from assistant.hub_cache import DEFAULT_REVISION
+from assistant.models.hub_cache import DEFAULT_REVISION
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
 # The longest wait between two tries of a request that failed for a passing reason.

@@ -18,7 +18,7 @@ from assistant.engine.base import (
     GenerationSettings,
     GenerationStats,
 )
-from assistant.history import HistoryStore, Message
+from assistant.chat.history import HistoryStore, Message
 
 # How often a long answer in progress is written to the database.
 SAVE_EVERY_S = 1.0

@@ -18,8 +18,8 @@ How a file gets here:
    its GGUF header, then renamed into the cache layout and only then registered. A mismatch
    deletes the bytes: a file is never offered as a model before it is complete and verified.
 
-The bytes themselves move in :mod:`assistant.transfer`; the cache layout is
-:mod:`assistant.hub_cache`. This module decides what to fetch, checks it and installs it.
+The bytes themselves move in :mod:`assistant.models.transfer`; the cache layout is
+:mod:`assistant.models.hub_cache`. This module decides what to fetch, checks it and installs it.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from assistant import hub
+from assistant.models import hub
 from assistant.disk import (
     MIN_FREE_MARGIN,
     check_free_space,
@@ -49,11 +49,11 @@ from assistant.errors import (
     ModelFileError,
     NotGGUFError,
 )
-from assistant.gguf_file import read_gguf_info
-from assistant.hub_cache import DEFAULT_REVISION, HubCache
-from assistant.models_store import InstalledModel, ModelStore, Source
+from assistant.models.gguf_file import read_gguf_info
+from assistant.models.hub_cache import DEFAULT_REVISION, HubCache
+from assistant.models.store import InstalledModel, ModelStore, Source
 from assistant.secrets import get_hf_token
-from assistant.transfer import (
+from assistant.models.transfer import (
     Digest,
     DownloadProgress,
     ProgressMeter,
@@ -65,8 +65,8 @@ from assistant.transfer import (
 )
 
 if TYPE_CHECKING:
-    from assistant.catalog import Catalog, ModelSpec
-    from assistant.hardware import Hardware
+    from assistant.models.catalog import Catalog, ModelSpec
+    from assistant.models.hardware import Hardware
 
 log = logging.getLogger(__name__)
 
@@ -575,7 +575,7 @@ class DownloadJob:
 
     def _warn_memory_fit(self, size: int | None) -> None:
         try:
-            from assistant import hardware
+            from assistant.models import hardware
 
             hw = self.downloader.hardware or hardware.detect_hardware()
             spec = self.target.spec

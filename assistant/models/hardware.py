@@ -17,7 +17,7 @@ from typing import Literal
 
 import psutil
 
-from assistant.catalog import ModelSpec
+from assistant.models.catalog import ModelSpec
 
 KIB = 1024
 MIB = 1024 * KIB

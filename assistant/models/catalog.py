@@ -42,7 +42,7 @@ class ModelSpec:
     """One downloadable model: a GGUF file in a Hugging Face repository, and what it is good for.
 
     ``layers``, ``kv_heads`` and ``head_dim`` are optional architecture numbers that make the memory
-    estimate in :mod:`assistant.hardware` exact for the KV cache.
+    estimate in :mod:`assistant.models.hardware` exact for the KV cache.
     """
 
     id: str

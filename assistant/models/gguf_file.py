@@ -295,7 +295,7 @@ def check_supported(path: Path | str, info: GGUFInfo | None = None) -> GGUFInfo:
     """
     import llama_cpp  # deferred: reading headers must not pay for loading llama.cpp
 
-    from assistant import llama_log
+    from assistant.engine import llama_log
 
     path = Path(path)
     info = info or read_gguf_info(path)

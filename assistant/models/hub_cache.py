@@ -20,23 +20,11 @@ import time
 from pathlib import Path
 
 from assistant.atomic import atomic_write_text
+from assistant.paths import hf_home
 
 # The branch a bare repository id means.
 DEFAULT_REVISION = "main"
 PARTIAL_SUFFIX = ".incomplete"
-
-
-def hf_home() -> Path:
-    """``HF_HOME``, else ``$XDG_CACHE_HOME/huggingface``, else ``~/.cache/huggingface``: the
-    folder of ``huggingface_hub``'s cache and of the token ``hf auth login`` saves.
-
-    Read from the environment when called, not when ``huggingface_hub`` was imported, so a test
-    or a GUI that changes it later is obeyed.
-    """
-    home = os.environ.get("HF_HOME") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME", os.path.join("~", ".cache")), "huggingface"
-    )
-    return Path(os.path.expandvars(home)).expanduser()
 
 
 def hub_cache_dir() -> Path:
