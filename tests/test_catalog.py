@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from assistant.errors import AssistantError, CatalogError, ModelNotFoundError
 from assistant.models import catalog as catalog_module
 from assistant.models.catalog import (
     Catalog,
@@ -18,7 +19,6 @@ from assistant.models.catalog import (
     load_catalog,
     parse_catalog,
 )
-from assistant.errors import AssistantError, CatalogError, ModelNotFoundError
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from assistant.chat import conversation
+from assistant.chat.history import HistoryStore
 from assistant.engine.base import CancelToken, GenerationSettings
 from assistant.engine.local import LocalEngine
-from assistant.chat.history import HistoryStore
 from assistant.paths import app_paths
 
 GREEDY = GenerationSettings(temperature=0.0, max_tokens=48, repeat_penalty=1.0)

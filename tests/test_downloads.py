@@ -19,9 +19,6 @@ from pathlib import Path
 
 import pytest
 
-from assistant.models import hub as hub_module
-from assistant.models.catalog import load_catalog
-from assistant.models.downloads import Downloader, DownloadProgress, DownloadTarget
 from assistant.errors import (
     Cancelled,
     ChecksumMismatchError,
@@ -38,6 +35,9 @@ from assistant.errors import (
     RepoNotFoundError,
     TLSError,
 )
+from assistant.models import hub as hub_module
+from assistant.models.catalog import load_catalog
+from assistant.models.downloads import Downloader, DownloadProgress, DownloadTarget
 from assistant.models.hardware import Hardware
 from assistant.models.hub_cache import HubCache
 from assistant.models.store import InstalledModel, ModelStore

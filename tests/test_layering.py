@@ -97,7 +97,11 @@ def test_arrows_point_one_way(rule: str, sources: set[str], targets: set[str]) -
 def test_the_engine_reads_model_files_but_not_the_store() -> None:
     """The engine may read a GGUF header and the hardware; what is installed and how it got
     there (store, downloads, the Hub) is none of its business."""
-    allowed = {"assistant.models.gguf_file", "assistant.models.hardware", "assistant.models.catalog"}
+    allowed = {
+        "assistant.models.gguf_file",
+        "assistant.models.hardware",
+        "assistant.models.catalog",
+    }
     graph = _graph()
     used = {
         name

@@ -13,7 +13,6 @@ import keyring.errors
 import pytest
 
 from assistant import secrets
-from assistant.models.catalog import load_catalog
 from assistant.errors import (
     AssistantError,
     CorruptModelError,
@@ -25,6 +24,7 @@ from assistant.errors import (
     NotGGUFError,
     SecretStoreError,
 )
+from assistant.models.catalog import load_catalog
 from assistant.models.hub_cache import HubCache
 from assistant.models.store import InstalledModel, ModelStore, slugify
 from assistant.paths import app_paths

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from assistant.models import hub
 from assistant.disk import is_disk_full
+from assistant.models import hub
 from assistant.models.transfer import (
     DownloadProgress,
     HashingWriter,

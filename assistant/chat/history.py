@@ -26,8 +26,8 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from assistant.errors import ConversationNotFoundError, HistoryError, ImportFormatError
 from assistant.chat.migrations import iso, migrate, open_connection, transaction, utc_now
+from assistant.errors import ConversationNotFoundError, HistoryError, ImportFormatError
 
 ROLES = ("system", "user", "assistant")
 STATUSES = ("complete", "interrupted", "error")

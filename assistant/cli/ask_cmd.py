@@ -10,10 +10,10 @@ from pathlib import Path
 from typing import Any
 
 from assistant.chat import conversation
+from assistant.chat.history import HistoryStore
 from assistant.cli import EXIT_INTERRUPTED
 from assistant.engine.base import ChatMessage, GenerationSettings
 from assistant.errors import AssistantError, NoModelError
-from assistant.chat.history import HistoryStore
 from assistant.paths import app_paths
 from assistant.settings import Settings
 

@@ -1,7 +1,8 @@
 """``models``: list, pull, search, import, remove and choose models; store the Hub token.
 
 Only ``pull`` and ``search`` may talk to the Hugging Face Hub. Every other action runs inside
-:func:`assistant.models.hub.offline_guard`, so it works with the network unplugged and never phones home.
+:func:`assistant.models.hub.offline_guard`, so it works with the network unplugged and never
+phones home.
 """
 
 from __future__ import annotations
@@ -15,10 +16,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from assistant.models import hub
 from assistant.cli import EXIT_INTERRUPTED
 from assistant.disk import format_bytes
 from assistant.errors import Cancelled, DownloadError
+from assistant.models import hub
 from assistant.models.hub_cache import HubCache
 from assistant.models.store import InstalledModel, ModelStore
 from assistant.paths import app_paths

@@ -32,7 +32,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from assistant.models import hub
 from assistant.disk import (
     MIN_FREE_MARGIN,
     check_free_space,
@@ -49,10 +48,10 @@ from assistant.errors import (
     ModelFileError,
     NotGGUFError,
 )
+from assistant.models import hub
 from assistant.models.gguf_file import read_gguf_info
 from assistant.models.hub_cache import DEFAULT_REVISION, HubCache
 from assistant.models.store import InstalledModel, ModelStore, Source
-from assistant.secrets import get_hf_token
 from assistant.models.transfer import (
     Digest,
     DownloadProgress,
@@ -63,6 +62,7 @@ from assistant.models.transfer import (
     git_blob_sha1,
     hash_file,
 )
+from assistant.secrets import get_hf_token
 
 if TYPE_CHECKING:
     from assistant.models.catalog import Catalog, ModelSpec

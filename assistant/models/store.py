@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from assistant.atomic import atomic_write_text
-from assistant.models.catalog import Catalog, ModelSpec, load_catalog
 from assistant.disk import MIN_FREE_MARGIN, check_free_space, disk_full_error, is_disk_full
 from assistant.errors import (
     ModelFileMissingError,
@@ -32,6 +31,7 @@ from assistant.errors import (
     ModelNotFoundError,
     NoModelError,
 )
+from assistant.models.catalog import Catalog, ModelSpec, load_catalog
 from assistant.models.gguf_file import read_gguf_info
 from assistant.models.hub_cache import HubCache
 from assistant.paths import AppPaths, app_paths

@@ -2,7 +2,8 @@
 
 :class:`DownloadQueue` owns a :class:`QThreadPool` that is only for network and disk work, so a
 download never waits behind a long answer on the model worker and keeps going while the user
-chats. Each :class:`DownloadTask` runs one core :class:`~assistant.models.downloads.DownloadJob` there
+chats. Each :class:`DownloadTask` runs one core
+:class:`~assistant.models.downloads.DownloadJob` there
 and turns its plain ``on_progress`` callable into a Qt signal. Signals emitted from a pool
 thread reach slots on the GUI thread through queued connections, so no widget is ever touched
 from a worker.
@@ -20,8 +21,8 @@ from typing import Any
 
 from PySide6.QtCore import QCoreApplication, QObject, QRunnable, QThreadPool, Signal
 
-from assistant.models.downloads import Downloader, DownloadProgress, DownloadTarget
 from assistant.errors import AssistantError, Cancelled
+from assistant.models.downloads import Downloader, DownloadProgress, DownloadTarget
 
 log = logging.getLogger(__name__)
 

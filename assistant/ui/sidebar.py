@@ -22,8 +22,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from assistant.errors import AssistantError
 from assistant.chat.history import SNIPPET_END, SNIPPET_START, HistoryStore
+from assistant.errors import AssistantError
 
 log = logging.getLogger(__name__)
 
