@@ -243,7 +243,7 @@ def child_stream(tokens: int) -> int:
         state["answer_started"] = time.perf_counter()
         QTest.keyClick(window.composer.edit, Qt.Key.Key_Return)
 
-    def on_finished(conversation_id: int, message_id: int) -> None:
+    def on_finished(_request_id: int, conversation_id: int, message_id: int) -> None:
         state["streaming"] = False
         state["stream_s"] += time.perf_counter() - state["answer_started"]
         message = next(m for m in history.messages(conversation_id) if m.id == message_id)
@@ -292,8 +292,7 @@ def child_stream(tokens: int) -> int:
             ),
             flush=True,
         )
-        window.close()
-        app.quit()
+        window.services.quit()
 
     window.runner.answerFinished.connect(on_finished)
     window.runner.answerFailed.connect(on_failed)

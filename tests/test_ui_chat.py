@@ -9,8 +9,10 @@ import sys
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+from assistant.state import WindowState
 from PySide6.QtCore import Qt, QTimer, QUrl
 from PySide6.QtGui import QDesktopServices, QGuiApplication, QPalette
 from PySide6.QtWidgets import (
@@ -24,18 +26,20 @@ from PySide6.QtWidgets import (
 )
 from pytestqt.qtbot import QtBot
 
-from assistant.engine.base import ChatProvider
-from assistant.models.hardware import detect_hardware
 from assistant.chat.history import HistoryStore
+from assistant.engine.base import ChatProvider
+from assistant.models.hardware import Hardware, detect_hardware
 from assistant.models.store import InstalledModel, ModelStore
 from assistant.paths import app_paths
+from assistant.providers import FileLoader, ProviderRegistry, load_gguf, local_provider
 from assistant.settings import Settings
 from assistant.ui.errors import BugReportDialog
 from assistant.ui.main_window import MainWindow
 from assistant.ui.message_view import MessageWidget
 from assistant.ui.model_picker import GET_MODELS
+from assistant.ui.services import AppServices
 from assistant.ui.settings_dialog import NO_GPU_NOTE, SettingsDialog
-from assistant.ui.worker import ModelRunner, load_local_engine
+from assistant.ui.worker import ModelRunner
 
 QUESTION = "What is the capital of France?"
 LONG_QUESTION = "Write a long story about a dragon who learns to fly over the mountains."
@@ -61,31 +65,46 @@ def test_settings() -> Settings:
     return settings
 
 
+@pytest.fixture(scope="session")
+def hardware() -> Hardware:
+    return detect_hardware()
+
+
 @pytest.fixture
-def open_window(qtbot: QtBot, test_settings: Settings) -> Iterator[OpenWindow]:
-    """Open the real main window on this test's home, as the app would; close all at the end."""
-    opened: list[tuple[MainWindow, HistoryStore]] = []
-    hardware = detect_hardware()
+def start_services(hardware: Hardware) -> Iterator[Callable[..., AppServices]]:
+    """Start the app's services on this test's home, as the app does (each call is a new
+    start of the app); every one still running is shut down at the end."""
+    started: list[AppServices] = []
+
+    def start(load_file: FileLoader = load_gguf) -> AppServices:
+        services = AppServices(app_paths().ensure(), hardware=hardware, load_file=load_file)
+        started.append(services)
+        return services
+
+    yield start
+    for services in started:
+        services.shutdown()
+
+
+@pytest.fixture
+def open_window(
+    qtbot: QtBot, test_settings: Settings, start_services: Callable[..., AppServices]
+) -> Iterator[OpenWindow]:
+    """Open the real main window on this test's home, as the app would (a new start of the
+    app each time); close and quit all at the end."""
+    opened: list[MainWindow] = []
 
     def open_one() -> MainWindow:
-        paths = app_paths().ensure()
-        history = HistoryStore(paths.history_db)
-        window = MainWindow(
-            Settings.load(paths.settings_file),
-            history,
-            ModelStore(paths),
-            paths,
-            hardware=hardware,
-        )
+        window = MainWindow(start_services())
         window.show()
         qtbot.waitExposed(window)
-        opened.append((window, history))
+        opened.append(window)
         return window
 
     yield open_one
-    for window, history in opened:
+    for window in opened:
         window.close()
-        history.close()
+        window.services.shutdown()
 
 
 def wait_ready(qtbot: QtBot, window: MainWindow) -> None:
@@ -95,11 +114,11 @@ def wait_ready(qtbot: QtBot, window: MainWindow) -> None:
 def send(qtbot: QtBot, window: MainWindow, text: str) -> None:
     window.composer.set_text(text)
     qtbot.keyClick(window.composer.edit, Qt.Key.Key_Return)
-    assert window.runner.busy
+    assert window.busy
 
 
 def wait_answered(qtbot: QtBot, window: MainWindow) -> None:
-    qtbot.waitUntil(lambda: not window.runner.busy, timeout=ANSWER_MS)
+    qtbot.waitUntil(lambda: not window.busy, timeout=ANSWER_MS)
 
 
 def ask(qtbot: QtBot, window: MainWindow, text: str = QUESTION) -> None:
@@ -137,7 +156,7 @@ def test_ask_streams_answer_and_saves_it(
     assert window.picker.combo.currentData() == model_id
     wait_ready(qtbot, window)
     pieces: list[str] = []
-    window.runner.textReceived.connect(lambda _cid, text: pieces.append(text))
+    window.runner.textReceived.connect(lambda _rid, _cid, text: pieces.append(text))
 
     ask(qtbot, window)
 
@@ -201,7 +220,7 @@ def test_regenerate_replaces_the_answer(
     (widget,) = answers(window)
     assert widget.regenerate_button.isEnabled()
     qtbot.mouseClick(widget.regenerate_button, Qt.MouseButton.LeftButton)
-    assert window.runner.busy
+    assert window.busy
     wait_answered(qtbot, window)
 
     messages = window.history.messages(conversation_id)
@@ -259,12 +278,15 @@ def test_restart_finds_history_and_draft(
     wait_ready(qtbot, window)
     ask(qtbot, window)
     qtbot.keyClicks(window.composer.edit, "an unsent thought")
-    # The draft is saved shortly after typing stops, before any close.
-    settings_file = app_paths().settings_file
+    # The draft is saved shortly after typing stops, before any close or quit, and apart
+    # from the user's settings.
+    state_file = app_paths().state_file
     qtbot.waitUntil(
-        lambda: Settings.load(settings_file)["draft"] == "an unsent thought", timeout=10_000
+        lambda: WindowState.load(state_file)["draft"] == "an unsent thought", timeout=10_000
     )
+    assert "draft" not in app_paths().settings_file.read_text(encoding="utf-8")
     window.close()
+    window.services.shutdown()
 
     again = open_window()
     assert again.composer.text() == "an unsent thought"
@@ -330,7 +352,7 @@ def test_broken_model_shows_error_and_app_keeps_working(
     assert "Paris" in answers(window)[0].text
 
 
-def test_closing_mid_answer_keeps_partial(
+def test_quitting_mid_answer_keeps_partial(
     qtbot: QtBot, open_window: OpenWindow, model_id: str
 ) -> None:
     window = open_window()
@@ -339,7 +361,8 @@ def test_closing_mid_answer_keeps_partial(
     conversation_id = window.chat.conversation_id
     assert conversation_id is not None
 
-    window.close()  # waits for the worker to save the answer
+    window.close()
+    assert window.services.shutdown()  # waits for the worker to save the answer
 
     with HistoryStore(app_paths().history_db) as history:
         _question, answer = history.messages(conversation_id)
@@ -348,101 +371,90 @@ def test_closing_mid_answer_keeps_partial(
 
 
 def test_loading_does_not_block_typing_and_queues_the_question(
-    qtbot: QtBot, test_settings: Settings, model_id: str
+    qtbot: QtBot,
+    test_settings: Settings,
+    model_id: str,
+    start_services: Callable[..., AppServices],
 ) -> None:
     release = threading.Event()
 
-    def slow_loader(path: Path, settings: Settings, name: str) -> ChatProvider:
+    def slow_loader(path: Path, settings: Any, name: str) -> ChatProvider:
         release.wait(timeout=120)  # a big model taking its time
-        return load_local_engine(path, settings, name)
+        return load_gguf(path, settings, name)
 
-    paths = app_paths()
-    with HistoryStore(paths.history_db) as history:
-        runner = ModelRunner(history, engine_factory=slow_loader)
-        window = MainWindow(
-            Settings.load(paths.settings_file),
-            history,
-            ModelStore(paths),
-            paths,
-            hardware=detect_hardware(),
-            runner=runner,
-        )
-        qtbot.addWidget(window)
-        window.show()
-        qtbot.waitUntil(window.picker.progress.isVisible, timeout=10_000)
-        assert window.runner.loading
+    window = MainWindow(start_services(slow_loader))
+    qtbot.addWidget(window)
+    window.show()
+    qtbot.waitUntil(window.picker.progress.isVisible, timeout=10_000)
+    assert window.runner.loading
 
-        qtbot.keyClicks(window.composer.edit, QUESTION)  # the window answers while loading
-        assert window.composer.text() == QUESTION
-        qtbot.keyClick(window.composer.edit, Qt.Key.Key_Return)
-        assert window.runner.busy and window.runner.loading
-        release.set()
-        wait_answered(qtbot, window)
-        assert not window.picker.progress.isVisible()
-        assert "Paris" in answers(window)[0].text
-        window.close()
+    qtbot.keyClicks(window.composer.edit, QUESTION)  # the window answers while loading
+    assert window.composer.text() == QUESTION
+    qtbot.keyClick(window.composer.edit, Qt.Key.Key_Return)
+    assert window.busy and window.runner.loading
+    release.set()
+    wait_answered(qtbot, window)
+    assert not window.picker.progress.isVisible()
+    assert "Paris" in answers(window)[0].text
+    window.close()
 
 
-def test_question_sent_while_loading_is_kept_when_the_window_closes(
+def test_question_sent_while_loading_is_kept_when_the_app_quits(
     qtbot: QtBot,
     open_window: OpenWindow,
     test_settings: Settings,
     model_id: str,
     monkeypatch: pytest.MonkeyPatch,
+    start_services: Callable[..., AppServices],
 ) -> None:
     release = threading.Event()
 
-    def slow_loader(path: Path, settings: Settings, name: str) -> ChatProvider:
+    def slow_loader(path: Path, settings: Any, name: str) -> ChatProvider:
         release.wait(timeout=120)
-        return load_local_engine(path, settings, name)
+        return load_gguf(path, settings, name)
 
-    paths = app_paths()
-    with HistoryStore(paths.history_db) as history:
-        runner = ModelRunner(history, engine_factory=slow_loader)
-        window = MainWindow(
-            Settings.load(paths.settings_file),
-            history,
-            ModelStore(paths),
-            paths,
-            hardware=detect_hardware(),
-            runner=runner,
-        )
-        qtbot.addWidget(window)
-        window.show()
-        qtbot.waitUntil(window.picker.progress.isVisible, timeout=10_000)
-        send(qtbot, window, QUESTION)  # queued behind the load; the box is emptied
-        assert window.composer.text() == ""
-        conversation_id = window.chat.conversation_id
-        assert conversation_id is not None
-        begin_shutdown = runner.begin_shutdown
+    services = start_services(slow_loader)
+    runner = services.runner
+    window = MainWindow(services)
+    qtbot.addWidget(window)
+    window.show()
+    qtbot.waitUntil(window.picker.progress.isVisible, timeout=10_000)
+    send(qtbot, window, QUESTION)  # queued behind the load; the box is emptied
+    assert window.composer.text() == ""
+    conversation_id = window.chat.conversation_id
+    assert conversation_id is not None
+    begin_shutdown = runner.begin_shutdown
 
-        def begin_then_finish_loading() -> list[str]:
-            unsent = begin_shutdown()
-            release.set()  # the model is ready only once the window is closing
-            return unsent
+    def begin_then_finish_loading() -> list[str]:
+        unsent = begin_shutdown()
+        release.set()  # the model is ready only once the app is quitting
+        return unsent
 
-        monkeypatch.setattr(runner, "begin_shutdown", begin_then_finish_loading)
-        window.close()
-
-        assert runner.shutdown()  # the worker has ended: nothing more will be written
+    monkeypatch.setattr(runner, "begin_shutdown", begin_then_finish_loading)
+    window.close()
+    assert services.shutdown()  # the workers have ended: nothing more will be written
+    with HistoryStore(app_paths().history_db) as history:
         assert history.messages(conversation_id) == []  # kept once, as the draft
 
     again = open_window()
     assert again.composer.text() == QUESTION
 
 
-def test_a_second_shutdown_does_not_wait_again(qtbot: QtBot, test_settings: Settings) -> None:
+def test_a_second_shutdown_does_not_wait_again(
+    qtbot: QtBot, test_settings: Settings, model_id: str
+) -> None:
     release = threading.Event()
 
-    def stuck_loader(path: Path, settings: Settings, name: str) -> ChatProvider:
+    def stuck_loader(path: Path, settings: Any, name: str) -> ChatProvider:
         release.wait(timeout=120)
         raise RuntimeError("not loaded")
 
     paths = app_paths()
     with HistoryStore(paths.history_db) as history:
-        runner = ModelRunner(history, engine_factory=stuck_loader)
+        registry = ProviderRegistry([local_provider(ModelStore(paths), stuck_loader)])
+        runner = ModelRunner(history, registry)
         with qtbot.waitSignal(runner.loadStarted, timeout=10_000):
-            runner.load("stuck", paths.data / "stuck.gguf", test_settings)
+            runner.load(model_id, test_settings)
         assert runner.shutdown(timeout_ms=50) is False  # the load goes on
         # The loader is let go in 5 s: a second wait would see the thread end and say True.
         timer = threading.Timer(5.0, release.set)
@@ -547,33 +559,33 @@ def test_too_long_question_is_refused_with_a_hint(
 
 
 def test_a_bug_in_the_worker_is_reported_not_lost(
-    qtbot: QtBot, test_settings: Settings, model_id: str
+    qtbot: QtBot,
+    test_settings: Settings,
+    model_id: str,
+    start_services: Callable[..., AppServices],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
-    def broken_loader(path: Path, settings: Settings, name: str) -> ChatProvider:
+    def broken_loader(path: Path, settings: Any, name: str) -> ChatProvider:
         raise RuntimeError("a bug in the loader")
 
-    paths = app_paths()
-    with HistoryStore(paths.history_db) as history:
-        window = MainWindow(
-            Settings.load(paths.settings_file),
-            history,
-            ModelStore(paths),
-            paths,
-            hardware=detect_hardware(),
-            runner=ModelRunner(history, engine_factory=broken_loader),
-        )
-        qtbot.addWidget(window)
-        window.show()
-        qtbot.waitUntil(window.banner.isVisible, timeout=LOAD_MS)
-        assert "Something went wrong" in window.banner.message()
-        details = window.banner.findChild(QPushButton)
-        assert details is not None and details.text() == "Show report…"
-        qtbot.mouseClick(details, Qt.MouseButton.LeftButton)
-        report = window.findChild(BugReportDialog)
-        assert report is not None and report.isVisible()
-        assert "a bug in the loader" in report.report
-        report.close()
-        window.close()
+    window = MainWindow(start_services(broken_loader))
+    qtbot.addWidget(window)
+    window.show()
+    qtbot.waitUntil(window.banner.isVisible, timeout=LOAD_MS)
+    assert "Something went wrong" in window.banner.message()
+    details = window.banner.findChild(QPushButton)
+    assert details is not None and details.text() == "Show report…"
+    qtbot.mouseClick(details, Qt.MouseButton.LeftButton)
+    report = window.findChild(BugReportDialog)
+    assert report is not None and report.isVisible()
+    assert "a bug in the loader" in report.report
+    # The one error presenter also put the traceback in the log.
+    assert any(
+        "a bug in the loader" in r.getMessage() and "Traceback" in r.getMessage()
+        for r in caplog.records
+    )
+    report.close()
+    window.close()
 
 
 def test_switching_theme_restyles_the_window(qtbot: QtBot, open_window: OpenWindow) -> None:
@@ -723,4 +735,4 @@ def test_first_start_without_a_model_shows_the_welcome_screen(
     QTimer.singleShot(800, check_and_close)
     assert run_app([]) == 0
     assert shown == [True]
-    assert Settings.load(app_paths().settings_file)["first_run_done"] is True
+    assert WindowState.load(app_paths().state_file)["first_run_done"] is True

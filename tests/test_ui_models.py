@@ -302,22 +302,14 @@ def test_a_finished_download_reaches_the_chat_window_once(
     hub: FakeHub,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from assistant.chat.history import HistoryStore
     from assistant.models.store import InstalledModel
     from assistant.paths import app_paths
-    from assistant.settings import Settings
     from assistant.ui.main_window import MainWindow
+    from assistant.ui.services import AppServices
 
-    paths = app_paths().ensure()
-    with HistoryStore(paths.history_db) as history:
-        window = MainWindow(
-            Settings.load(paths.settings_file),
-            history,
-            store,
-            paths,
-            catalog=catalog,
-            hardware=hardware,
-        )
+    services = AppServices(app_paths().ensure(), models=store, catalog=catalog, hardware=hardware)
+    try:
+        window = MainWindow(services)
         qtbot.addWidget(window)
         window.show()
         shown: list[list[str]] = []
@@ -344,6 +336,8 @@ def test_a_finished_download_reaches_the_chat_window_once(
         qtbot.waitUntil(lambda: window.runner.ready, timeout=TIMEOUT_MS)
         assert loads == [SMOL_ID]
         window.close()
+    finally:
+        services.shutdown()
 
 
 # --- searching the Hub -----------------------------------------------------------------------
@@ -516,21 +510,13 @@ def test_an_import_in_the_welcome_screen_reaches_the_chat_window(
     hardware: Hardware,
     model_path: Path,
 ) -> None:
-    from assistant.chat.history import HistoryStore
     from assistant.paths import app_paths
-    from assistant.settings import Settings
     from assistant.ui.main_window import MainWindow
+    from assistant.ui.services import AppServices
 
-    paths = app_paths().ensure()
-    with HistoryStore(paths.history_db) as history:
-        window = MainWindow(
-            Settings.load(paths.settings_file),
-            history,
-            store,
-            paths,
-            catalog=catalog,
-            hardware=hardware,
-        )
+    services = AppServices(app_paths().ensure(), models=store, catalog=catalog, hardware=hardware)
+    try:
+        window = MainWindow(services)
         qtbot.addWidget(window)
         window.show()
         assert not window.has_models and window.chat.get_models_button.isVisibleTo(window)
@@ -543,6 +529,8 @@ def test_an_import_in_the_welcome_screen_reaches_the_chat_window(
         qtbot.waitUntil(lambda: window.runner.ready, timeout=TIMEOUT_MS)
         assert window.runner.model_id == ready.args[0]
         window.close()
+    finally:
+        services.shutdown()
 
 
 def test_first_run_with_a_bad_file_shows_the_problem_and_stays_open(

@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from assistant.chat.history import HistoryStore, Message
 from assistant.engine.base import (
     CancelToken,
     ChatMessage,
@@ -18,7 +19,6 @@ from assistant.engine.base import (
     GenerationSettings,
     GenerationStats,
 )
-from assistant.chat.history import HistoryStore, Message
 
 # How often a long answer in progress is written to the database.
 SAVE_EVERY_S = 1.0
@@ -60,13 +60,20 @@ def answer(
     cancel: CancelToken | None = None,
     on_chunk: Callable[[str], None] | None = None,
     on_dropped: Callable[[list[ChatMessage]], None] | None = None,
+    messages: list[ChatMessage] | None = None,
 ) -> Exchange:
     """Answer the conversation's last user message and save the answer.
+
+    ``messages`` is exactly what the provider is sent; by default :func:`context_for` builds it
+    from the history. Passing it lets a step sit between "what would be sent" and sending it
+    (a consent preview, a redaction, only the latest question).
 
     A cancel (or Ctrl-C) keeps the partial text, marked ``interrupted``; a failure marks the
     answer ``error`` and re-raises.
     """
-    generation = provider.stream_chat(context_for(history, conversation_id), settings, cancel)
+    if messages is None:
+        messages = context_for(history, conversation_id)
+    generation = provider.stream_chat(messages, settings, cancel)
     if generation.dropped and on_dropped is not None:
         on_dropped(generation.dropped)
     saved = history.add_message(

@@ -13,6 +13,7 @@ from assistant.engine.base import (
     GenerationSettings,
     GenerationStats,
     OverflowPolicy,
+    ProviderKind,
     StopReason,
 )
 
@@ -24,5 +25,6 @@ __all__ = [
     "GenerationSettings",
     "GenerationStats",
     "OverflowPolicy",
+    "ProviderKind",
     "StopReason",
 ]

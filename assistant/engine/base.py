@@ -106,8 +106,18 @@ class Generation:
         return self.text
 
 
+ProviderKind = Literal["local", "remote"]
+
+
 class ChatProvider(Protocol):
-    """Anything that can answer a conversation: the local engine now, a cloud API later."""
+    """Anything that can answer a conversation: the local engine, a cloud API.
+
+    A provider describes itself, so front ends ask rather than probe: ``kind`` says where it
+    runs (``local`` on this computer's model thread, ``remote`` over the network on a thread of
+    its own), ``needs_key`` and ``needs_network`` what it depends on, ``warnings`` what the user
+    should know about the loaded model. ``close()`` frees what it holds (a model's memory, a
+    connection pool) and is safe to call twice.
+    """
 
     @property
     def provider_name(self) -> str:  # "local", "openai", ...
@@ -115,6 +125,18 @@ class ChatProvider(Protocol):
 
     @property
     def model_name(self) -> str: ...
+
+    @property
+    def kind(self) -> ProviderKind: ...
+
+    @property
+    def needs_key(self) -> bool: ...
+
+    @property
+    def needs_network(self) -> bool: ...
+
+    @property
+    def warnings(self) -> list[str]: ...
 
     def stream_chat(
         self,
@@ -124,3 +146,5 @@ class ChatProvider(Protocol):
     ) -> Generation:
         """Start an answer. Raises ``ContextOverflowError`` at once under the ``refuse`` policy."""
         ...
+
+    def close(self) -> None: ...

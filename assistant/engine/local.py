@@ -23,14 +23,15 @@ from typing import Any, Protocol
 import llama_cpp
 from llama_cpp import Llama
 
-from assistant.engine import llama_log
 from assistant.disk import format_bytes
+from assistant.engine import llama_log
 from assistant.engine.base import (
     CancelToken,
     ChatMessage,
     Generation,
     GenerationSettings,
     GenerationStats,
+    ProviderKind,
     StopReason,
 )
 from assistant.engine.prompt import FALLBACK_WARNING, PromptFormat, StopScanner
@@ -53,6 +54,9 @@ class LocalEngine:
     """A loaded GGUF model that answers chats. Construct it on the worker that will own it."""
 
     provider_name = "local"
+    kind: ProviderKind = "local"
+    needs_key = False
+    needs_network = False
 
     def __init__(
         self,

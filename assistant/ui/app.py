@@ -15,12 +15,11 @@ from PySide6.QtCore import Qt, QTimer
 from PySide6.QtWidgets import QApplication
 
 from assistant import APP_ID, APP_NAME, __version__
-from assistant.chat.history import HistoryStore
-from assistant.models.store import ModelStore
-from assistant.paths import AppPaths, app_paths
-from assistant.settings import Settings
+from assistant.paths import AppPaths
+from assistant.state import WindowState
 from assistant.ui.errors import show_bug_report
 from assistant.ui.main_window import MainWindow
+from assistant.ui.services import AppServices
 from assistant.ui.theme import app_icon
 
 log = logging.getLogger(__name__)
@@ -30,11 +29,9 @@ ExceptHook = Callable[[type[BaseException], BaseException, types.TracebackType |
 
 
 def build_main_window(paths: AppPaths | None = None) -> MainWindow:
-    """The chat window as the app opens it (not shown yet): the settings, history and models
-    of ``paths`` (the user's by default), styled in the chosen theme. Needs a QApplication."""
-    paths = paths or app_paths().ensure()
-    settings = Settings.load(paths.settings_file)
-    return MainWindow(settings, HistoryStore(paths.history_db), ModelStore(paths), paths)
+    """The chat window as the app opens it (not shown yet), on services built for ``paths``
+    (the user's folders by default), styled in the chosen theme. Needs a QApplication."""
+    return MainWindow(AppServices.create(paths))
 
 
 def _install_excepthook(window: MainWindow) -> ExceptHook:
@@ -67,25 +64,25 @@ def _no_display() -> bool:
     )
 
 
-def _close_on_signals(window: MainWindow) -> dict[int, Any]:
-    """Ctrl+C in the terminal (or a TERM) closes the window properly, keeping any answer in
-    progress. Python runs signal handlers only between bytecodes, so a timer wakes it.
+def _quit_on_signals(services: AppServices) -> dict[int, Any]:
+    """Ctrl+C in the terminal (or a TERM) quits properly, keeping any answer in progress.
+    Python runs signal handlers only between bytecodes, so a timer wakes it.
     Returns the handlers replaced."""
 
     def handler(_number: int, _frame: types.FrameType | None) -> None:
-        window.close()
+        services.quit()
 
     previous: dict[int, Any] = {
         number: signal.signal(number, handler) for number in (signal.SIGINT, signal.SIGTERM)
     }
-    waker = QTimer(window)
+    waker = QTimer(services)
     waker.timeout.connect(lambda: None)
     waker.start(300)
     return previous
 
 
 def run_app(argv: Sequence[str] | None = None) -> int:
-    """Open the chat window and run until it is closed; return the exit code."""
+    """Open the chat window and run until the app quits; return the exit code."""
     if _no_display():
         print(
             "offline-assistant: error: there is no graphical display (DISPLAY is not set). "
@@ -109,16 +106,18 @@ def run_app(argv: Sequence[str] | None = None) -> int:
         app = QApplication(list(argv if argv is not None else sys.argv))
     app.setWindowIcon(app_icon())
 
-    window = build_main_window()
-    settings, history = window.settings, window.history
+    services = AppServices.create()
+    window = MainWindow(services)
     window.show()
     previous_hook = _install_excepthook(window)
     handlers: dict[int, Any] = {}
     if threading.current_thread() is threading.main_thread():
-        handlers = _close_on_signals(window)
+        handlers = _quit_on_signals(services)
+    # The desktop session is ending: save everything before the session manager moves on.
+    app.commitDataRequest.connect(lambda _manager: services.shutdown())
     if not window.has_models:
-        QTimer.singleShot(0, window, lambda: _welcome(window, settings))
-    for warning in settings.warnings:
+        QTimer.singleShot(0, window, lambda: _welcome(window, services.state))
+    for warning in services.settings.warnings:
         window.show_problem(warning)
     try:
         return int(app.exec())
@@ -126,23 +125,16 @@ def run_app(argv: Sequence[str] | None = None) -> int:
         sys.excepthook = previous_hook
         for number, previous in handlers.items():
             signal.signal(number, previous)
-        # Returns at once when closing the window already stopped the model worker.
-        if window.runner.shutdown():
-            try:
-                history.purge_deleted()  # deleted chats could be undone until now
-            finally:
-                history.close()
-        else:  # it may still write the answer in progress: leave the history to it
-            log.warning("The model worker is still running; the history is left open.")
+        services.shutdown()  # does nothing when the Quit action already did it
 
 
-def _welcome(window: MainWindow, settings: Settings) -> None:
+def _welcome(window: MainWindow, state: WindowState) -> None:
     """No model yet: the welcome screen, else the model manager, else the empty page says so."""
     if not window.open_first_run():
         window.open_model_manager()
-    if not settings["first_run_done"]:
-        settings.set("first_run_done", True)
+    if not state["first_run_done"]:
+        state.set("first_run_done", True)
         try:
-            settings.save()
+            state.save()
         except OSError as exc:
-            log.warning("Could not save the settings: %s", exc)
+            log.warning("Could not save the window state: %s", exc)

@@ -1,14 +1,13 @@
 """The Qt bridge for getting models: core downloads on their own threads, reported as signals.
 
-:class:`DownloadQueue` owns a :class:`QThreadPool` that is only for network and disk work, so a
+:class:`DownloadQueue` owns a ``QThreadPool`` that is only for network and disk work, so a
 download never waits behind a long answer on the model worker and keeps going while the user
-chats. Each :class:`DownloadTask` runs one core
-:class:`~assistant.models.downloads.DownloadJob` there
-and turns its plain ``on_progress`` callable into a Qt signal. Signals emitted from a pool
+chats. Each :class:`DownloadTask` runs one core :class:`~assistant.models.downloads.DownloadJob`
+there and turns its plain ``on_progress`` callable into a Qt signal. Signals emitted from a pool
 thread reach slots on the GUI thread through queued connections, so no widget is ever touched
 from a worker.
 
-:class:`BackgroundCall` does the same for one-off calls (a Hub search, an import).
+:class:`TaskRunner` does the same for one-off calls (a Hub search, an import).
 """
 
 from __future__ import annotations

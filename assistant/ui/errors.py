@@ -3,10 +3,15 @@
 Known problems (``AssistantError``) are shown calmly in an ``ErrorBanner``: what happened and
 what to do next. Anything else is a bug: a ``BugReportDialog`` says so without drama and offers a
 report to copy. Neither blocks the rest of the window.
+
+:func:`describe` is the one place an exception becomes words: every window and worker goes
+through it (or through ``ErrorBanner.show_exception``), and it logs a bug's traceback, so no
+unexpected error is shown without also being in the log.
 """
 
 from __future__ import annotations
 
+import logging
 import platform
 import sys
 import traceback
@@ -29,13 +34,17 @@ from PySide6.QtWidgets import (
 from assistant import APP_NAME, __version__
 from assistant.errors import AssistantError
 
+log = logging.getLogger(__name__)
 
-def describe(exc: BaseException) -> tuple[str, str, str]:
+
+def describe(exc: BaseException, context: str = "") -> tuple[str, str, str]:
     """``(message, hint, traceback)`` for an exception; the traceback is empty for known
-    problems, which need no report."""
+    problems, which need no report. A bug's traceback is also logged, after ``context`` (what
+    was being done)."""
     if isinstance(exc, AssistantError):
         return exc.message, exc.hint, ""
     details = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    log.error("%s:\n%s", context or "Unexpected error", details)
     return f"Something went wrong: {type(exc).__name__}: {exc}", "", details
 
 
@@ -102,6 +111,12 @@ class ErrorBanner(QFrame):
         self._details_button.setVisible(bool(details))
         self.setAccessibleDescription(f"{message} {hint}".strip())
         self.show()
+
+    def show_exception(self, exc: BaseException, prefix: str = "", context: str = "") -> None:
+        """Show what went wrong: a known problem with its hint, a bug with its report (and
+        its traceback in the log)."""
+        message, hint, details = describe(exc, context)
+        self.show_problem(prefix + message, hint, details)
 
     def message(self) -> str:
         return self._message.text()

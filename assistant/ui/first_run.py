@@ -22,13 +22,13 @@ from PySide6.QtWidgets import (
 )
 
 from assistant import APP_NAME
-from assistant.models.catalog import Catalog, ModelSpec
 from assistant.disk import format_bytes
+from assistant.models.catalog import Catalog, ModelSpec
 from assistant.models.downloads import DownloadTarget
 from assistant.models.hardware import Hardware, estimate_for_spec, fit_for_spec, recommend
 from assistant.models.store import InstalledModel, ModelStore
 from assistant.ui.download_tasks import DownloadQueue, DownloadTask, TaskRunner
-from assistant.ui.errors import ErrorBanner, describe
+from assistant.ui.errors import ErrorBanner
 from assistant.ui.model_manager import GGUF_FILTER, make_downloads
 from assistant.ui.model_widgets import DownloadRow, FitBadge
 
@@ -256,8 +256,7 @@ class FirstRunDialog(QDialog):
 
     def _on_import_failed(self, exc: BaseException) -> None:
         self._set_busy(False)
-        message, hint, details = describe(exc)
-        self.problem.show_problem(f"That file cannot be used: {message}", hint, details)
+        self.problem.show_exception(exc, "That file cannot be used: ", "Importing a model")
 
     def _on_model_installed(self, model_id: str) -> None:
         self._finish(model_id)

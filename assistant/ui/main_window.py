@@ -1,16 +1,19 @@
 """The chat window: the model picker, the conversations, the chat and the message box.
 
-The window only shows things and forwards requests: answers and model loads run on the model
-worker (``ModelRunner``), history and settings come from the core, and the model manager and
-welcome screen (another module each) are opened on demand.
+The window only shows things and forwards requests. Everything it uses comes from the app's
+``AppServices``, which outlive it: answers and model loads go to the shared ``ModelRunner`` (the
+window follows only the requests it submitted), history and settings come from the core, and the
+model manager and welcome screen (another module each) are opened on demand.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import logging
 from typing import TYPE_CHECKING, Any
 
-from PySide6.QtCore import Qt, QTimer, Slot
+from PySide6.QtCore import QByteArray, Qt, QTimer, Slot
 from PySide6.QtGui import QAction, QCloseEvent, QGuiApplication, QKeySequence, QShowEvent
 from PySide6.QtWidgets import (
     QApplication,
@@ -25,20 +28,19 @@ from PySide6.QtWidgets import (
 )
 
 from assistant import APP_NAME, __version__
+from assistant.chat.history import Message
 from assistant.errors import AssistantError
-from assistant.chat.history import HistoryStore, Message
-from assistant.models.store import InstalledModel, ModelStore
-from assistant.paths import AppPaths
-from assistant.settings import Settings
+from assistant.models.store import InstalledModel
+from assistant.settings import RELOAD_KEYS
 from assistant.ui.chat_view import ChatView
 from assistant.ui.composer import Composer
 from assistant.ui.errors import ErrorBanner
 from assistant.ui.model_picker import ModelPicker
-from assistant.ui.settings_dialog import RELOAD_KEYS, SettingsDialog
+from assistant.ui.services import AppServices
+from assistant.ui.settings_dialog import SettingsDialog
 from assistant.ui.sidebar import Sidebar
 from assistant.ui.theme import apply_theme as style_application
 from assistant.ui.theme import is_dark
-from assistant.ui.worker import ModelRunner
 
 if TYPE_CHECKING:
     from assistant.models.catalog import Catalog
@@ -46,35 +48,26 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-SHUTDOWN_WAIT_MS = 10_000
-
 
 class MainWindow(QMainWindow):
-    """The main window. Everything it needs is handed in; ``runner`` is made when not given."""
+    """The chat window: one front end of the app's ``services``, which it does not own.
+    Closing it frees nothing; quitting the app (``services.shutdown``) does."""
 
-    def __init__(
-        self,
-        settings: Settings,
-        history: HistoryStore,
-        models: ModelStore,
-        paths: AppPaths,
-        *,
-        catalog: Catalog | None = None,
-        hardware: Hardware | None = None,
-        runner: ModelRunner | None = None,
-        parent: QWidget | None = None,
-    ) -> None:
+    def __init__(self, services: AppServices, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self.settings = settings
-        self.history = history
-        self.models = models
-        self.paths = paths
-        self._catalog = catalog
-        self._hardware = hardware
-        self.runner = runner or ModelRunner(history, parent=self)
+        self.services = services
+        self.settings = services.settings
+        self.state = services.state
+        self.history = services.history
+        self.models = services.models
+        self.paths = services.paths
+        self.runner = services.runner
         self.model_manager: Any = None
         self.first_run: Any = None
-        self._downloads: Any = None
+        self._downloads_connected = False
+        # The answer this window asked for and is showing; other front ends' requests are
+        # not this window's business.
+        self._request: int | None = None
         self._pending_question = ""
         self._focused_once = False
         # What the model registry said at the last _reload_models(): read once per refresh.
@@ -86,9 +79,9 @@ class MainWindow(QMainWindow):
 
         # Styled before the widgets exist, so each is polished once, in its final look.
         dark = self._style_application()
-        self.sidebar = Sidebar(history)
+        self.sidebar = Sidebar(self.history)
         self.chat = ChatView(dark=dark)
-        self.composer = Composer(settings)
+        self.composer = Composer(self.state)
         self.banner = ErrorBanner()
         self.picker = ModelPicker()
         self.status_label = QLabel()
@@ -98,8 +91,12 @@ class MainWindow(QMainWindow):
         self._build_menus()
         self._connect()
         QGuiApplication.styleHints().colorSchemeChanged.connect(self._on_color_scheme_changed)
+        self._restore_geometry()
         self._reload_models()
-        self._load_default_model()
+        if self.runner.model_id is None:
+            self._load_default_model()
+        elif self.runner.ready:
+            self.picker.show_ready()
 
     # --- construction ----------------------------------------------------------------------
 
@@ -144,8 +141,8 @@ class MainWindow(QMainWindow):
         self.new_chat_action = self._action("&New chat", "Ctrl+N", self.new_chat)
         self.find_action = self._action("&Search chats", "Ctrl+F", self.sidebar.focus_search)
         self.settings_action = self._action("&Settings…", "Ctrl+,", self.open_settings)
-        self.quit_action = self._action("&Quit", "Ctrl+Q", self.close)
-        self.stop_action = self._action("S&top answer", "Esc", self.runner.stop)
+        self.quit_action = self._action("&Quit", "Ctrl+Q", self.services.quit)
+        self.stop_action = self._action("S&top answer", "Esc", self.stop_answer)
         self.stop_action.setEnabled(False)
         self.models_action = self._action("&Get models…", "Ctrl+M", self.open_model_manager)
         menu = self.menuBar()
@@ -172,18 +169,22 @@ class MainWindow(QMainWindow):
         self.chat.editRequested.connect(self._on_edit_requested)
         self.chat.getModelsRequested.connect(self.open_model_manager)
         self.composer.sendRequested.connect(self._on_send_requested)
-        self.composer.stopRequested.connect(self.runner.stop)
+        self.composer.stopRequested.connect(self.stop_answer)
         self.picker.modelChosen.connect(self._on_model_chosen)
         self.picker.getModelsRequested.connect(self.open_model_manager)
         runner = self.runner
         runner.loadStarted.connect(self._on_load_started)
         runner.loaded.connect(self._on_loaded)
         runner.loadFailed.connect(self._on_load_failed)
-        runner.busyChanged.connect(self._on_busy_changed)
+        runner.answerStarted.connect(self._on_answer_started)
         runner.questionSaved.connect(self._on_question_saved)
         runner.textReceived.connect(self._on_text_received)
         runner.answerFinished.connect(self._on_answer_finished)
         runner.answerFailed.connect(self._on_answer_failed)
+        runner.questionReturned.connect(self._on_question_returned)
+        runner.requestEnded.connect(self._on_request_ended)
+        self.services.settingsChanged.connect(self._on_settings_changed)
+        self.services.shuttingDown.connect(self._on_shutting_down)
 
     # --- models ----------------------------------------------------------------------------
 
@@ -207,15 +208,9 @@ class MainWindow(QMainWindow):
 
     def load_model(self, model_id: str) -> None:
         """Load an installed model on the worker; typing and reading go on meanwhile."""
-        try:
-            path = self.models.resolve(model_id)
-        except AssistantError as exc:
-            self.show_problem(exc.message, exc.hint)
-            self.picker.show_failed()
-            return
         self.banner.hide()
         self.picker.set_current(model_id)
-        self.runner.load(model_id, path, self.settings)
+        self.runner.load(model_id, self.settings)
 
     @Slot(str)
     def _on_model_chosen(self, model_id: str) -> None:
@@ -252,28 +247,19 @@ class MainWindow(QMainWindow):
         self.show_problem(message, hint, details)
 
     def catalog(self) -> Catalog:
-        if self._catalog is None:
-            from assistant.models.catalog import load_catalog
-
-            self._catalog = load_catalog()
-        return self._catalog
+        return self.services.catalog()
 
     def hardware(self) -> Hardware:
-        if self._hardware is None:
-            from assistant.models.hardware import detect_hardware
-
-            self._hardware = detect_hardware()
-        return self._hardware
+        return self.services.hardware()
 
     def _download_queue(self) -> Any:
-        if self._downloads is None:
-            from assistant.ui.model_manager import make_downloads
-
-            self._downloads = make_downloads(self.models, self.catalog(), self.hardware(), self)
+        downloads = self.services.downloads()
+        if not self._downloads_connected:
+            self._downloads_connected = True
             # The one way installs reach this window: downloads (even one finishing while its
             # window is closed) and imports in the model manager or the welcome screen.
-            self._downloads.modelInstalled.connect(self._on_model_installed)
-        return self._downloads
+            downloads.modelInstalled.connect(self._on_model_installed)
+        return downloads
 
     @Slot()
     def open_model_manager(self) -> None:
@@ -356,11 +342,11 @@ class MainWindow(QMainWindow):
         except AssistantError as exc:
             self.show_problem(exc.message, exc.hint)
             return
-        streaming = self.runner.streaming_conversation == conversation_id
+        writing = self.runner.request_for(conversation_id)
         self.chat.show_conversation(
             conversation_id,
             messages,
-            streaming_text=self.runner.streaming_text if streaming else None,
+            streaming_text=self.runner.text_so_far(writing) if writing is not None else None,
             streaming_model=self.runner.model_id or "",
         )
         self.sidebar.select(conversation_id)
@@ -393,9 +379,23 @@ class MainWindow(QMainWindow):
 
     # --- asking ----------------------------------------------------------------------------
 
+    @property
+    def busy(self) -> bool:
+        """This window's answer is queued or being written (other front ends' do not count)."""
+        return self._request is not None
+
+    @Slot()
+    def stop_answer(self) -> None:
+        """Stop this window's answer (and no other front end's); its text so far is kept."""
+        self.runner.stop(self._request)
+
+    def _begin_request(self, request_id: int) -> None:
+        self._request = request_id
+        self._set_busy(True)
+
     @Slot(str)
     def _on_send_requested(self, text: str) -> None:
-        if self.runner.busy:
+        if self.busy:
             return
         if self.runner.model_id is None:
             self.show_problem(
@@ -411,12 +411,16 @@ class MainWindow(QMainWindow):
             conversation_id = self.chat.conversation_id
             kept = self._messages_before(conversation_id, editing)
             self.chat.show_conversation(conversation_id, kept)
-            self.runner.edit_and_resend(conversation_id, editing, text, generation)
+            self._begin_request(
+                self.runner.edit_and_resend(
+                    conversation_id, editing, text, generation, client="chat"
+                )
+            )
         else:
             target = self.chat.conversation_id or self._create_conversation()
             if target is None:
                 return
-            self.runner.ask(target, text, generation)
+            self._begin_request(self.runner.ask(target, text, generation, client="chat"))
         self.banner.hide()
         self._pending_question = text
         self.chat.add_question(text)
@@ -444,21 +448,23 @@ class MainWindow(QMainWindow):
     @Slot(int)
     def _on_regenerate_requested(self, message_id: int) -> None:
         conversation_id = self.chat.conversation_id
-        if conversation_id is None or self.runner.busy or self.runner.model_id is None:
+        if conversation_id is None or self.busy or self.runner.model_id is None:
             return
         kept = self._messages_before(conversation_id, message_id)
         self.chat.show_conversation(conversation_id, kept)
         self.chat.begin_answer(self.runner.model_id)
         self._pending_question = ""
-        self.runner.regenerate(conversation_id, message_id, self.settings.generation_settings())
+        generation = self.settings.generation_settings()
+        self._begin_request(
+            self.runner.regenerate(conversation_id, message_id, generation, client="chat")
+        )
 
     @Slot(int, str)
     def _on_edit_requested(self, message_id: int, text: str) -> None:
-        if not self.runner.busy:
+        if not self.busy:
             self.composer.start_editing(message_id, text)
 
-    @Slot(bool)
-    def _on_busy_changed(self, busy: bool) -> None:
+    def _set_busy(self, busy: bool) -> None:
         self.composer.set_busy(busy)
         self.chat.set_busy(busy)
         self.stop_action.setEnabled(busy)
@@ -466,18 +472,40 @@ class MainWindow(QMainWindow):
             self.status_label.setText("Writing…")
 
     @Slot(int, int)
-    def _on_question_saved(self, conversation_id: int, message_id: int) -> None:
-        if conversation_id == self.chat.conversation_id:
+    def _on_answer_started(self, request_id: int, _conversation_id: int) -> None:
+        if request_id == self._request:
+            self.status_label.setText("Writing…")
+
+    @Slot(int, int, int)
+    def _on_question_saved(self, request_id: int, conversation_id: int, message_id: int) -> None:
+        if request_id == self._request and conversation_id == self.chat.conversation_id:
             self.chat.mark_question_saved(message_id)
+        # Another front end's question may have started a chat the sidebar should list.
         self.sidebar.refresh(select_id=self.chat.conversation_id)
 
-    @Slot(int, str)
-    def _on_text_received(self, conversation_id: int, text: str) -> None:
-        if conversation_id == self.chat.conversation_id:
+    @Slot(int, int, str)
+    def _on_text_received(self, request_id: int, conversation_id: int, text: str) -> None:
+        if request_id == self._request and conversation_id == self.chat.conversation_id:
             self.chat.append_answer_text(text)
 
-    @Slot(int, int)
-    def _on_answer_finished(self, conversation_id: int, message_id: int) -> None:
+    @Slot(int)
+    def _on_request_ended(self, request_id: int) -> None:
+        if request_id == self._request:
+            self._request = None
+            self._set_busy(False)
+
+    @Slot(int, int, str)
+    def _on_question_returned(self, request_id: int, _conversation_id: int, question: str) -> None:
+        """Our question never started (the app is quitting): it goes back into the draft."""
+        if request_id == self._request:
+            self.composer.restore_unsent(question)
+            self._pending_question = ""
+
+    @Slot(int, int, int)
+    def _on_answer_finished(self, request_id: int, conversation_id: int, message_id: int) -> None:
+        if request_id != self._request:
+            self.sidebar.refresh(select_id=self.chat.conversation_id)
+            return
         self._pending_question = ""
         message = next(
             (m for m in self._safe_messages(conversation_id) if m.id == message_id), None
@@ -490,10 +518,18 @@ class MainWindow(QMainWindow):
             self.status_label.setText(done + (f" at {speed:.1f} tokens/s." if speed else "."))
         self.sidebar.refresh(select_id=self.chat.conversation_id)
 
-    @Slot(int, str, str, str, bool)
+    @Slot(int, int, str, str, str, bool)
     def _on_answer_failed(
-        self, conversation_id: int, message: str, hint: str, details: str, saved: bool
+        self,
+        request_id: int,
+        conversation_id: int,
+        message: str,
+        hint: str,
+        details: str,
+        saved: bool,
     ) -> None:
+        if request_id != self._request:
+            return
         if conversation_id == self.chat.conversation_id:
             self.chat.finish_answer(None)
             self.open_conversation(conversation_id)
@@ -513,9 +549,9 @@ class MainWindow(QMainWindow):
 
     @Slot()
     def open_settings(self) -> SettingsDialog:
+        # Changes reach this window (and every other) through services.settingsChanged.
         dialog = SettingsDialog(self.settings, self.paths.data, self._gpu_offload(), self)
         dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
-        dialog.settingsChanged.connect(self._on_settings_changed)
         dialog.open()
         return dialog
 
@@ -564,19 +600,36 @@ class MainWindow(QMainWindow):
             self._focused_once = True
             QTimer.singleShot(0, self.composer, self.composer.focus_input)
 
-    def closeEvent(self, event: QCloseEvent) -> None:
-        """Keep the draft and any answer in progress (saved as interrupted), then free the
-        model. Waits briefly for the worker to finish writing.
+    def _restore_geometry(self) -> None:
+        saved = str(self.state["main_window_geometry"] or "")
+        if not saved:
+            return
+        try:
+            geometry = QByteArray(base64.b64decode(saved, validate=True))
+        except (binascii.Error, ValueError):
+            return
+        self.restoreGeometry(geometry)  # Qt keeps it on a screen that exists now
 
-        A question sent while the model was still loading was never saved: it goes back into
-        the draft, so the next start offers it again."""
-        unsent = self.runner.begin_shutdown()
-        if unsent:
-            self.composer.restore_unsent("\n\n".join(unsent))
+    def save_state(self) -> None:
+        """Remember the draft and where the window was (written when the app quits)."""
         self.composer.save_draft()
+        geometry = bytes(self.saveGeometry().data())
+        self.state.set("main_window_geometry", base64.b64encode(geometry).decode("ascii"))
+
+    @Slot()
+    def _on_shutting_down(self) -> None:
+        self.save_state()
         if self.model_manager is not None:
             self.model_manager.close()
-        if self._downloads is not None:
-            self._downloads.shutdown()  # partial downloads are kept and resume next time
-        self.runner.shutdown(SHUTDOWN_WAIT_MS)
+        self.close()
+
+    def closeEvent(self, event: QCloseEvent) -> None:
+        """Keep the draft and the window's place. The model, the downloads and any answer in
+        progress belong to the app, not to this window: closing the last window quits the app
+        (``AppServices.shutdown`` then saves the answer as interrupted and frees the model)."""
+        self.save_state()
+        if self.model_manager is not None:
+            self.model_manager.close()
+        if self.first_run is not None:
+            self.first_run.close()
         super().closeEvent(event)

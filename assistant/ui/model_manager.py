@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import QObject, Qt, Signal
 from PySide6.QtGui import QColor, QKeySequence, QPalette, QShortcut, QShowEvent
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -29,8 +29,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from assistant.models.catalog import Catalog, ModelSpec
 from assistant.disk import format_bytes
+from assistant.models.catalog import Catalog, ModelSpec
 from assistant.models.downloads import Downloader, DownloadTarget
 from assistant.models.hardware import Hardware, estimate_for_spec, fit_for_spec, recommend
 from assistant.models.hub import HubFile, list_gguf_files
@@ -58,7 +58,7 @@ ACTION_LABELS = ("Download", "Downloading…", "Installed")
 
 
 def make_downloads(
-    store: ModelStore, catalog: Catalog, hardware: Hardware, parent: QWidget
+    store: ModelStore, catalog: Catalog, hardware: Hardware, parent: QObject
 ) -> DownloadQueue:
     """A download queue of its own, for a window that was not handed a shared one."""
     return DownloadQueue(Downloader(store, catalog=catalog, hardware=hardware), parent)
@@ -483,8 +483,7 @@ class ModelManagerWindow(QWidget):
 
     def _show_problem(self, exc: BaseException, prefix: str = "") -> None:
         self.message.hide()
-        message, hint, details = describe(exc)
-        self.problem.show_problem(prefix + message, hint, details)
+        self.problem.show_exception(exc, prefix)
 
     def _clear_messages(self) -> None:
         self.message.hide()
@@ -567,7 +566,7 @@ class ModelManagerWindow(QWidget):
 
     def _on_search_failed(self, exc: BaseException) -> None:
         self.search_button.setEnabled(True)
-        message, hint, _details = describe(exc)
+        message, hint, _details = describe(exc, "Searching the Hub")
         self.search_status.setText(f"{message} {hint}".strip())
 
     def _on_task_added(self, task: DownloadTask) -> None:

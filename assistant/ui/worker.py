@@ -1,32 +1,38 @@
-"""The model's own thread: loading a model and writing answers, never on the UI thread.
+"""Answers for every front end, each scoped to a request, never on the UI thread.
 
-``ModelWorker`` lives on a dedicated ``QThread`` and owns the loaded ``LocalEngine`` (a llama
-context is not thread-safe, so exactly one worker ever touches it, one task at a time).
-``ModelRunner`` is its face on the UI thread: it queues requests to the worker, passes on the
-streamed text (which the worker sends at most once per frame, not once per token), and cancels or
-shuts it down.
+``ModelRunner`` is the one queue the chat window, the quick-ask popup and the local API share.
+Each answer is an ``AnswerRequest`` with an id; every signal about it carries that id, so a front
+end follows only its own requests, ``stop(id)`` stops exactly one, and "busy" and "text so far"
+belong to a request rather than to the runner.
 
-Answers go through ``assistant.chat.conversation``, which saves the question first and the answer as
-it streams, so a stop, a crash or a closed window leaves an honest record.
+Requests run on one of two lanes, each a ``ProviderWorker`` on a ``QThread`` of its own:
+
+- the **model lane** owns the one loaded local model (a llama context is not thread-safe, so
+  exactly one thread touches it, one request at a time, in the order they were submitted);
+- the **remote lane** runs providers that answer over the network, so a cloud answer neither
+  unloads the local model nor waits behind it on the model thread.
+
+Answers go through ``assistant.chat.conversation``, which saves the question first and the
+answer as it streams, so a stop, a crash or a quit leaves an honest record.
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-from PySide6.QtCore import QCoreApplication, QObject, QThread, Signal, Slot
+from PySide6.QtCore import QObject, QThread, Signal, Slot
 
 from assistant.chat import conversation
-from assistant.engine.base import CancelToken, ChatProvider, GenerationSettings
-from assistant.errors import NoModelError
 from assistant.chat.history import HistoryStore
-from assistant.settings import Settings
+from assistant.engine.base import CancelToken, ChatMessage, ChatProvider, GenerationSettings
+from assistant.errors import NoModelError
+from assistant.providers import LOCAL, ProviderRegistry
 from assistant.ui.errors import describe
 
 log = logging.getLogger(__name__)
@@ -34,35 +40,50 @@ log = logging.getLogger(__name__)
 # Streamed text crosses to the UI thread at most this often (one frame at 60 Hz).
 FLUSH_MS = 16
 
-EngineFactory = Callable[[Path, Settings, str], ChatProvider]
+Prepare = Callable[[list[ChatMessage]], list[ChatMessage]]
+"""A step between building the messages to send and sending them (runs on the worker)."""
+
+_request_ids = itertools.count(1)
 
 
-def load_local_engine(path: Path, settings: Settings, model_id: str) -> ChatProvider:
-    """Load a GGUF with the user's settings (imported here: llama.cpp is slow to import)."""
-    from assistant.engine.local import LocalEngine
+class SettingsSnapshot:
+    """The settings a model is opened with, frozen when it was asked for: a worker never reads
+    a value the user is changing at that moment."""
 
-    return LocalEngine.from_settings(path, settings, model_id=model_id)
+    def __init__(self, values: dict[str, Any]) -> None:
+        self._values = dict(values)
+
+    def __getitem__(self, key: str) -> Any:
+        return self._values[key]
 
 
 @dataclass(frozen=True)
 class LoadRequest:
     model_id: str
-    path: Path
-    settings: Settings
+    settings: SettingsSnapshot
+    provider: str = LOCAL
 
 
 @dataclass(frozen=True)
 class AnswerRequest:
-    """Answer ``conversation_id``: after saving ``question`` (when given), and after removing
-    ``replace_from`` and every later message (regenerate, edit and resend).
+    """Answer ``conversation_id`` with ``provider``'s ``model`` (``None``: the local model
+    loaded now): after removing ``replace_from`` and every later message (regenerate, edit and
+    resend), and after saving ``question`` when given.
 
-    ``question_saved`` is set by the worker once the question is in the history."""
+    ``prepare`` may change the exact messages sent. ``client`` names the front end that asked
+    (for logs). ``question_saved`` is set by the worker once the question is in the history."""
 
     conversation_id: int
     generation: GenerationSettings
-    cancel: CancelToken
     question: str | None = None
     replace_from: int | None = None
+    provider: str = LOCAL
+    model: str | None = None
+    prepare: Prepare | None = field(default=None, compare=False)
+    client: str = ""
+    settings: SettingsSnapshot | None = field(default=None, compare=False)
+    id: int = field(default_factory=lambda: next(_request_ids))
+    cancel: CancelToken = field(default_factory=CancelToken, compare=False)
     question_saved: threading.Event = field(default_factory=threading.Event, compare=False)
 
 
@@ -90,219 +111,338 @@ class _Coalescer:
             self._emit(text)
 
 
-class ModelWorker(QObject):
-    """Owns the engine; runs on the model thread. Slots are reached through queued signals.
+class ProviderWorker(QObject):
+    """Opens providers and writes answers on its own thread; slots are reached through queued
+    signals. The model lane keeps at most one provider open (the local model); the remote lane
+    keeps each remote provider it opened until shutdown.
 
     Signals:
         loadStarted(str): model id.
         loaded(str, list): model id and warnings about it (for example a fallback template).
         loadFailed(str, str, str, str): model id, message, hint, traceback ("" if known).
-        questionSaved(int, int): conversation id and the id of the saved question.
-        chunk(str): new text of the answer in progress, at most once per frame.
-        answerFinished(int, int): conversation id and id of the saved answer.
-        answerFailed(int, str, str, str, bool): conversation id, message, hint, traceback, and
-            whether the question of this request was saved.
+        answerStarted(int, int): request id, conversation id.
+        questionSaved(int, int, int): request id, conversation id, id of the saved question.
+        chunk(int, str): request id and new answer text, at most once per frame.
+        answerFinished(int, int, int): request id, conversation id, id of the saved answer.
+        answerFailed(int, int, str, str, str, bool): request id, conversation id, message,
+            hint, traceback, and whether the question of this request was saved.
+        answerSkipped(int, int): request id, conversation id: stopped before it started.
     """
 
     loadStarted = Signal(str)
     loaded = Signal(str, list)
     loadFailed = Signal(str, str, str, str)
-    questionSaved = Signal(int, int)
-    chunk = Signal(str)
-    answerFinished = Signal(int, int)
-    answerFailed = Signal(int, str, str, str, bool)
+    answerStarted = Signal(int, int)
+    questionSaved = Signal(int, int, int)
+    chunk = Signal(int, str)
+    answerFinished = Signal(int, int, int)
+    answerFailed = Signal(int, int, str, str, str, bool)
+    answerSkipped = Signal(int, int)
 
-    def __init__(self, history: HistoryStore, engine_factory: EngineFactory) -> None:
+    def __init__(self, history: HistoryStore, providers: ProviderRegistry, *, lane: str) -> None:
         super().__init__()
         self._history = history
-        self._factory = engine_factory
-        self._engine: ChatProvider | None = None
+        self._registry = providers
+        self._lane = lane
+        self._open: dict[tuple[str, str], ChatProvider] = {}
         self._closing = threading.Event()
         # Held while a task checks for closing and changes the history, so that once
-        # close_gate() returns no new question is saved (the window keeps it as a draft).
+        # close_gate() returns no new question is saved (its front end keeps it as a draft).
         self._gate = threading.Lock()
 
     def close_gate(self) -> None:
-        """Called from the UI thread when the window closes: start no task and save no new
-        question from now on. An answer already being written still saves what it wrote."""
+        """Called from the UI thread on quit: start no task and save no new question from now
+        on. An answer already being written still saves what it wrote."""
         with self._gate:
             self._closing.set()
+
+    # --- loading ---------------------------------------------------------------------------
 
     @Slot(object)
     def load(self, request: LoadRequest) -> None:
         if self._closing.is_set():
             return
-        self.loadStarted.emit(request.model_id)
-        self._close_engine()
         try:
-            engine = self._factory(request.path, request.settings, request.model_id)
+            self._load(request.provider, request.model_id, request.settings)
+        except Exception:
+            return  # reported by _load
+
+    def _load(self, provider: str, model_id: str, settings: SettingsSnapshot) -> ChatProvider:
+        """Open ``provider``'s ``model_id`` as the only model of this lane; failures are
+        reported (loadFailed) and re-raised."""
+        self.loadStarted.emit(model_id)
+        self._close_all()  # free the memory of the previous model before loading the next
+        try:
+            opened = self._registry.get(provider).open(model_id, settings)
         except Exception as exc:  # every failure goes back to the UI, none vanishes here
-            message, hint, details = describe(exc)
-            if details:
-                log.error("Loading %s failed:\n%s", request.path, details)
-            self.loadFailed.emit(request.model_id, message, hint, details)
-            return
-        self._engine = engine
-        self.loaded.emit(request.model_id, list(getattr(engine, "warnings", [])))
+            message, hint, details = describe(exc, f"Loading {model_id}")
+            self.loadFailed.emit(model_id, message, hint, details)
+            raise
+        self._open[(provider, model_id)] = opened
+        self.loaded.emit(model_id, list(opened.warnings))
+        return opened
+
+    def _provider_for(self, request: AnswerRequest) -> ChatProvider:
+        if self._lane == "model":
+            if request.model is None:
+                if not self._open:
+                    raise NoModelError(
+                        "No model is loaded, so there is nobody to answer yet.",
+                        hint="Pick a model, or get one in the model manager.",
+                    )
+                return next(iter(self._open.values()))
+            key = (request.provider, request.model)
+            if key in self._open:
+                return self._open[key]
+            if request.settings is None:
+                raise NoModelError(f"Model {request.model} is not loaded.")
+            return self._load(request.provider, request.model, request.settings)
+        key = (request.provider, request.model or "")
+        if key not in self._open:
+            settings = request.settings or SettingsSnapshot({})
+            self._open[key] = self._registry.get(request.provider).open(key[1], settings)
+        return self._open[key]
+
+    # --- answering -------------------------------------------------------------------------
 
     @Slot(object)
     def answer(self, request: AnswerRequest) -> None:
-        conversation_id = request.conversation_id
+        rid, conversation_id = request.id, request.conversation_id
+        if self._closing.is_set() or request.cancel.cancelled:
+            self.answerSkipped.emit(rid, conversation_id)
+            return
+        self.answerStarted.emit(rid, conversation_id)
         saved_question = False
-        text = _Coalescer(self.chunk.emit)
+        text = _Coalescer(lambda chunk: self.chunk.emit(rid, chunk))
         try:
-            if self._closing.is_set():
-                return
-            if self._engine is None:
-                raise NoModelError(
-                    "No model is loaded, so there is nobody to answer yet.",
-                    hint="Pick a model at the top of the window, or get one with "
-                    "\u201cGet models\u2026\u201d.",
-                )
+            provider = self._provider_for(request)
             with self._gate:
                 if self._closing.is_set():
-                    return  # the window closed meanwhile and keeps the question as a draft
+                    self.answerSkipped.emit(rid, conversation_id)
+                    return  # the app is quitting: its front end keeps the question
                 if request.replace_from is not None:
                     self._history.delete_messages_from(conversation_id, request.replace_from)
                 if request.question is not None:
                     saved = self._history.add_message(conversation_id, "user", request.question)
                     saved_question = True
                     request.question_saved.set()
-                    self.questionSaved.emit(conversation_id, saved.id)
+                    self.questionSaved.emit(rid, conversation_id, saved.id)
+            messages = conversation.context_for(self._history, conversation_id)
+            if request.prepare is not None:
+                messages = request.prepare(messages)
             exchange = conversation.answer(
                 self._history,
-                self._engine,
+                provider,
                 conversation_id,
                 request.generation,
                 cancel=request.cancel,
                 on_chunk=text.add,
+                messages=messages,
             )
         except Exception as exc:
             text.flush()
-            message, hint, details = describe(exc)
-            if details:
-                log.error("Answering in conversation %s failed:\n%s", conversation_id, details)
-            self.answerFailed.emit(conversation_id, message, hint, details, saved_question)
+            message, hint, details = describe(exc, f"Answering in conversation {conversation_id}")
+            self.answerFailed.emit(rid, conversation_id, message, hint, details, saved_question)
             return
         text.flush()
-        self.answerFinished.emit(conversation_id, exchange.message.id)
+        self.answerFinished.emit(rid, conversation_id, exchange.message.id)
 
     @Slot()
     def shutdown(self) -> None:
-        """Free the model and end the thread (queued after any task in progress)."""
-        self._close_engine()
+        """Free every provider and end the thread (queued after any task in progress)."""
+        self._close_all()
         thread = self.thread()
         if thread is not None:
             thread.quit()
 
-    def _close_engine(self) -> None:
-        engine, self._engine = self._engine, None
-        close = getattr(engine, "close", None)
-        if close is not None:
+    def _close_all(self) -> None:
+        opened, self._open = list(self._open.values()), {}
+        for provider in opened:
             try:
-                close()
+                provider.close()
             except Exception:  # freeing memory must not stop the next load
-                log.exception("Closing the previous model failed")
+                log.exception("Closing %s failed", provider.model_name)
+
+
+@dataclass
+class _Active:
+    """What the runner knows of a request that has not ended."""
+
+    request: AnswerRequest
+    lane: str
+    text: str = ""
+    started: bool = False
+
+
+class _Lane:
+    """A worker and its thread."""
+
+    def __init__(self, name: str, history: HistoryStore, providers: ProviderRegistry) -> None:
+        self.thread = QThread()
+        self.thread.setObjectName(f"{name}-worker")
+        self.worker = ProviderWorker(history, providers, lane=name)
+        self.worker.moveToThread(self.thread)
+        self.thread.finished.connect(self.worker.deleteLater)
 
 
 class ModelRunner(QObject):
-    """The model worker as seen from the UI thread.
+    """The request queue every front end shares, as seen from the UI thread.
 
     Signals:
-        loadStarted(str): a model started loading (its id).
-        loaded(str, list): the model is ready (its id, warnings).
+        loadStarted(str): the local model started loading (its id).
+        loaded(str, list): the local model is ready (its id, warnings).
         loadFailed(str, str, str, str): model id, message, hint, traceback ("" if known).
-        busyChanged(bool): an answer started (True) or ended (False).
-        questionSaved(int, int): conversation id, id of the saved question.
-        textReceived(int, str): conversation id and new answer text (at most once per frame:
-            the worker coalesces the tokens).
-        answerFinished(int, int): conversation id, id of the saved answer (complete or stopped).
-        answerFailed(int, str, str, str, bool): conversation id, message, hint, traceback, and
-            whether the question was saved.
+        busyChanged(bool): some request is queued or running (True), or none is (False).
+        answerStarted(int, int): request id, conversation id: the worker took it up.
+        questionSaved(int, int, int): request id, conversation id, id of the saved question.
+        textReceived(int, int, str): request id, conversation id, new answer text (at most
+            once per frame: the worker coalesces the tokens).
+        answerFinished(int, int, int): request id, conversation id, id of the saved answer
+            (complete or stopped).
+        answerFailed(int, int, str, str, str, bool): request id, conversation id, message,
+            hint, traceback, and whether the question was saved.
+        questionReturned(int, int, str): request id, conversation id and the question of a
+            request that never started (stopped while queued, or the app is quitting): it was
+            not saved, and the front end that asked keeps it.
+        requestEnded(int): the request is over (after any of the three signals above).
     """
 
     loadStarted = Signal(str)
     loaded = Signal(str, list)
     loadFailed = Signal(str, str, str, str)
     busyChanged = Signal(bool)
-    questionSaved = Signal(int, int)
-    textReceived = Signal(int, str)
-    answerFinished = Signal(int, int)
-    answerFailed = Signal(int, str, str, str, bool)
+    answerStarted = Signal(int, int)
+    questionSaved = Signal(int, int, int)
+    textReceived = Signal(int, int, str)
+    answerFinished = Signal(int, int, int)
+    answerFailed = Signal(int, int, str, str, str, bool)
+    questionReturned = Signal(int, int, str)
+    requestEnded = Signal(int)
 
-    _loadRequested = Signal(object)
-    _answerRequested = Signal(object)
+    _modelLoadRequested = Signal(object)
+    _modelAnswerRequested = Signal(object)
+    _remoteAnswerRequested = Signal(object)
     _shutdownRequested = Signal()
 
     def __init__(
         self,
         history: HistoryStore,
-        engine_factory: EngineFactory = load_local_engine,
+        providers: ProviderRegistry,
         parent: QObject | None = None,
     ) -> None:
         super().__init__(parent)
-        self._thread = QThread()
-        self._thread.setObjectName("model-worker")
-        self._worker = ModelWorker(history, engine_factory)
-        self._worker.moveToThread(self._thread)
-        self._thread.finished.connect(self._worker.deleteLater)
-        self._loadRequested.connect(self._worker.load)
-        self._answerRequested.connect(self._worker.answer)
-        self._shutdownRequested.connect(self._worker.shutdown)
-        self._worker.loadStarted.connect(self.loadStarted)
-        self._worker.loaded.connect(self._on_loaded)
-        self._worker.loadFailed.connect(self._on_load_failed)
-        self._worker.questionSaved.connect(self.questionSaved)
-        self._worker.chunk.connect(self._on_chunk)
-        self._worker.answerFinished.connect(self._on_answer_finished)
-        self._worker.answerFailed.connect(self._on_answer_failed)
+        self.providers = providers
+        self._lanes = {
+            "model": _Lane("model", history, providers),
+            "remote": _Lane("remote", history, providers),
+        }
+        model, remote = self._lanes["model"].worker, self._lanes["remote"].worker
+        self._modelLoadRequested.connect(model.load)
+        self._modelAnswerRequested.connect(model.answer)
+        self._remoteAnswerRequested.connect(remote.answer)
+        for lane in self._lanes.values():
+            self._shutdownRequested.connect(lane.worker.shutdown)
+            worker = lane.worker
+            worker.answerStarted.connect(self._on_answer_started)
+            worker.questionSaved.connect(self._on_question_saved)
+            worker.chunk.connect(self._on_chunk)
+            worker.answerFinished.connect(self._on_answer_finished)
+            worker.answerFailed.connect(self._on_answer_failed)
+            worker.answerSkipped.connect(self._on_answer_skipped)
+        model.loadStarted.connect(self.loadStarted)
+        model.loaded.connect(self._on_loaded)
+        model.loadFailed.connect(self._on_load_failed)
 
-        self._cancel: CancelToken | None = None
-        self._requests: list[AnswerRequest] = []  # sent to the worker, not ended yet
+        self._active: dict[int, _Active] = {}  # submitted and not ended, in submission order
         self._closing = False
         self._shutdown_sent = False
-        self._answers_queued = 0
         self._loads_queued = 0
-        self.model_id: str | None = None  # the model loaded (or last asked for)
+        self._settings: SettingsSnapshot | None = None
+        self.model_id: str | None = None  # the local model loaded (or last asked for)
         self.ready = False
-        self.streaming_conversation: int | None = None
-        self.streaming_text = ""
-        self._thread.start()
-        app = QCoreApplication.instance()
-        if app is not None:
-            # A thread still running when Qt tears down aborts the process.
-            app.aboutToQuit.connect(self._on_about_to_quit)
+        for lane in self._lanes.values():
+            lane.thread.start()
 
     # --- state -----------------------------------------------------------------------------
 
     @property
     def busy(self) -> bool:
-        """An answer is queued or being written."""
-        return self._answers_queued > 0
+        """Some request, of any front end, is queued or being written."""
+        return bool(self._active)
 
     @property
     def loading(self) -> bool:
         return self._loads_queued > 0
 
+    @property
+    def model_thread(self) -> QThread:
+        """The thread that owns the local model (tests check that nothing else runs there)."""
+        return self._lanes["model"].thread
+
+    def is_active(self, request_id: int) -> bool:
+        return request_id in self._active
+
+    def text_so_far(self, request_id: int) -> str:
+        """The answer text received for a request that has not ended ("" otherwise)."""
+        active = self._active.get(request_id)
+        return active.text if active is not None else ""
+
+    def request_for(self, conversation_id: int) -> int | None:
+        """The request writing in ``conversation_id`` now (or queued for it), if any."""
+        for rid, active in self._active.items():
+            if active.request.conversation_id == conversation_id:
+                return rid
+        return None
+
     # --- requests --------------------------------------------------------------------------
 
-    def load(self, model_id: str, path: Path, settings: Settings) -> None:
-        """Load a model in the background; the one loaded before is freed first."""
+    def load(self, model_id: str, settings: Any, provider: str = LOCAL) -> None:
+        """Load ``provider``'s model in the background; the one loaded before is freed first.
+        ``settings`` (a mapping-like ``Settings``) is read now, not later."""
         self._loads_queued += 1
         self.model_id = model_id
         self.ready = False
-        snapshot = Settings(settings.path, settings.as_dict())
-        self._loadRequested.emit(LoadRequest(model_id, path, snapshot))
+        self._settings = _snapshot(settings)
+        self._modelLoadRequested.emit(LoadRequest(model_id, self._settings, provider))
 
-    def ask(self, conversation_id: int, question: str, generation: GenerationSettings) -> None:
-        self._submit(AnswerRequest(conversation_id, generation, CancelToken(), question=question))
+    def submit(self, request: AnswerRequest) -> int:
+        """Queue ``request`` on its lane; returns its id. Remote providers (and unknown ones,
+        which fail there with a clear message) go to the remote lane."""
+        remote = (
+            request.provider in self.providers and not self.providers.get(request.provider).is_local
+        )
+        lane = "remote" if remote or request.provider not in self.providers else "model"
+        if request.settings is None and self._settings is not None:
+            request = _with_settings(request, self._settings)
+        if not self._active:
+            self.busyChanged.emit(True)
+        self._active[request.id] = _Active(request, lane)
+        if self._closing:
+            self._return(request.id)
+            return request.id
+        if lane == "model":
+            self._modelAnswerRequested.emit(request)
+        else:
+            self._remoteAnswerRequested.emit(request)
+        return request.id
+
+    def ask(
+        self,
+        conversation_id: int,
+        question: str,
+        generation: GenerationSettings,
+        **options: Any,
+    ) -> int:
+        """Save ``question`` in ``conversation_id`` and answer it; ``options`` are the other
+        fields of ``AnswerRequest`` (provider, model, prepare, client)."""
+        return self.submit(AnswerRequest(conversation_id, generation, question, **options))
 
     def regenerate(
-        self, conversation_id: int, answer_id: int, generation: GenerationSettings
-    ) -> None:
+        self, conversation_id: int, answer_id: int, generation: GenerationSettings, **options: Any
+    ) -> int:
         """Write the answer ``answer_id`` again (it and anything after it are replaced)."""
-        self._submit(
-            AnswerRequest(conversation_id, generation, CancelToken(), replace_from=answer_id)
+        return self.submit(
+            AnswerRequest(conversation_id, generation, replace_from=answer_id, **options)
         )
 
     def edit_and_resend(
@@ -311,113 +451,148 @@ class ModelRunner(QObject):
         question_id: int,
         question: str,
         generation: GenerationSettings,
-    ) -> None:
+        **options: Any,
+    ) -> int:
         """Replace the question ``question_id`` (and everything after it) with ``question``."""
-        self._submit(
+        return self.submit(
             AnswerRequest(
-                conversation_id,
-                generation,
-                CancelToken(),
-                question=question,
-                replace_from=question_id,
+                conversation_id, generation, question, replace_from=question_id, **options
             )
         )
 
-    def stop(self) -> None:
-        """Stop the answer in progress at the next token; its text so far is kept."""
-        if self._cancel is not None:
-            self._cancel.cancel()
+    def stop(self, request_id: int | None) -> None:
+        """Stop one request: at the next token if it is being written (its text so far is
+        kept), or before it starts if it is queued. Other requests go on."""
+        active = self._active.get(request_id) if request_id is not None else None
+        if active is not None:
+            active.request.cancel.cancel()
 
     def begin_shutdown(self) -> list[str]:
-        """Stop the answer in progress and let the worker start nothing new; returns at once.
+        """Stop every request and let the workers start nothing new; returns at once.
 
-        Returns the questions the worker never saved (asked while a model was still loading),
-        for the window to keep as a draft; from now on the worker will not save them. The
-        answer in progress is saved as interrupted. Only the first call returns questions.
+        Requests that never started go back to their front ends (``questionReturned``, and the
+        list returned here); from now on no worker will save them. An answer in progress is
+        saved as interrupted. Only the first call returns questions.
         """
         if self._closing:
             return []
         self._closing = True
-        self._worker.close_gate()
-        self.stop()
-        unsent = [
-            r.question
-            for r in self._requests
-            if r.question is not None and not r.question_saved.is_set()
-        ]
-        self._requests.clear()
-        return unsent
+        for lane in self._lanes.values():
+            lane.worker.close_gate()
+        returned = []
+        for rid, active in list(self._active.items()):
+            active.request.cancel.cancel()
+            if active.request.question is not None and not active.request.question_saved.is_set():
+                returned.append(active.request.question)
+                self._return(rid)
+            else:
+                # Its worker saves it as interrupted; the app is going, so nobody is told
+                # more about it (the history may be closed by the time a signal would arrive).
+                self._end(rid)
+        return returned
 
     def shutdown(self, timeout_ms: int = 10_000) -> bool:
-        """Stop the answer, free the model and end the thread; return whether it ended.
+        """Stop every answer, free the models and end the threads; return whether they ended.
 
-        Waits up to ``timeout_ms`` for the worker to save the answer in progress (as
-        interrupted). A second call does not wait again: it says whether the thread has ended.
+        Waits up to ``timeout_ms`` in all for the workers to save the answers in progress (as
+        interrupted). A second call does not wait again: it says whether the threads ended.
         """
-        if self._shutdown_sent or not self._thread.isRunning():
-            return not self._thread.isRunning()
+        threads = [lane.thread for lane in self._lanes.values()]
+        if self._shutdown_sent or not any(t.isRunning() for t in threads):
+            return not any(t.isRunning() for t in threads)
         self._shutdown_sent = True
         self.begin_shutdown()
         self._shutdownRequested.emit()
-        if not self._thread.wait(timeout_ms):
-            log.warning("The model thread did not end within %d ms", timeout_ms)
-        return not self._thread.isRunning()
+        deadline = time.monotonic() + timeout_ms / 1000
+        for thread in threads:
+            left = max(0, int((deadline - time.monotonic()) * 1000))
+            if not thread.wait(left):
+                log.warning("%s did not end within %d ms", thread.objectName(), timeout_ms)
+        return not any(t.isRunning() for t in threads)
 
-    @Slot()
-    def _on_about_to_quit(self) -> None:
-        self.shutdown()
+    # --- from the workers ------------------------------------------------------------------
 
-    def _submit(self, request: AnswerRequest) -> None:
-        if self._answers_queued == 0:
-            self.busyChanged.emit(True)
-        self._answers_queued += 1
-        self._cancel = request.cancel
-        self._requests.append(request)
-        self.streaming_conversation = request.conversation_id
-        self.streaming_text = ""
-        self._answerRequested.emit(request)
+    def _end(self, request_id: int) -> None:
+        self._active.pop(request_id, None)
+        self.requestEnded.emit(request_id)
+        if not self._active:
+            self.busyChanged.emit(False)
 
-    # --- from the worker -------------------------------------------------------------------
+    def _return(self, request_id: int) -> None:
+        active = self._active.get(request_id)
+        if active is None:
+            return
+        request = active.request
+        if request.question is not None and not request.question_saved.is_set():
+            self.questionReturned.emit(request_id, request.conversation_id, request.question)
+        self._end(request_id)
 
     @Slot(str, list)
     def _on_loaded(self, model_id: str, warnings: list[Any]) -> None:
-        self._loads_queued -= 1
+        self._loads_queued = max(0, self._loads_queued - 1)
         if self._loads_queued == 0:
             self.ready = True
+            self.model_id = model_id  # also when a request loaded it
         self.loaded.emit(model_id, [str(w) for w in warnings])
 
     @Slot(str, str, str, str)
     def _on_load_failed(self, model_id: str, message: str, hint: str, details: str) -> None:
-        self._loads_queued -= 1
+        self._loads_queued = max(0, self._loads_queued - 1)
         self.ready = False
         if self._loads_queued == 0:
             self.model_id = None  # the previous model was freed before this load was tried
         self.loadFailed.emit(model_id, message, hint, details)
 
-    @Slot(str)
-    def _on_chunk(self, text: str) -> None:
-        self.streaming_text += text
-        if self.streaming_conversation is not None:
-            self.textReceived.emit(self.streaming_conversation, text)
+    @Slot(int, int)
+    def _on_answer_started(self, request_id: int, conversation_id: int) -> None:
+        active = self._active.get(request_id)
+        if active is not None:
+            active.started = True
+            self.answerStarted.emit(request_id, conversation_id)
 
-    def _answer_ended(self) -> None:
-        if self._requests:
-            self._requests.pop(0)  # the worker ends requests in the order they were sent
-        self._answers_queued -= 1
-        if self._answers_queued == 0:
-            self._cancel = None
-            self.streaming_conversation = None
-            self.streaming_text = ""
-            self.busyChanged.emit(False)
+    @Slot(int, int, int)
+    def _on_question_saved(self, request_id: int, conversation_id: int, message_id: int) -> None:
+        if request_id in self._active:
+            self.questionSaved.emit(request_id, conversation_id, message_id)
+
+    @Slot(int, str)
+    def _on_chunk(self, request_id: int, text: str) -> None:
+        active = self._active.get(request_id)
+        if active is not None:
+            active.text += text
+            self.textReceived.emit(request_id, active.request.conversation_id, text)
+
+    @Slot(int, int, int)
+    def _on_answer_finished(self, request_id: int, conversation_id: int, message_id: int) -> None:
+        if request_id in self._active:
+            self.answerFinished.emit(request_id, conversation_id, message_id)
+            self._end(request_id)
+
+    @Slot(int, int, str, str, str, bool)
+    def _on_answer_failed(
+        self,
+        request_id: int,
+        conversation_id: int,
+        message: str,
+        hint: str,
+        details: str,
+        saved: bool,
+    ) -> None:
+        if request_id in self._active:
+            self.answerFailed.emit(request_id, conversation_id, message, hint, details, saved)
+            self._end(request_id)
 
     @Slot(int, int)
-    def _on_answer_finished(self, conversation_id: int, message_id: int) -> None:
-        self._answer_ended()
-        self.answerFinished.emit(conversation_id, message_id)
+    def _on_answer_skipped(self, request_id: int, _conversation_id: int) -> None:
+        self._return(request_id)
 
-    @Slot(int, str, str, str, bool)
-    def _on_answer_failed(
-        self, conversation_id: int, message: str, hint: str, details: str, saved: bool
-    ) -> None:
-        self._answer_ended()
-        self.answerFailed.emit(conversation_id, message, hint, details, saved)
+
+def _snapshot(settings: Any) -> SettingsSnapshot:
+    if isinstance(settings, SettingsSnapshot):
+        return settings
+    as_dict = getattr(settings, "as_dict", None)
+    return SettingsSnapshot(as_dict() if as_dict is not None else dict(settings))
+
+
+def _with_settings(request: AnswerRequest, settings: SettingsSnapshot) -> AnswerRequest:
+    return replace(request, settings=settings)
