@@ -38,6 +38,11 @@ class AppPaths:
         return self.config / "settings.json"
 
     @property
+    def state_file(self) -> Path:
+        """What the app remembers between runs (draft, window geometry): not preferences."""
+        return self.config / "state.json"
+
+    @property
     def installed_models_file(self) -> Path:
         return self.data / "installed_models.json"
 

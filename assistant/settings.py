@@ -1,14 +1,28 @@
-"""What the user chose, declared once with defaults and checks.
+"""What the user chose, declared once: default, type, range, label and where it is edited.
 
 Settings live in ``settings.json`` in the config folder. A missing, unreadable or invalid value
 falls back to its default with a warning; a broken settings file never stops the app.
+
+``SCHEMA`` is the only list of settings. Validation reads its ranges and choices, and the
+settings dialog builds its tabs, rows and editors from the same fields, so nothing is repeated
+by hand.
+
+Several writers share the file (the app and the command line, two windows): ``save()`` takes a
+lock, reads the file again and writes back only the keys this object changed, so a change made
+elsewhere meanwhile survives.
+
+Listeners (``add_listener``) hear about every change to this object's values, at the next
+``save()``, ``update()`` or ``reload()``: ``set()`` alone tells nobody until one of those runs.
+They are called with the changed keys, in schema order, even when the save itself failed (the
+new values are in use in this process either way); ``update()`` and ``reload()`` return the same
+list.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -18,70 +32,254 @@ from assistant.engine.base import OVERFLOW_POLICIES, GenerationSettings
 
 log = logging.getLogger(__name__)
 
+Listener = Callable[[list[str]], None]
+
+GROUPS: tuple[str, ...] = ("Answers", "Model", "Appearance and data")
+"""The settings dialog's tabs, in order; a setting's ``group`` names one of them."""
+
+LEGACY_KEYS = frozenset({"draft", "first_run_done"})
+"""Keys an older version kept in settings.json. They are window state now (``assistant.state``):
+read from here once by ``WindowState.load``, not warned about, dropped at the next save."""
+
+LOCK_TIMEOUT_S = 10.0
+"""How long a save waits for another writer; writers hold the lock for one small write."""
+
 
 @dataclass(frozen=True)
 class Setting:
+    """One setting. The UI fields say how the settings dialog shows it (``group`` None: not in
+    the dialog); ``minimum``/``maximum`` and ``choices`` are also what a value is checked
+    against, so each range is written once."""
+
     key: str
     default: Any
     kind: type
-    check: Callable[[Any], bool] = lambda _value: True
-    description: str = ""
+    label: str = ""
+    group: str | None = None
+    minimum: float | None = None
+    maximum: float | None = None
+    step: float | None = None
+    decimals: int | None = None
+    choices: tuple[tuple[Any, str], ...] = ()
+    count_label: str = ""
+    """For a text setting with ``choices``: it may also hold a whole number from ``minimum`` to
+    ``maximum`` written as text, offered in the dialog under this label (gpu_layers: "auto",
+    "off" or "20")."""
+    special_value_text: str = ""
+    """Shown instead of the number at ``minimum`` ("Off", "Automatic")."""
+    tooltip: str = ""
+    accessible_name: str = ""
+    """For screen readers, when the label reads badly aloud; the label otherwise."""
+    placeholder: str = ""
+    multiline: bool = False
+    reload_model: bool = False
+    """Changing it takes effect only when the model is loaded again."""
 
+    @property
+    def choice_values(self) -> tuple[Any, ...]:
+        return tuple(value for value, _label in self.choices)
 
-def _between(low: float, high: float) -> Callable[[Any], bool]:
-    return lambda value: low <= value <= high
+    def coerce(self, value: Any) -> Any:
+        """``value`` as this setting's type, or ``ValueError`` saying what is wrong with it."""
+        if value is None:
+            if self.default is None:
+                return None
+            raise ValueError("missing")
+        if self.kind is bool:
+            if isinstance(value, bool):
+                return value
+            raise ValueError("not true/false")
+        if self.kind is int:
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ValueError("not a whole number")
+        elif self.kind is float:
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise ValueError("not a number")
+            value = float(value)
+        elif self.kind is str and not isinstance(value, str):
+            raise ValueError("not text")
+        if self.count_label and value not in self.choice_values:
+            if not (value.isascii() and value.isdigit()):
+                raise ValueError(f"not one of {', '.join(self.choice_values)} or a number")
+            self._check_range(int(value))
+        elif self.choices:
+            if value not in self.choice_values:
+                raise ValueError(f"not one of {', '.join(map(str, self.choice_values))}")
+        elif self.kind in (int, float):
+            self._check_range(value)
+        return value
 
-
-def _one_of(*choices: Any) -> Callable[[Any], bool]:
-    return lambda value: value in choices
+    def _check_range(self, number: float) -> None:
+        if self.minimum is not None and number < self.minimum:
+            raise ValueError(f"below {self.minimum:g}")
+        if self.maximum is not None and number > self.maximum:
+            raise ValueError(f"above {self.maximum:g}")
 
 
 # Sampling defaults live in one place: the engine's GenerationSettings.
 _GEN = GenerationSettings()
+_OVERFLOW_LABELS = {
+    "drop_oldest": "Leave out the oldest messages",
+    "refuse": "Stop and tell me to start a new chat",
+}
 
 SCHEMA: tuple[Setting, ...] = (
-    Setting("system_prompt", "You are a helpful assistant.", str, description="System prompt"),
-    Setting("temperature", _GEN.temperature, float, _between(0.0, 2.0), "Sampling temperature"),
-    Setting("top_p", _GEN.top_p, float, _between(0.0, 1.0), "Nucleus sampling"),
-    Setting("top_k", _GEN.top_k, int, _between(0, 1000), "Top-k sampling (0 = off)"),
-    Setting("min_p", _GEN.min_p, float, _between(0.0, 1.0), "Min-p sampling"),
-    Setting("repeat_penalty", _GEN.repeat_penalty, float, _between(0.5, 2.0), "Repeat penalty"),
-    Setting("max_tokens", _GEN.max_tokens, int, _between(1, 32768), "Longest answer, in tokens"),
-    Setting("seed", _GEN.seed, int, description="Random seed (empty = random)"),
-    Setting("context_size", 4096, int, _between(512, 131072), "Context window, in tokens"),
-    Setting("threads", 0, int, _between(0, 256), "CPU threads (0 = physical cores)"),
-    Setting("gpu_layers", "auto", str, lambda v: v in ("auto", "off") or v.isdigit(), "GPU layers"),
-    Setting("overflow_policy", _GEN.overflow, str, _one_of(*OVERFLOW_POLICIES), "When full"),
-    Setting("theme", "system", str, _one_of("system", "light", "dark"), "Theme"),
-    Setting("draft", "", str, description="Unsent text in the chat input"),
-    Setting("first_run_done", False, bool, description="The welcome screen was shown"),
-    Setting("cloud_enabled", False, bool, description="Allow sending questions to a cloud model"),
+    Setting(
+        "system_prompt",
+        "You are a helpful assistant.",
+        str,
+        label="System prompt",
+        group="Answers",
+        multiline=True,
+        placeholder="What the assistant is told before every chat",
+    ),
+    Setting(
+        "temperature",
+        _GEN.temperature,
+        float,
+        label="Temperature",
+        group="Answers",
+        minimum=0.0,
+        maximum=2.0,
+        step=0.05,
+        decimals=2,
+        tooltip="0 always picks the most likely word; higher is more varied",
+    ),
+    Setting(
+        "top_p",
+        _GEN.top_p,
+        float,
+        label="Top-p",
+        group="Answers",
+        minimum=0.0,
+        maximum=1.0,
+        step=0.01,
+        decimals=2,
+        tooltip="Pick only among the likeliest words that together reach this probability",
+    ),
+    Setting(
+        "top_k",
+        _GEN.top_k,
+        int,
+        label="Top-k",
+        group="Answers",
+        minimum=0,
+        maximum=1000,
+        step=1,
+        special_value_text="Off",
+        tooltip="Pick only among this many likeliest words",
+    ),
+    Setting(
+        "min_p",
+        _GEN.min_p,
+        float,
+        label="Min-p",
+        group="Answers",
+        minimum=0.0,
+        maximum=1.0,
+        step=0.01,
+        decimals=2,
+        tooltip="Leave out words this much less likely than the likeliest one",
+    ),
+    Setting(
+        "repeat_penalty",
+        _GEN.repeat_penalty,
+        float,
+        label="Repeat penalty",
+        group="Answers",
+        minimum=0.5,
+        maximum=2.0,
+        step=0.05,
+        decimals=2,
+        tooltip="Above 1 makes the model repeat itself less",
+    ),
+    Setting(
+        "max_tokens",
+        _GEN.max_tokens,
+        int,
+        label="Longest answer (tokens)",
+        group="Answers",
+        minimum=1,
+        maximum=32768,
+        step=64,
+        accessible_name="Longest answer in tokens",
+        tooltip="An answer stops after this many tokens",
+    ),
+    Setting("seed", _GEN.seed, int, label="Random seed (empty = random)"),
+    Setting(
+        "context_size",
+        4096,
+        int,
+        label="Context size (tokens)",
+        group="Model",
+        minimum=512,
+        maximum=131072,
+        step=512,
+        accessible_name="Context size in tokens",
+        tooltip="How much of the conversation the model can see at once",
+        reload_model=True,
+    ),
+    Setting(
+        "threads",
+        0,
+        int,
+        label="CPU threads",
+        group="Model",
+        minimum=0,
+        maximum=256,
+        step=1,
+        special_value_text="Automatic",
+        tooltip="Automatic uses one thread per physical core",
+        reload_model=True,
+    ),
+    Setting(
+        "gpu_layers",
+        "auto",
+        str,
+        label="GPU offload",
+        group="Model",
+        # 0 layers is the same as "off"; an older version accepted it, so it stays valid.
+        minimum=0,
+        maximum=999,
+        step=1,
+        choices=(("auto", "Automatic (as many as fit)"), ("off", "Off")),
+        count_label="This many layers",
+        tooltip="How many of the model's layers run on the graphics card",
+        reload_model=True,
+    ),
+    Setting(
+        "overflow_policy",
+        _GEN.overflow,
+        str,
+        label="When a chat gets too long",
+        group="Model",
+        choices=tuple((policy, _OVERFLOW_LABELS[policy]) for policy in OVERFLOW_POLICIES),
+        accessible_name="When the conversation is too long",
+    ),
+    Setting(
+        "theme",
+        "system",
+        str,
+        label="Theme",
+        group="Appearance and data",
+        choices=(("system", "Same as the system"), ("light", "Light"), ("dark", "Dark")),
+    ),
+    Setting("cloud_enabled", False, bool, label="Allow sending questions to a cloud model"),
 )
 _BY_KEY = {setting.key: setting for setting in SCHEMA}
 
+RELOAD_KEYS = frozenset(setting.key for setting in SCHEMA if setting.reload_model)
+"""Changing one of these needs the model loaded again."""
 
-def _coerce(setting: Setting, value: Any) -> Any:
-    """Return ``value`` as the setting's type, or raise ValueError."""
-    if value is None:
-        if setting.default is None:
-            return None
-        raise ValueError("missing")
-    if setting.kind is bool:
-        if isinstance(value, bool):
-            return value
-        raise ValueError("not true/false")
-    if setting.kind is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ValueError("not a whole number")
-    elif setting.kind is float:
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise ValueError("not a number")
-        value = float(value)
-    elif setting.kind is str and not isinstance(value, str):
-        raise ValueError("not text")
-    if not setting.check(value):
-        raise ValueError("out of range")
-    return value
+
+def setting(key: str) -> Setting:
+    """The declaration of ``key``; ``KeyError`` for a key the schema does not have."""
+    return _BY_KEY[key]
+
+
+def _ordered(keys: Iterable[str]) -> list[str]:
+    wanted = set(keys)
+    return [s.key for s in SCHEMA if s.key in wanted]
 
 
 class Settings:
@@ -89,57 +287,124 @@ class Settings:
 
     def __init__(self, path: Path, values: dict[str, Any] | None = None) -> None:
         self.path = path
-        self._values: dict[str, Any] = {s.key: s.default for s in SCHEMA}
-        self.warnings: list[str] = []
-        for key, value in (values or {}).items():
-            self._accept(key, value)
+        defaults = {s.key: s.default for s in SCHEMA}
+        self._values: dict[str, Any] = dict(defaults)
+        # The file's values as last read or written: a key that differs from here is this
+        # object's own change, the only kind save() writes over the file.
+        self._synced: dict[str, Any] = dict(defaults)
+        # The values listeners last heard about.
+        self._announced: dict[str, Any] = dict(defaults)
+        self._listeners: list[Listener] = []
+        accepted, problems = _validate(values or {})
+        self.warnings: list[str] = problems
+        """Problems found in the values given, or in the file when it was last read (load,
+        reload)."""
+        self._values.update(accepted)
+        self._announced = dict(self._values)
+        for text in self.warnings:
+            log.warning(text)
 
     @classmethod
     def load(cls, path: Path) -> Settings:
         settings = cls(path)
-        if not path.exists():
-            return settings
-        try:
-            raw = json.loads(path.read_text(encoding="utf-8"))
-            if not isinstance(raw, dict):
-                raise ValueError("the file does not hold a JSON object")
-        except (OSError, ValueError) as exc:
-            settings._warn(f"Settings file {path} could not be read ({exc}); using defaults.")
-            return settings
-        for key, value in raw.items():
-            settings._accept(key, value)
+        values, settings.warnings = _read(path)
+        for text in settings.warnings:
+            log.warning(text)
+        if values is not None:
+            settings._values.update(values)
+            settings._synced.update(values)
+            settings._announced = dict(settings._values)
         return settings
-
-    def _warn(self, text: str) -> None:
-        self.warnings.append(text)
-        log.warning(text)
-
-    def _accept(self, key: str, value: Any) -> None:
-        setting = _BY_KEY.get(key)
-        if setting is None:
-            self._warn(f"Unknown setting {key!r} ignored.")
-            return
-        try:
-            self._values[key] = _coerce(setting, value)
-        except ValueError as exc:
-            self._warn(
-                f"Setting {key!r} has an invalid value {value!r} ({exc}); "
-                f"using the default {setting.default!r}."
-            )
 
     def __getitem__(self, key: str) -> Any:
         return self._values[key]
 
     def set(self, key: str, value: Any) -> None:
-        """Change one value; raises ``KeyError`` or ``ValueError`` for a bad one."""
-        self._values[key] = _coerce(_BY_KEY[key], value)
+        """Change one value in memory; raises ``KeyError`` or ``ValueError`` for a bad one.
+        Nothing is written, nor anyone told, until ``save()``."""
+        self._values[key] = _BY_KEY[key].coerce(value)
+
+    def update(self, values: dict[str, Any]) -> list[str]:
+        """Set several values and save. Returns the keys whose values changed, as the listeners
+        are told them: these, any another writer had saved meanwhile, any ``set()`` before.
+
+        A bad value raises ``KeyError``/``ValueError`` before anything changes. A failed write
+        raises ``OSError`` after the listeners were told: the values are in use regardless."""
+        checked = {key: _BY_KEY[key].coerce(value) for key, value in values.items()}
+        self._values.update(checked)
+        return self._save()
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self._values)
 
+    def own_changes(self) -> list[str]:
+        """Keys this object changed that are not in the file yet."""
+        return [key for key in _ordered(self._values) if self._values[key] != self._synced[key]]
+
     def save(self) -> None:
-        """Write atomically: a crash mid-save leaves the previous file intact."""
-        atomic_write_text(self.path, json.dumps(self._values, indent=2, sort_keys=True))
+        """Write this object's own changes into the file without losing anyone else's.
+
+        Under a lock beside the file: read it again, put in the keys changed here since the
+        last load or save, write atomically (a crash leaves the previous file). The values of
+        this object then match the file, another writer's changes included, and listeners are
+        told what changed. ``OSError`` (also when the lock is not free within
+        ``LOCK_TIMEOUT_S``) propagates, after the listeners were told."""
+        self._save()
+
+    def _save(self) -> list[str]:
+        from filelock import FileLock  # imported here: the GUI's start does not need it
+
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with FileLock(str(self.path) + ".lock", timeout=LOCK_TIMEOUT_S):
+                found, problems = _read(self.path)
+                for text in problems:
+                    log.warning("%s Saving replaces it.", text)
+                merged = dict(self._values if found is None else found)
+                for key in self.own_changes():
+                    merged[key] = self._values[key]
+                atomic_write_text(self.path, json.dumps(merged, indent=2, sort_keys=True))
+                self._values = merged
+                self._synced = dict(merged)
+        finally:
+            told = self._announce()
+        return told
+
+    def reload(self) -> list[str]:
+        """Read the file again (another process may have changed it), keeping the changes made
+        here and not saved yet. Returns the keys whose values changed, as the listeners are
+        told them (a ``set()`` not told yet included).
+
+        A file that cannot be read leaves the values as they are (with a warning)."""
+        found, self.warnings = _read(self.path)
+        for text in self.warnings:
+            log.warning(text)
+        if found is not None:
+            own = set(self.own_changes())
+            for key, value in found.items():
+                if key not in own:
+                    self._values[key] = value
+            self._synced = dict(found)
+        return self._announce()
+
+    def add_listener(self, callback: Listener) -> None:
+        """Call ``callback(changed_keys)`` after each save, update or reload that changed
+        values. Listeners run in the calling thread, in the order they were added."""
+        self._listeners.append(callback)
+
+    def remove_listener(self, callback: Listener) -> None:
+        """Stop calling ``callback``; one that was never added is ignored."""
+        if callback in self._listeners:
+            self._listeners.remove(callback)
+
+    def _announce(self) -> list[str]:
+        """Tell the listeners what changed since they last heard; returns that."""
+        changed = [k for k in _ordered(self._values) if self._values[k] != self._announced[k]]
+        self._announced = dict(self._values)
+        if changed:
+            for callback in list(self._listeners):
+                callback(list(changed))
+        return changed
 
     def generation_settings(self) -> GenerationSettings:
         """The sampling settings the user chose (each field has a setting of the same name,
@@ -149,3 +414,39 @@ class Settings:
 
 
 _GENERATION_KEYS = {"overflow": "overflow_policy"}
+
+
+def _read(path: Path) -> tuple[dict[str, Any] | None, list[str]]:
+    """The file's values, every key present (an invalid or missing value is its default), and
+    what was wrong. None when the file exists but cannot be read at all; a missing file is
+    all defaults."""
+    if not path.exists():
+        return {s.key: s.default for s in SCHEMA}, []
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(raw, dict):
+            raise ValueError("the file does not hold a JSON object")
+    except (OSError, ValueError) as exc:
+        return None, [f"Settings file {path} could not be read ({exc}); using defaults."]
+    accepted, problems = _validate(raw)
+    return {s.key: accepted.get(s.key, s.default) for s in SCHEMA}, problems
+
+
+def _validate(raw: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """The valid values of ``raw`` and a warning for each key that is unknown or invalid."""
+    accepted: dict[str, Any] = {}
+    problems: list[str] = []
+    for key, value in raw.items():
+        declared = _BY_KEY.get(key)
+        if declared is None:
+            if key not in LEGACY_KEYS:
+                problems.append(f"Unknown setting {key!r} ignored.")
+            continue
+        try:
+            accepted[key] = declared.coerce(value)
+        except ValueError as exc:
+            problems.append(
+                f"Setting {key!r} has an invalid value {value!r} ({exc}); "
+                f"using the default {declared.default!r}."
+            )
+    return accepted, problems

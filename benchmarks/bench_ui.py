@@ -57,8 +57,9 @@ def prepare_home(home: Path, model: Path, max_tokens: int) -> dict[str, str]:
         "import json, sys; from assistant.models.store import ModelStore; "
         "from assistant.paths import app_paths; p = app_paths().ensure(); "
         "ModelStore(p).import_file(sys.argv[1]); "
-        "p.settings_file.write_text(json.dumps({'first_run_done': True, 'temperature': 0.8, "
-        "'seed': 7, 'max_tokens': int(sys.argv[2])}))"
+        "p.settings_file.write_text(json.dumps({'temperature': 0.8, "
+        "'seed': 7, 'max_tokens': int(sys.argv[2])})); "
+        "p.state_file.write_text(json.dumps({'first_run_done': True}))"
     )
     subprocess.run(
         [sys.executable, "-c", code, str(model), str(max_tokens)], env=env, cwd=ROOT, check=True

@@ -77,11 +77,12 @@ def prepare_home(home: Path, model: Path) -> None:
                 "seed": 1,
                 "max_tokens": 300,
                 "theme": "light",
-                "first_run_done": True,
             }
         ),
         encoding="utf-8",
     )
+    # The welcome screen was seen: window state, not a preference.
+    paths.state_file.write_text(json.dumps({"first_run_done": True}), encoding="utf-8")
 
 
 class Director:

@@ -1,7 +1,7 @@
 """The message box: Enter sends, Shift+Enter starts a new line, Esc stops the answer.
 
-The unsent draft is written to the settings a moment after typing pauses (and when the window
-closes), so it is still there after a restart.
+The unsent draft is written to the window state a moment after typing pauses (and when the
+window closes), so it is still there after a restart.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from assistant.settings import Settings
+from assistant.state import WindowState
 
 log = logging.getLogger(__name__)
 
@@ -97,10 +97,10 @@ class Composer(QFrame):
     sendRequested = Signal(str)
     stopRequested = Signal()
 
-    def __init__(self, settings: Settings, parent: QWidget | None = None) -> None:
+    def __init__(self, state: WindowState, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setObjectName("ComposerFrame")
-        self._settings = settings
+        self._state = state
         self._busy = False
         self.editing_id: int | None = None
         self._saved_draft = ""
@@ -160,7 +160,7 @@ class Composer(QFrame):
         self._draft_timer.setSingleShot(True)
         self._draft_timer.setInterval(DRAFT_SAVE_DELAY_MS)
         self._draft_timer.timeout.connect(self.save_draft)
-        draft = str(settings["draft"] or "")
+        draft = str(state["draft"])
         self._saved_draft = draft
         self.edit.setPlainText(draft)
         self.edit.moveCursor(self.edit.textCursor().MoveOperation.End)
@@ -226,8 +226,8 @@ class Composer(QFrame):
         if draft == self._saved_draft:
             return
         try:
-            self._settings.set("draft", draft)
-            self._settings.save()
+            self._state.set("draft", draft)
+            self._state.save()
             self._saved_draft = draft
         except OSError as exc:  # a full or read-only disk must not break typing
             log.warning("Could not save the draft: %s", exc)

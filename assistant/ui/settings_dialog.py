@@ -1,4 +1,10 @@
-"""Settings: what the assistant is told, how it samples, how the model runs, how the app looks."""
+"""Settings: what the assistant is told, how it samples, how the model runs, how the app looks.
+
+The dialog is built from ``assistant.settings.SCHEMA``: one tab per group, one row per setting in
+schema order, each editor's range, step, label, tooltip and choices taken from its declaration.
+Only what no declaration can say is written here: the note when the engine cannot use a GPU,
+the data folder row, and the note under a tab whose changes load the model again.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +15,7 @@ from typing import Any
 from PySide6.QtCore import QUrl, Signal, Slot
 from PySide6.QtGui import QDesktopServices
 from PySide6.QtWidgets import (
+    QCheckBox,
     QComboBox,
     QDialog,
     QDialogButtonBox,
@@ -25,53 +32,154 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from assistant.settings import Settings
+from assistant.settings import GROUPS, RELOAD_KEYS, SCHEMA, Setting, Settings
 
 log = logging.getLogger(__name__)
 
-# Changing these needs the model loaded again.
-RELOAD_KEYS = frozenset({"context_size", "threads", "gpu_layers"})
-OVERFLOW_CHOICES = (
-    ("drop_oldest", "Leave out the oldest messages"),
-    ("refuse", "Stop and tell me to start a new chat"),
-)
-THEME_CHOICES = (("system", "Same as the system"), ("light", "Light"), ("dark", "Dark"))
+__all__ = ["NO_GPU_NOTE", "RELOAD_KEYS", "ChoiceOrCount", "SettingsDialog"]
+
 NO_GPU_NOTE = (
     "This build of the engine runs on the processor only, so there is nothing to offload. "
     "Install a GPU-enabled build of llama-cpp-python to use a graphics card."
 )
+RELOAD_NOTE = "Changes here load the model again."
+DATA_GROUP = "Appearance and data"  # the tab that also shows where the data lives
+_COUNT = "count"  # the combo box item that shows the number box
 
 
-def _double(low: float, high: float, step: float, decimals: int, name: str) -> QDoubleSpinBox:
-    box = QDoubleSpinBox()
-    box.setRange(low, high)
-    box.setSingleStep(step)
-    box.setDecimals(decimals)
-    box.setAccessibleName(name)
-    return box
+class ChoiceOrCount(QWidget):
+    """A text setting that is one of a few words or a number (gpu_layers: "auto", "off" or
+    "20"): a combo box of the choices plus "this many", and a number box beside it."""
+
+    def __init__(self, setting: Setting, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.mode = QComboBox()
+        for value, label in setting.choices:
+            self.mode.addItem(label, value)
+        self.mode.addItem(setting.count_label, _COUNT)
+        self.mode.setAccessibleName(setting.accessible_name or setting.label)
+        self.count = QSpinBox()
+        # 0 is allowed in the file for older versions, but it means "off", which has its item.
+        self.count.setRange(max(1, int(setting.minimum or 0)), int(setting.maximum or 999_999))
+        self.count.setSingleStep(int(setting.step or 1))
+        self.count.setAccessibleName(f"{setting.label}: {setting.count_label.lower()}")
+        self._choices = setting.choice_values
+        layout = QHBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.mode, 1)
+        layout.addWidget(self.count)
+        self.mode.currentIndexChanged.connect(self._on_mode_changed)
+        self._on_mode_changed()
+
+    def value(self) -> str:
+        mode = self.mode.currentData()
+        return str(self.count.value()) if mode == _COUNT else str(mode)
+
+    def set_value(self, value: str) -> None:
+        if value in self._choices:
+            self.mode.setCurrentIndex(self.mode.findData(value))
+        elif value == "0" and "off" in self._choices:  # no layers offloaded is "off"
+            self.mode.setCurrentIndex(self.mode.findData("off"))
+        else:
+            self.count.setValue(int(value))
+            self.mode.setCurrentIndex(self.mode.findData(_COUNT))
+
+    @Slot()
+    def _on_mode_changed(self) -> None:
+        self.count.setVisible(self.mode.currentData() == _COUNT)
 
 
-def _int(low: int, high: int, step: int, name: str) -> QSpinBox:
-    box = QSpinBox()
-    box.setRange(low, high)
-    box.setSingleStep(step)
-    box.setAccessibleName(name)
-    return box
+def editor_for(setting: Setting) -> QWidget:
+    """The widget that edits ``setting``, set up from its declaration."""
+    editor: QWidget
+    if setting.count_label:
+        editor = ChoiceOrCount(setting)
+    elif setting.choices:
+        combo = QComboBox()
+        for value, label in setting.choices:
+            combo.addItem(label, value)
+        editor = combo
+    elif setting.kind is float:
+        double = QDoubleSpinBox()
+        double.setDecimals(setting.decimals if setting.decimals is not None else 2)
+        double.setRange(_bound(setting.minimum, -1e9), _bound(setting.maximum, 1e9))
+        double.setSingleStep(setting.step or 1.0)
+        double.setSpecialValueText(setting.special_value_text)
+        editor = double
+    elif setting.kind is int:
+        box = QSpinBox()
+        box.setRange(
+            int(_bound(setting.minimum, -(2**31))), int(_bound(setting.maximum, 2**31 - 1))
+        )
+        box.setSingleStep(int(setting.step or 1))
+        box.setSpecialValueText(setting.special_value_text)
+        editor = box
+    elif setting.kind is bool:
+        editor = QCheckBox()
+    elif setting.multiline:
+        text = QPlainTextEdit()
+        text.setTabChangesFocus(True)
+        text.setPlaceholderText(setting.placeholder)
+        editor = text
+    else:
+        line = QLineEdit()
+        line.setPlaceholderText(setting.placeholder)
+        editor = line
+    editor.setAccessibleName(setting.accessible_name or setting.label)
+    if setting.tooltip:
+        editor.setToolTip(setting.tooltip)
+    return editor
 
 
-def _combo(choices: tuple[tuple[str, str], ...], name: str) -> QComboBox:
-    box = QComboBox()
-    for value, label in choices:
-        box.addItem(label, value)
-    box.setAccessibleName(name)
-    return box
+def _bound(value: float | None, fallback: float) -> float:
+    return fallback if value is None else value
+
+
+def read_editor(editor: QWidget, setting: Setting) -> Any:
+    """What ``editor`` shows, as a value of ``setting``."""
+    if isinstance(editor, ChoiceOrCount):
+        return editor.value()
+    if isinstance(editor, QComboBox):
+        return editor.currentData()
+    if isinstance(editor, QDoubleSpinBox):
+        # The box rounds what it shows; its float does not always match it exactly.
+        return round(editor.value(), editor.decimals())
+    if isinstance(editor, QSpinBox):
+        return editor.value()
+    if isinstance(editor, QCheckBox):
+        return editor.isChecked()
+    if isinstance(editor, QPlainTextEdit):
+        return editor.toPlainText().strip()
+    if isinstance(editor, QLineEdit):
+        return editor.text().strip()
+    raise TypeError(f"no way to read {type(editor).__name__} for {setting.key}")
+
+
+def show_value(editor: QWidget, value: Any) -> None:
+    """Put ``value`` into ``editor``."""
+    if isinstance(editor, ChoiceOrCount):
+        editor.set_value(str(value))
+    elif isinstance(editor, QComboBox):
+        editor.setCurrentIndex(max(editor.findData(value), 0))
+    elif isinstance(editor, QDoubleSpinBox | QSpinBox):
+        editor.setValue(value)
+    elif isinstance(editor, QCheckBox):
+        editor.setChecked(bool(value))
+    elif isinstance(editor, QPlainTextEdit):
+        editor.setPlainText(str(value))
+    elif isinstance(editor, QLineEdit):
+        editor.setText(str(value))
 
 
 class SettingsDialog(QDialog):
     """Edit the settings; OK saves them.
 
+    ``editors`` maps each setting shown to its widget; each is also an attribute named after
+    its key (``dialog.temperature``), and ``gpu_mode`` is the GPU offload combo box.
+
     Signals:
-        settingsChanged(list): the keys whose values changed, after they were saved.
+        settingsChanged(list): the keys whose values changed, after they were saved (as
+            ``Settings.update`` returns them: also any another writer had saved meanwhile).
     """
 
     settingsChanged = Signal(list)
@@ -88,37 +196,24 @@ class SettingsDialog(QDialog):
         self.setAccessibleName("Settings")
         self._settings = settings
         self._data_folder = data_folder
+        self._shown = [s for s in SCHEMA if s.group is not None]
+        self.editors: dict[str, QWidget] = {}
+        for setting in self._shown:
+            editor = editor_for(setting)
+            self.editors[setting.key] = editor
+            if not hasattr(self, setting.key):  # a key named like a QWidget method stays unaliased
+                setattr(self, setting.key, editor)
 
-        self.system_prompt = QPlainTextEdit()
-        self.system_prompt.setAccessibleName("System prompt")
-        self.system_prompt.setTabChangesFocus(True)
-        self.system_prompt.setPlaceholderText("What the assistant is told before every chat")
-        self.temperature = _double(0.0, 2.0, 0.05, 2, "Temperature")
-        self.temperature.setToolTip("0 always picks the most likely word; higher is more varied")
-        self.top_p = _double(0.0, 1.0, 0.01, 2, "Top-p")
-        self.top_k = _int(0, 1000, 1, "Top-k")
-        self.top_k.setSpecialValueText("Off")
-        self.min_p = _double(0.0, 1.0, 0.01, 2, "Min-p")
-        self.repeat_penalty = _double(0.5, 2.0, 0.05, 2, "Repeat penalty")
-        self.max_tokens = _int(1, 32768, 64, "Longest answer in tokens")
-
-        self.context_size = _int(512, 131072, 512, "Context size in tokens")
-        self.context_size.setToolTip("How much of the conversation the model can see at once")
-        self.threads = _int(0, 256, 1, "CPU threads")
-        self.threads.setSpecialValueText("Automatic")
-        self.gpu_mode = _combo(
-            (("auto", "Automatic (as many as fit)"), ("off", "Off"), ("n", "This many layers")),
-            "GPU offload",
-        )
-        self.gpu_layers = _int(1, 999, 1, "GPU layers")
-        self.gpu_mode.currentIndexChanged.connect(self._on_gpu_mode_changed)
+        gpu = self.editors["gpu_layers"]
+        assert isinstance(gpu, ChoiceOrCount)
+        self.gpu_mode = gpu.mode
         self.gpu_note = QLabel(NO_GPU_NOTE)
         self.gpu_note.setWordWrap(True)
         self.gpu_note.setObjectName("EmptyHint")
         self.gpu_note.setVisible(not gpu_offload)
-        self._gpu_offload = gpu_offload
-        self.overflow = _combo(OVERFLOW_CHOICES, "When the conversation is too long")
-        self.theme = _combo(THEME_CHOICES, "Theme")
+        if not gpu_offload:
+            gpu.setEnabled(False)
+            gpu.mode.setToolTip(NO_GPU_NOTE)
 
         self.data_path = QLineEdit(str(data_folder))
         self.data_path.setReadOnly(True)
@@ -128,9 +223,8 @@ class SettingsDialog(QDialog):
         self.open_folder_button.clicked.connect(self._on_open_folder_clicked)
 
         tabs = QTabWidget()
-        tabs.addTab(self._answers_page(), "Answers")
-        tabs.addTab(self._model_page(), "Model")
-        tabs.addTab(self._app_page(), "Appearance and data")
+        for group in GROUPS:
+            tabs.addTab(self._page(group), group)
         buttons = QDialogButtonBox(
             QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel
         )
@@ -140,120 +234,57 @@ class SettingsDialog(QDialog):
         layout.addWidget(tabs)
         layout.addWidget(buttons)
         self.resize(560, 460)
-        self._load()
+        for setting in self._shown:
+            show_value(self.editors[setting.key], settings[setting.key])
 
-    def _answers_page(self) -> QWidget:
+    def _page(self, group: str) -> QWidget:
         page = QWidget()
         form = QFormLayout(page)
-        form.addRow("System prompt", self.system_prompt)
-        form.addRow("Temperature", self.temperature)
-        form.addRow("Top-p", self.top_p)
-        form.addRow("Top-k", self.top_k)
-        form.addRow("Min-p", self.min_p)
-        form.addRow("Repeat penalty", self.repeat_penalty)
-        form.addRow("Longest answer (tokens)", self.max_tokens)
-        return page
-
-    def _model_page(self) -> QWidget:
-        page = QWidget()
-        form = QFormLayout(page)
-        form.addRow("Context size (tokens)", self.context_size)
-        form.addRow("CPU threads", self.threads)
-        gpu = QHBoxLayout()
-        gpu.addWidget(self.gpu_mode, 1)
-        gpu.addWidget(self.gpu_layers)
-        form.addRow("GPU offload", gpu)
-        form.addRow("", self.gpu_note)
-        form.addRow("When a chat gets too long", self.overflow)
-        note = QLabel("Changes here load the model again.")
-        note.setObjectName("EmptyHint")
-        form.addRow("", note)
-        return page
-
-    def _app_page(self) -> QWidget:
-        page = QWidget()
-        form = QFormLayout(page)
-        form.addRow("Theme", self.theme)
-        folder = QHBoxLayout()
-        folder.addWidget(self.data_path, 1)
-        folder.addWidget(self.open_folder_button)
-        form.addRow("Your data", folder)
-        note = QLabel("Conversations, settings and downloaded models stay in this folder.")
-        note.setObjectName("EmptyHint")
-        note.setWordWrap(True)
-        form.addRow("", note)
+        members = [s for s in self._shown if s.group == group]
+        for setting in members:
+            form.addRow(setting.label, self.editors[setting.key])
+            if setting.key == "gpu_layers":
+                form.addRow("", self.gpu_note)
+        if any(s.key in RELOAD_KEYS for s in members):
+            form.addRow("", _hint(RELOAD_NOTE))
+        if group == DATA_GROUP:
+            folder = QHBoxLayout()
+            folder.addWidget(self.data_path, 1)
+            folder.addWidget(self.open_folder_button)
+            form.addRow("Your data", folder)
+            form.addRow(
+                "", _hint("Conversations, settings and downloaded models stay in this folder.")
+            )
         return page
 
     # --- values ----------------------------------------------------------------------------
 
-    def _load(self) -> None:
-        s = self._settings
-        self.system_prompt.setPlainText(s["system_prompt"])
-        self.temperature.setValue(s["temperature"])
-        self.top_p.setValue(s["top_p"])
-        self.top_k.setValue(s["top_k"])
-        self.min_p.setValue(s["min_p"])
-        self.repeat_penalty.setValue(s["repeat_penalty"])
-        self.max_tokens.setValue(s["max_tokens"])
-        self.context_size.setValue(s["context_size"])
-        self.threads.setValue(s["threads"])
-        gpu = str(s["gpu_layers"])
-        self.gpu_mode.setCurrentIndex(
-            self.gpu_mode.findData(gpu if gpu in ("auto", "off") else "n")
-        )
-        if gpu.isdigit():
-            self.gpu_layers.setValue(max(1, int(gpu)))
-        self._select(self.overflow, s["overflow_policy"])
-        self._select(self.theme, s["theme"])
-        self._on_gpu_mode_changed()
-
-    @staticmethod
-    def _select(box: QComboBox, value: str) -> None:
-        index = box.findData(value)
-        box.setCurrentIndex(max(index, 0))
-
     def values(self) -> dict[str, Any]:
         """What the dialog shows, as settings values."""
-        mode = self.gpu_mode.currentData()
-        gpu = str(self.gpu_layers.value()) if mode == "n" else str(mode)
-        return {
-            "system_prompt": self.system_prompt.toPlainText().strip(),
-            "temperature": round(self.temperature.value(), 2),
-            "top_p": round(self.top_p.value(), 2),
-            "top_k": self.top_k.value(),
-            "min_p": round(self.min_p.value(), 2),
-            "repeat_penalty": round(self.repeat_penalty.value(), 2),
-            "max_tokens": self.max_tokens.value(),
-            "context_size": self.context_size.value(),
-            "threads": self.threads.value(),
-            "gpu_layers": gpu,
-            "overflow_policy": self.overflow.currentData(),
-            "theme": self.theme.currentData(),
-        }
+        return {s.key: read_editor(self.editors[s.key], s) for s in self._shown}
 
     def accept(self) -> None:
-        changed = [key for key, value in self.values().items() if self._settings[key] != value]
-        for key in changed:
-            self._settings.set(key, self.values()[key])
-        if changed:
-            try:
-                self._settings.save()
-            except OSError as exc:
-                log.warning("Could not save the settings: %s", exc)
+        before = self._settings.as_dict()
+        try:
+            self._settings.update(self.values())
+        except OSError as exc:  # the new values are in use anyway; only the file is behind
+            log.warning("Could not save the settings: %s", exc)
+        # What update() returns, also when the save failed: the dialog's changes, and any that
+        # another writer had saved meanwhile (the settings took them in while saving).
+        changed = [key for key, value in before.items() if self._settings[key] != value]
         super().accept()
         self.settingsChanged.emit(changed)
 
     # --- events ----------------------------------------------------------------------------
 
     @Slot()
-    def _on_gpu_mode_changed(self) -> None:
-        self.gpu_mode.setEnabled(self._gpu_offload)
-        self.gpu_layers.setEnabled(self._gpu_offload and self.gpu_mode.currentData() == "n")
-        self.gpu_layers.setVisible(self.gpu_mode.currentData() == "n")
-        if not self._gpu_offload:
-            self.gpu_mode.setToolTip(NO_GPU_NOTE)
-
-    @Slot()
     def _on_open_folder_clicked(self) -> None:
         self._data_folder.mkdir(parents=True, exist_ok=True)
         QDesktopServices.openUrl(QUrl.fromLocalFile(str(self._data_folder)))
+
+
+def _hint(text: str) -> QLabel:
+    label = QLabel(text)
+    label.setObjectName("EmptyHint")
+    label.setWordWrap(True)
+    return label
