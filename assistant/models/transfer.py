@@ -7,7 +7,8 @@ release the GIL), so on a fast link the disk and the sha256 overlap the next net
 Progress goes out through a :class:`ProgressMeter`; a :class:`TransferControl` carries pause,
 resume and cancel requests from any thread.
 
-Nothing here knows about models, the catalog or the Hub cache: see :mod:`assistant.models.downloads`.
+Nothing here knows about models, the catalog or the Hub cache: see
+:mod:`assistant.models.downloads`.
 """
 
 from __future__ import annotations
@@ -29,8 +30,8 @@ from typing import TYPE_CHECKING, Protocol
 import httpx2
 from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
 
-from assistant.models import hub
 from assistant.errors import Cancelled, ConnectionDroppedError, DownloadError
+from assistant.models import hub
 
 if TYPE_CHECKING:
     import io
@@ -360,8 +361,9 @@ class RangedTransfer:
     starts the file over. Transient failures (dropped connections, time-outs, 5xx, 429) are
     retried ``retries`` times in a row with doubling waits, an attempt that brought bytes
     resetting the count; an expired signed CDN link is renewed once through ``refresh``. Other
-    failures are raised as the plain-words errors of :func:`assistant.models.hub.translate_error`, and
-    a write error (a full disk) as the ``OSError`` it is, for the caller to explain.
+    failures are raised as the plain-words errors of
+    :func:`assistant.models.hub.translate_error`, and a write error (a full disk) as the
+    ``OSError`` it is, for the caller to explain.
     """
 
     def __init__(
@@ -449,7 +451,7 @@ class RangedTransfer:
                         if attempts > self.retries:
                             raise ConnectionDroppedError(
                                 f"The Hub kept sending nothing for {meta.filename}.",
-                                hint="Run the same command again later; finished bytes are kept.",
+                                hint="Try again later: the bytes downloaded so far are kept.",
                             )
                 except Exception as exc:
                     if not isinstance(exc, httpx2.TransportError | HfHubHTTPError):
