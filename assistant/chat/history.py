@@ -2,7 +2,7 @@
 
 The database runs in WAL mode so a reader (the sidebar, a search) never waits behind a writer (a
 worker saving an answer). Its schema grows only through the named, append-only migrations in
-``history_schema``.
+:mod:`assistant.chat.migrations`.
 
 Thread safety: a ``HistoryStore`` holds one connection opened with ``check_same_thread=False``
 and guards every use of it with a lock, so the GUI thread and a worker thread may share one store.

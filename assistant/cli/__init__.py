@@ -45,6 +45,15 @@ def error(text: str) -> None:
     print(f"offline-assistant: error: {text}", file=sys.stderr)
 
 
+def describe(exc: AssistantError) -> str:
+    """A known problem for the terminal: the sentence and the hint, then the command that fixes
+    it on a line of its own (easy to copy), when there is one."""
+    text = exc.full_text()
+    if exc.command:
+        text += f"\n  Run: {exc.command}"
+    return text
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -61,7 +70,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
     except AssistantError as exc:
-        error(exc.full_text())
+        error(describe(exc))
         return EXIT_ERROR
     except KeyboardInterrupt:
         print(file=sys.stderr)

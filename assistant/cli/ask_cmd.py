@@ -11,7 +11,7 @@ from typing import Any
 
 from assistant.chat import conversation
 from assistant.chat.history import HistoryStore
-from assistant.cli import EXIT_INTERRUPTED
+from assistant.cli import EXIT_INTERRUPTED, describe
 from assistant.engine.base import ChatMessage, GenerationSettings
 from assistant.errors import AssistantError, NoModelError
 from assistant.paths import app_paths
@@ -109,8 +109,9 @@ def resolve_model(model_id: str | None, model_path: Path | None) -> tuple[Path, 
     if chosen is None:
         raise NoModelError(
             "No model is installed yet.",
-            hint="Run `offline-assistant models pull ID` (see `models list`), "
-            "`models import FILE.gguf`, or pass --model-path FILE.gguf.",
+            hint="Download one (the list shows which fit this computer), import a .gguf file "
+            "you already have, or pass --model-path FILE.gguf.",
+            command="offline-assistant models list",
         )
     return store.resolve(chosen), chosen
 
@@ -202,7 +203,7 @@ def run_chat(args: argparse.Namespace) -> int:
             try:
                 session.load_model(name, None)
             except AssistantError as exc:
-                print(f"error: {exc.full_text()}", file=sys.stderr)
+                print(f"error: {describe(exc)}", file=sys.stderr)
                 print(f"Still using {session.engine.model_name}.", file=sys.stderr)
                 continue
             conversation_id = session.new_conversation()
@@ -225,4 +226,4 @@ def run_chat(args: argparse.Namespace) -> int:
         except KeyboardInterrupt:
             print("\n[stopped]", file=sys.stderr)
         except AssistantError as exc:
-            print(f"error: {exc.full_text()}", file=sys.stderr)
+            print(f"error: {describe(exc)}", file=sys.stderr)

@@ -163,6 +163,12 @@ def run_list(args: argparse.Namespace) -> int:
         )
     if any(row["status"] == "in-hf-cache" for row in rows):
         print("in HF cache: already downloaded by another tool; `models pull ID` registers it.")
+    if not any(row["status"] in ("installed", "missing") for row in rows + others):
+        # Where "no model is installed" errors send the user: say how to get one.
+        print(
+            "No model is installed yet. Get one with `offline-assistant models pull ID`, or "
+            "use a .gguf file you have with `offline-assistant models import PATH`."
+        )
     return 0
 
 
@@ -258,7 +264,8 @@ def run_pull(args: argparse.Namespace) -> int:
     if args.file is None and args.model not in catalog and "/" in args.model:
         raise DownloadError(
             f"{args.model} looks like a repository: name the file to get with --file.",
-            hint=f"See its GGUF files with `offline-assistant models search {args.model}`.",
+            hint="Pick one of its .gguf files.",
+            command=f"offline-assistant models search {args.model}",
         )
     target = downloader.target_for(args.model, args.file)
     bar = ProgressBar(target.filename)

@@ -118,7 +118,9 @@ class Catalog:
         if suggestions:
             message += " Did you mean " + _join_or([f'"{s}"' for s in suggestions]) + "?"
         raise ModelNotFoundError(
-            message, hint="List the catalog to see every model id you can use."
+            message,
+            hint="Pick one of the catalog's models.",
+            command="offline-assistant models list",
         )
 
     def suggest(self, text: str, limit: int = 3) -> list[str]:

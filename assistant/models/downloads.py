@@ -15,8 +15,9 @@ How a file gets here:
    (``Range: bytes=N-``). ``huggingface_hub`` 2.x resumes only within one call; its per-process
    temp files left by a killed run are adopted or cleaned up here.
 4. The finished file is checked against the catalog's sha256 pin (or the Hub's LFS sha256) and
-   its GGUF header, then renamed into the cache layout and only then registered. A mismatch
-   deletes the bytes: a file is never offered as a model before it is complete and verified.
+   its GGUF header, and llama.cpp is asked whether it runs the file's architecture; then it is
+   renamed into the cache layout and only then registered. A failed check deletes the bytes: a
+   file is never offered as a model before it is complete, verified and runnable here.
 
 The bytes themselves move in :mod:`assistant.models.transfer`; the cache layout is
 :mod:`assistant.models.hub_cache`. This module decides what to fetch, checks it and installs it.
@@ -46,10 +47,12 @@ from assistant.errors import (
     DownloadError,
     DownloadInProgressError,
     ModelFileError,
+    ModelLoadError,
     NotGGUFError,
+    UnsupportedArchitectureError,
 )
 from assistant.models import hub
-from assistant.models.gguf_file import read_gguf_info
+from assistant.models.gguf_file import check_supported, read_gguf_info
 from assistant.models.hub_cache import DEFAULT_REVISION, HubCache
 from assistant.models.store import InstalledModel, ModelStore, Source
 from assistant.models.transfer import (
@@ -326,8 +329,9 @@ class DownloadJob:
             raise ChecksumMismatchError(
                 f"The Hub now serves a different {target.filename} than the one this app's "
                 "catalog vouches for (the checksums differ). Nothing was downloaded.",
-                hint="Update the app for a refreshed catalog, or pull the file by repository "
-                f"with `offline-assistant models pull {target.repo} --file {target.filename}`.",
+                hint="Update the app for a refreshed catalog, or download the file from the "
+                f"{target.repo} repository's file list instead of the catalog.",
+                command=f"offline-assistant models pull {target.repo} --file {target.filename}",
             )
         expected = target.sha256 or meta.sha256
         if expected is None and meta.git_sha1 is None:
@@ -521,7 +525,8 @@ class DownloadJob:
                 return item.sha256
         raise DownloadError(
             f"The Hub publishes no checksum for {self.target.filename}, so it cannot be verified.",
-            hint="Download it yourself and use `offline-assistant models import PATH`.",
+            hint="Download it yourself (for example in a web browser), then import the file.",
+            command="offline-assistant models import PATH",
         )
 
     def _check_split(self) -> None:
@@ -533,26 +538,50 @@ class DownloadJob:
             )
 
     def _check_gguf(self, path: Path, *, delete: bool) -> str:
-        """Check the GGUF header; return the model name it records."""
-        name = self.target.filename
+        """Check the GGUF header, then ask llama.cpp whether it runs the file's architecture;
+        return the model name the header records.
+
+        A file that fails is never registered. With ``delete`` its bytes are deleted too: they
+        are this download's, and a verified but unusable model would otherwise sit in the Hub
+        cache, invisible in the app, taking gigabytes (after an app update, a pull fetches it
+        again). Without ``delete`` the file belongs to the cache of another tool and is kept.
+        """
+        name, repo = self.target.filename, self.target.repo
+        fate = " It was deleted; nothing was installed." if delete else " Nothing was installed."
         try:
-            return read_gguf_info(path).name
+            info = read_gguf_info(path)
+            check_supported(path, info)
         except NotGGUFError as exc:
             if delete:
                 path.unlink(missing_ok=True)
             raise NotGGUFError(
-                f"{name} from {self.target.repo} is not a GGUF model file, so it cannot be used."
-                + (" It was deleted; nothing was installed." if delete else ""),
-                hint="Pick a .gguf file (see `offline-assistant models search REPO`).",
+                f"{name} from {repo} is not a GGUF model file, so it cannot be used." + fate,
+                hint="Pick one of the repository's .gguf files.",
+                command=f"offline-assistant models search {repo}",
+            ) from exc
+        except UnsupportedArchitectureError as exc:
+            if delete:
+                path.unlink(missing_ok=True)
+            raise UnsupportedArchitectureError(
+                exc.architecture,
+                f"{name} from {repo} holds a model of the '{exc.architecture}' architecture, "
+                "which this version of the app's engine (llama.cpp) does not support." + fate,
+                hint="Update Offline Assistant, or pick another model.",
+            ) from exc
+        except ModelLoadError as exc:  # llama.cpp refused it for another reason it named
+            if delete:
+                path.unlink(missing_ok=True)
+            raise ModelLoadError(
+                f"{name} from {repo} cannot be used: {exc.message}" + fate, hint=exc.hint
             ) from exc
         except ModelFileError as exc:
             if delete:
                 path.unlink(missing_ok=True)
             raise CorruptModelError(
-                f"{name} from {self.target.repo} is damaged ({exc.message})"
-                + (" It was deleted; nothing was installed." if delete else ""),
+                f"{name} from {repo} is damaged ({exc.message})" + fate,
                 hint="Try the download again, or pick another file.",
             ) from exc
+        return info.name
 
     def _register(self, path: Path, size: int, sha256: str, header_name: str) -> InstalledModel:
         """Register the file: in the place of its earlier entry if it has one (even one added by

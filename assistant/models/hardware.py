@@ -70,7 +70,6 @@ class Hardware:
     physical_cores: int
     logical_cores: int
     gpu_offload: bool
-    gpu_name: str | None = None
 
 
 @dataclass(frozen=True)

@@ -343,9 +343,11 @@ def translate_error(
     token_hint = (
         "Check on the model's page that your token's account was granted access."
         if has_token
-        else "Add your Hugging Face token with `offline-assistant models token set`."
+        else "The app also needs your Hugging Face access token."
     )
     access_hint = f"Open {page}, accept the model's license there, then try again. {token_hint}"
+    # Only a missing token has a terminal fix; a token that lacks access is fixed on the page.
+    token_command = None if has_token else "offline-assistant models token set"
     if isinstance(exc, OfflineModeIsEnabled):
         return HubOfflineError(
             f"Cannot download {what}: Hugging Face Hub access is switched off.",
@@ -353,15 +355,17 @@ def translate_error(
         )
     if isinstance(exc, GatedRepoError):
         return HubAccessError(
-            f"{repo} is a gated model: its license must be accepted first.", hint=access_hint
+            f"{repo} is a gated model: its license must be accepted first.",
+            hint=access_hint,
+            command=token_command,
         )
     if isinstance(exc, RepositoryNotFoundError):
         if _status(exc) in (401, 403):
             return RepoNotFoundError(
                 f"The Hub has no repository {repo} that this app may see.",
                 hint="Check the name. If the repository is private or gated, open "
-                f"{page}, accept its license, and add a token with "
-                "`offline-assistant models token set`.",
+                f"{page}, accept its license, and give the app your Hugging Face access token.",
+                command=token_command,
             )
         return RepoNotFoundError(
             f"There is no repository {repo} on the Hub.",
@@ -372,13 +376,17 @@ def translate_error(
     if isinstance(exc, RemoteEntryNotFoundError):
         return RemoteFileNotFoundError(
             f"{repo} has no file named {filename}.",
-            hint=f"See its GGUF files with `offline-assistant models search {repo}`.",
+            hint="Check the file name (capitals count), or pick one of the repository's "
+            ".gguf files.",
+            command=f"offline-assistant models search {repo}",
         )
     if isinstance(exc, HfHubHTTPError):
         status = _status(exc)
         if status in (401, 403):
             return HubAccessError(
-                f"The Hub refused access to {what} (HTTP {status}).", hint=access_hint
+                f"The Hub refused access to {what} (HTTP {status}).",
+                hint=access_hint,
+                command=token_command,
             )
         if status == 429:
             return HubServerError(
@@ -421,7 +429,7 @@ def translate_error(
     if isinstance(exc, httpx2.TransportError):
         return ConnectionDroppedError(
             f"The connection to the Hub kept dropping while sending {what}.",
-            hint="Run the same command again: it continues where it stopped.",
+            hint="Try again: the download continues where it stopped.",
         )
     return DownloadError(f"Downloading {what} failed: {_short(exc)}.")
 

@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import re
+import shlex
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
@@ -32,7 +33,7 @@ from assistant.errors import (
     NoModelError,
 )
 from assistant.models.catalog import Catalog, ModelSpec, load_catalog
-from assistant.models.gguf_file import read_gguf_info
+from assistant.models.gguf_file import check_supported, read_gguf_info
 from assistant.models.hub_cache import HubCache
 from assistant.paths import AppPaths, app_paths
 
@@ -182,9 +183,6 @@ class ModelStore:
     def find(self, model_id: str) -> InstalledModel | None:
         return self._models(self._read()).get(model_id)
 
-    def find_by_path(self, path: Path) -> InstalledModel | None:
-        return _find_by_path(self.list_installed(), path)
-
     def get(self, model_id: str) -> InstalledModel:
         return self._get(model_id, self._models(self._read()))
 
@@ -195,7 +193,8 @@ class ModelStore:
         if model_id in self.catalog:
             raise ModelNotFoundError(
                 f"{model_id} is in the catalog but not downloaded yet.",
-                hint=f"Get it with `offline-assistant models pull {model_id}`.",
+                hint="Download it first.",
+                command=f"offline-assistant models pull {model_id}",
             )
         close = difflib.get_close_matches(
             model_id, [*installed, *self.catalog.ids], n=3, cutoff=0.6
@@ -203,24 +202,18 @@ class ModelStore:
         raise ModelNotFoundError(
             f"No installed model is called {model_id!r}."
             + (f" Did you mean {', '.join(close)}?" if close else ""),
-            hint="See the models with `offline-assistant models list`.",
+            hint="Pick one of the installed models.",
+            command="offline-assistant models list",
         )
 
     def resolve(self, model_id: str) -> Path:
         """The file of an installed model, ready for the engine to load."""
         model = self.get(model_id)
         if model.missing:
-            how = (
-                f"`offline-assistant models pull {model.id}`"
-                if model.source == "catalog"
-                else f"`offline-assistant models pull {model.repo} --file {model.filename}`"
-                if model.source == "hub"
-                else "`offline-assistant models import PATH`"
-            )
             raise ModelFileMissingError(
                 f"The file of model {model.id} is gone: {model.path} was deleted or moved.",
-                hint=f"Get it again with {how}, or forget it with "
-                f"`offline-assistant models rm {model.id}`.",
+                hint=f"{_how_to_get_again(model)}, or remove the model from the list.",
+                command=_fix_missing_command(model),
             )
         return model.path
 
@@ -233,8 +226,8 @@ class ModelStore:
         if model_id is None:
             raise NoModelError(
                 "No model is installed yet.",
-                hint="Get one with `offline-assistant models pull ID` (see `models list`), or "
-                "import a .gguf file with `offline-assistant models import PATH`.",
+                hint="Download a model, or import a .gguf file you already have.",
+                command="offline-assistant models list",
             )
         return self._get(model_id, self._models(data))
 
@@ -363,10 +356,12 @@ class ModelStore:
     ) -> InstalledModel:
         """Register a local ``.gguf``: in place (the user's file) or copied into the app's folder.
 
-        The header is checked first, so an empty, random or truncated file is refused with the
-        reason and nothing is registered. A copy is written to a temporary file and renamed only
-        when complete. ``model_id`` must be free, and may be a catalog id only for that catalog
-        model's file; without it a catalog file gets its catalog id, others a slug of the name.
+        The header is checked first, then whether this build of llama.cpp runs the file's
+        architecture, so an empty, random, truncated or unsupported file is refused with the
+        reason and nothing is registered (and nothing copied). A copy is written to a temporary
+        file and renamed only when complete. ``model_id`` must be free, and may be a catalog id
+        only for that catalog model's file; without it a catalog file gets its catalog id,
+        others a slug of the name.
         """
         source = Path(path).expanduser()
         if not source.is_file():
@@ -379,19 +374,23 @@ class ModelStore:
         spec = self._matching_spec(source)
         if model_id is not None:
             if model_id in data["models"]:
-                raise _id_taken(model_id)
+                raise _id_taken(model_id, _import_command(source, copy))
             if model_id in self.catalog:
                 spec = self.catalog.get(model_id)
                 if not _is_file_of(spec, source):
                     raise ModelIdTakenError(
                         f"{model_id!r} is the id of a catalog model, and {source.name} is not "
                         "that model's file.",
-                        hint="Give it another id with `--id NAME`.",
+                        hint="Give it another id.",
+                        command=_import_command(source, copy),
                     )
         if not copy:
             existing = _find_by_path(self._models(data).values(), source)
             if existing is not None and not existing.missing:
                 return existing
+        # Raises UnsupportedArchitectureError naming the architecture (a file too new for
+        # this engine), before any copy is made.
+        check_supported(source, info)
         sha256: str | None = None
         target, owned = source, False
         if copy:
@@ -413,9 +412,11 @@ class ModelStore:
             return self.register(
                 model, new=True, slug_from=source.name if model_id is None else None
             )
-        except BaseException:
+        except BaseException as exc:
             if owned:
                 target.unlink(missing_ok=True)  # the id was taken meanwhile: drop the copy
+            if isinstance(exc, ModelIdTakenError) and exc.command is None:
+                exc.command = _import_command(source, copy)
             raise
 
     def _matching_spec(self, source: Path) -> ModelSpec | None:
@@ -469,12 +470,37 @@ def _default_of(data: dict[str, Any]) -> str | None:
     return default if isinstance(default, str) and default in data["models"] else None
 
 
-def _id_taken(model_id: str) -> ModelIdTakenError:
+def _id_taken(model_id: str, command: str | None = None) -> ModelIdTakenError:
     return ModelIdTakenError(
         f"A model called {model_id!r} is already installed.",
-        hint="Give this one another id with `--id NAME`, or remove that one first with "
-        f"`offline-assistant models rm {model_id}`.",
+        hint="Give this one another id, or remove the installed one first.",
+        command=command,
     )
+
+
+def _import_command(source: Path, copy: bool) -> str:
+    """The import the user tried, with a new id to fill in."""
+    return (
+        f"offline-assistant models import {shlex.quote(str(source))}"
+        + (" --copy" if copy else "")
+        + " --id NEW_ID"
+    )
+
+
+def _how_to_get_again(model: InstalledModel) -> str:
+    if model.source in ("catalog", "hub"):
+        return "Download it again"
+    return "Import the file again" if model.owned else "Put the file back"
+
+
+def _fix_missing_command(model: InstalledModel) -> str:
+    """Get a missing file again: download it under the same id; an import cannot be redone by
+    the app (the file was the user's), so forget it."""
+    if model.source == "catalog":
+        return f"offline-assistant models pull {model.id}"
+    if model.source == "hub" and model.repo and model.filename:
+        return f"offline-assistant models pull {model.repo} --file {shlex.quote(model.filename)}"
+    return f"offline-assistant models rm {shlex.quote(model.id)}"
 
 
 def _is_file_of(spec: ModelSpec, source: Path) -> bool:

@@ -362,8 +362,8 @@ class RangedTransfer:
     retried ``retries`` times in a row with doubling waits, an attempt that brought bytes
     resetting the count; an expired signed CDN link is renewed once through ``refresh``. Other
     failures are raised as the plain-words errors of
-    :func:`assistant.models.hub.translate_error`, and
-    a write error (a full disk) as the ``OSError`` it is, for the caller to explain.
+    :func:`assistant.models.hub.translate_error`, and a write error (a full disk) as the
+    ``OSError`` it is, for the caller to explain.
     """
 
     def __init__(
@@ -451,7 +451,7 @@ class RangedTransfer:
                         if attempts > self.retries:
                             raise ConnectionDroppedError(
                                 f"The Hub kept sending nothing for {meta.filename}.",
-                                hint="Run the same command again later; finished bytes are kept.",
+                                hint="Try again later: the bytes downloaded so far are kept.",
                             )
                 except Exception as exc:
                     if not isinstance(exc, httpx2.TransportError | HfHubHTTPError):
