@@ -279,7 +279,7 @@ class MainWindow(QMainWindow):
                 log.warning("Model manager unavailable: %s", exc)
                 self.show_problem(
                     "The model manager is not part of this installation.",
-                    "Get a model in a terminal with `offline-assistant models pull ID`.",
+                    "Reinstall Offline Assistant to get it back.",
                 )
                 return
             except AssistantError as exc:
