@@ -28,6 +28,7 @@ import sys
 import warnings
 from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
+from typing import Any
 
 import keyring
 import pytest
@@ -72,7 +73,9 @@ def _skip_allowed(reason: str) -> bool:
 
 
 @pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator:
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, Any, None]:
     """Under CI, turn a skip whose reason is not allowed on this platform into a failure."""
     outcome = yield
     report = outcome.get_result()

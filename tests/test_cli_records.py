@@ -73,6 +73,8 @@ def test_kill_9_mid_answer_leaves_the_answer_so_far_saved(model_path: Path) -> N
         assert rows and rows[-1][1], "no text saved within four minutes"
         os.kill(process.pid, signal.SIGKILL)
         process.wait(timeout=30)
+        assert process.stdout is not None
+        printed = process.stdout.read().decode("utf-8", errors="replace")
     finally:
         if process.poll() is None:
             process.kill()
@@ -86,7 +88,7 @@ def test_kill_9_mid_answer_leaves_the_answer_so_far_saved(model_path: Path) -> N
     assert saved[0].text == COUNTING and saved[0].status == "complete"
     answer = saved[1]
     assert answer.status == "interrupted"
-    assert answer.text.strip().startswith("1")
+    assert answer.text and printed.startswith(answer.text)  # what the user had seen, or less
     assert answer.model == model_path.stem
 
 

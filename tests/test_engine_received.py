@@ -33,7 +33,9 @@ CTX = 512
 
 @pytest.fixture(scope="module")
 def engine(model_path: Path) -> Iterator[LocalEngine]:
-    loaded = LocalEngine(model_path, n_ctx=CTX, n_threads=2)
+    # One thread: on a busy shared machine, two llama.cpp threads wait for each other at every
+    # token and decoding gets many times slower (33 s against 2 s for the same test here).
+    loaded = LocalEngine(model_path, n_ctx=CTX, n_threads=1)
     yield loaded
     loaded.close()
 
@@ -99,14 +101,16 @@ def test_room_for_the_answer_is_kept_free(engine: LocalEngine) -> None:
 def test_temperature_above_zero_samples_and_zero_is_greedy(engine: LocalEngine) -> None:
     messages = [SYSTEM, ChatMessage("user", "Tell me a short story.")]
     warm = {
-        engine.stream_chat(messages, GenerationSettings(temperature=1.2, seed=s, max_tokens=12))
-        .run()
+        engine.stream_chat(
+            messages, GenerationSettings(temperature=1.2, seed=s, max_tokens=12)
+        ).run()
         for s in range(1, 6)
     }
     assert len(warm) >= 2, "five seeds at temperature 1.2 all gave the same text"
     cold = {
-        engine.stream_chat(messages, GenerationSettings(temperature=0.0, seed=s, max_tokens=12))
-        .run()
+        engine.stream_chat(
+            messages, GenerationSettings(temperature=0.0, seed=s, max_tokens=12)
+        ).run()
         for s in range(1, 4)
     }
     assert len(cold) == 1

@@ -13,7 +13,6 @@ from typing import Any
 
 import pytest
 
-from assistant.errors import ConversationNotFoundError, HistoryError, ImportFormatError
 from assistant.chat.history import (
     EXPORT_FORMAT,
     HistoryStore,
@@ -21,6 +20,7 @@ from assistant.chat.history import (
     title_from_question,
 )
 from assistant.chat.migrations import MIGRATIONS, migrate, open_connection
+from assistant.errors import ConversationNotFoundError, HistoryError, ImportFormatError
 from assistant.paths import app_paths
 
 
