@@ -97,3 +97,47 @@ def test_a_failed_write_leaves_the_previous_version(tmp_path: Path) -> None:
     assert failed.stdout.strip() == str(errno.EFBIG)
     assert target.read_text(encoding="utf-8") == "old"
     assert list(tmp_path.iterdir()) == [target]  # no temporary file left behind
+
+
+def test_writes_into_folders_that_do_not_exist_yet(tmp_path: Path) -> None:
+    target = tmp_path / "config" / "offline-assistant" / "settings.json"
+    atomic_write_text(target, "{}")
+    assert target.read_text(encoding="utf-8") == "{}"
+
+
+def test_the_new_version_is_written_beside_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Only a temporary file on the target's own file system can be renamed over it: the
+    system's temporary folder (often another file system) is never used."""
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "no-such-temporary-folder"))
+    target = tmp_path / "settings.json"
+    atomic_write_text(target, "beside")
+    assert target.read_text(encoding="utf-8") == "beside"
+
+
+def test_text_is_saved_as_utf8_whatever_the_locale(tmp_path: Path) -> None:
+    """A plain-ASCII locale (no UTF-8 mode, no locale coercion) still gets UTF-8 files."""
+    import os
+
+    target = tmp_path / "settings.json"
+    text = "Système: «Réponds en français» ✓"
+    env = {**os.environ, "LC_ALL": "C", "PYTHONUTF8": "0", "PYTHONCOERCECLOCALE": "0"}
+    written = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            # The text goes in as escapes: an ASCII locale would mangle it as an argument.
+            "import sys; from pathlib import Path; from assistant.atomic import "
+            f"atomic_write_text; atomic_write_text(Path(sys.argv[1]), {text!a})",
+            str(target),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    assert written.returncode == 0, written.stderr
+    assert target.read_bytes() == text.encode("utf-8")
