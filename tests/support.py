@@ -75,3 +75,15 @@ def can_use_user_namespace() -> bool:
     import shutil
 
     return shutil.which("unshare") is not None and _mounts_tmpfs(USERNS_PREFIX)
+
+
+def child_env(**extra: str) -> dict[str, str]:
+    """The environment for a child Python that must import the very ``assistant`` package this
+    test imported (the worktree's, or a mutation tool's copy), not whatever is installed."""
+    import os
+
+    import assistant
+
+    root = str(Path(assistant.__file__).resolve().parent.parent)
+    path = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH", "")) if p)
+    return {**os.environ, "PYTHONPATH": path, **extra}

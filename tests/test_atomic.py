@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from assistant.atomic import atomic_write_text
+from tests.support import child_env
 
 # Another process reads the file in a tight loop until told to stop, and reports every read
 # that was not one whole version: empty, cut short, or not JSON.
@@ -48,7 +49,10 @@ def test_a_reader_never_sees_a_partial_or_empty_file(tmp_path: Path) -> None:
     stop = tmp_path / "stop"
     atomic_write_text(target, _version(0))
     reader = subprocess.Popen(
-        [sys.executable, "-c", READER, str(target), str(stop)], stdout=subprocess.PIPE, text=True
+        [sys.executable, "-c", READER, str(target), str(stop)],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=child_env(),
     )
     try:
         for number in range(1, 600):
@@ -92,6 +96,7 @@ def test_a_failed_write_leaves_the_previous_version(tmp_path: Path) -> None:
         capture_output=True,
         text=True,
         timeout=60,
+        env=child_env(),
     )
     assert failed.returncode == 0, failed.stderr
     assert failed.stdout.strip() == str(errno.EFBIG)
@@ -120,11 +125,9 @@ def test_the_new_version_is_written_beside_the_file(
 
 def test_text_is_saved_as_utf8_whatever_the_locale(tmp_path: Path) -> None:
     """A plain-ASCII locale (no UTF-8 mode, no locale coercion) still gets UTF-8 files."""
-    import os
-
     target = tmp_path / "settings.json"
     text = "Système: «Réponds en français» ✓"
-    env = {**os.environ, "LC_ALL": "C", "PYTHONUTF8": "0", "PYTHONCOERCECLOCALE": "0"}
+    env = child_env(LC_ALL="C", PYTHONUTF8="0", PYTHONCOERCECLOCALE="0")
     written = subprocess.run(
         [
             sys.executable,

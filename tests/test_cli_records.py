@@ -17,6 +17,7 @@ from pathlib import Path
 from assistant.chat.history import HistoryStore
 from assistant.paths import app_paths
 from assistant.settings import Settings
+from tests.support import child_env
 
 COUNTING = "Count from 1 to 1000, one number per line, and do not stop early."
 
@@ -55,7 +56,7 @@ def test_kill_9_mid_answer_leaves_the_answer_so_far_saved(model_path: Path) -> N
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
-        env=os.environ.copy(),
+        env=child_env(),
     )
     try:
         deadline = time.monotonic() + 240
@@ -122,7 +123,7 @@ def test_cli_says_when_old_messages_were_left_out(model_path: Path) -> None:
         capture_output=True,
         text=True,
         timeout=240,
-        env=os.environ.copy(),
+        env=child_env(),
     )
     assert result.returncode == 0, result.stderr
     assert "oldest message(s) left out to fit the model's context window" in result.stderr
