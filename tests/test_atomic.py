@@ -144,3 +144,8 @@ def test_text_is_saved_as_utf8_whatever_the_locale(tmp_path: Path) -> None:
     )
     assert written.returncode == 0, written.stderr
     assert target.read_bytes() == text.encode("utf-8")
+    # And in this process, whatever its locale (this also tells a mutation tool, which traces
+    # only this process, that the test covers the function).
+    here = tmp_path / "here.json"
+    atomic_write_text(here, text)
+    assert here.read_bytes() == text.encode("utf-8")
