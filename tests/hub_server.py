@@ -512,7 +512,9 @@ def make_self_signed_cert(folder: Path) -> tuple[Path, Path]:
 def small_filesystem(folder: Path, size_mb: int) -> Iterator[Path]:
     """A real, small file system (tmpfs) at ``folder``, for disk-full tests.
 
-    Mounting needs root (or the right capability); where it is not allowed the test is skipped.
+    Mounting needs root, the right capability, or a user namespace of one's own: where this
+    process may not mount, ``tests/conftest.py`` runs the test in such a namespace, and skips
+    it (a failure under CI) only where neither is possible.
     """
     import subprocess
 

