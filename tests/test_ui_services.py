@@ -69,6 +69,7 @@ class Client:
     runner: ModelRunner
     ids: set[int] = field(default_factory=set)
     text: dict[int, str] = field(default_factory=dict)
+    chunks: dict[int, int] = field(default_factory=dict)  # request id -> pieces received
     finished: dict[int, int] = field(default_factory=dict)  # request id -> answer message id
     failed: dict[int, str] = field(default_factory=dict)
     returned: dict[int, str] = field(default_factory=dict)
@@ -90,6 +91,7 @@ class Client:
     def _on_text(self, rid: int, _conversation_id: int, text: str) -> None:
         if rid in self.ids:
             self.text[rid] = self.text.get(rid, "") + text
+            self.chunks[rid] = self.chunks.get(rid, 0) + 1
 
     def _on_finished(self, rid: int, _conversation_id: int, message_id: int) -> None:
         if rid in self.ids:
@@ -193,6 +195,8 @@ def test_stopping_one_request_leaves_the_other_running(qtbot: QtBot, services: A
     qtbot.waitUntil(lambda: popup_request in client.ended, timeout=ANSWER_MS)
     text, status, _ = saved_answer(services.history, popup_conversation)
     assert status == "interrupted" and text == client.text[popup_request]
+    # It streamed: many pieces, not one block at the end (at most one per frame).
+    assert client.chunks[popup_request] >= 2
 
 
 def test_a_request_stopped_while_queued_never_starts_and_comes_back(

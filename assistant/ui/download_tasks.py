@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from PySide6.QtCore import QCoreApplication, QObject, QRunnable, QThreadPool, Signal
+from PySide6.QtCore import QCoreApplication, QObject, QRunnable, QThreadPool, QTimer, Signal
 
 from assistant.errors import AssistantError, Cancelled
 from assistant.models.downloads import Downloader, DownloadProgress, DownloadTarget
@@ -223,8 +223,10 @@ class DownloadQueue(QObject):
         task = DownloadTask(self.downloader, target, self)
         task.finished.connect(self.modelInstalled)
         self._tasks[:] = [t for t in self._tasks if t.active] + [task]
-        self.pool.start(_Runnable(task.run))
         self.taskAdded.emit(task)
+        # Started from the event loop, not now: whoever called start() connects to the task's
+        # signals before the worker can emit one, so even an instant failure is heard.
+        QTimer.singleShot(0, self, lambda: self.pool.start(_Runnable(task.run)))
         return task
 
     def report_installed(self, model_id: str) -> None:
