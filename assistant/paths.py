@@ -73,9 +73,13 @@ class AppPaths:
 
     def ensure(self) -> AppPaths:
         """Make the folders (private) if missing, and tighten those an older version made
-        readable by everyone. A folder that cannot be made raises ``OSError``."""
+        readable by everyone. A folder that cannot be made raises the named error of its
+        cause (``FilePermissionError``, ``DiskFullError``…)."""
         for folder in (self.data, self.cache, self.config, self.logs):
-            make_private_dir(folder)
+            try:
+                make_private_dir(folder)
+            except OSError as exc:
+                raise file_error(folder, exc, "the app's folder") from exc
         return self
 
 

@@ -121,11 +121,11 @@ def start_services(
     notes: list[tuple[str, str]] = []
     try:
         paths.ensure()
-    except OSError as exc:
-        log.warning("The app's folders could not be made: %s", exc)
+    except AssistantError as exc:
+        log.warning("The app's folders could not be made: %s", exc.full_text())
         notes.append(
             (
-                f"The app's data folder {paths.data} cannot be used ({exc.strerror or exc}).",
+                exc.message,
                 "Changes are not saved. Check that the disk is not full or read-only, then "
                 "start the app again.",
             )
