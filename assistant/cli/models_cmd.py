@@ -209,6 +209,12 @@ class ProgressBar:
         self._drawn = False
 
     def __call__(self, progress: DownloadProgress) -> None:
+        if progress.phase == "retrying":  # a wait of many seconds must not look like a hang
+            self.stream.write(("\r" if self.tty else "") + progress.note)
+            self.stream.write("\x1b[K\n" if self.tty else "\n")
+            self.stream.flush()
+            self._drawn = False
+            return
         if self.tty:
             self.stream.write("\r" + self.render(progress) + "\x1b[K")
             self._drawn = True
