@@ -595,3 +595,40 @@ def test_option_ranges_come_from_the_settings_schema(
     assert span in capsys.readouterr().err
     declared = setting("max_tokens")
     assert (declared.minimum, declared.maximum) == (1, 32768)  # the one declaration
+
+
+@pytest.mark.slow
+def test_parallel_asks_keep_each_question_next_to_its_answer(
+    db_path: Path, model_path: Path
+) -> None:
+    with HistoryStore(db_path) as store:
+        conv = store.create_conversation(title="Busy")
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    children = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "assistant",
+                "ask",
+                "--model-path",
+                str(model_path),
+                "--conversation",
+                str(conv.id),
+                "--max-tokens",
+                "6",
+                "--temperature",
+                "0",
+                f"question {n}",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            env=env,
+        )
+        for n in range(4)
+    ]
+    for child in children:
+        assert child.wait(timeout=300) == 0, child.stderr.read() if child.stderr else ""
+    with HistoryStore(db_path) as store:
+        roles = [m.role for m in store.messages(conv.id)]
+    assert roles == ["user", "assistant"] * 4
