@@ -97,10 +97,10 @@ def test_hub_retries_are_reported_as_they_happen(hub: FakeHub) -> None:
 
 
 def test_retry_notes_read_well_with_real_waits() -> None:
-    from assistant.models.hub import retry_delay, retry_note
-
     import httpx2
     from huggingface_hub.errors import HfHubHTTPError
+
+    from assistant.models.hub import retry_delay, retry_note
 
     response = httpx2.Response(500, request=httpx2.Request("HEAD", "http://127.0.0.1/x"))
     error = HfHubHTTPError("boom", response=response)
