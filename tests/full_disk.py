@@ -12,7 +12,6 @@ import contextlib
 import errno
 import functools
 import os
-import resource
 import signal
 import subprocess
 import tempfile
@@ -77,6 +76,8 @@ def fsize_limit(limit: int) -> Callable[[], None]:
     SIGXFSZ ignored so the write fails instead of killing the child)."""
 
     def apply() -> None:
+        import resource  # POSIX only: imported where it is used
+
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
         resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
 

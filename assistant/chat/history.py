@@ -359,8 +359,9 @@ class HistoryStore:
         return HistoryDamagedError(
             self.db_path,
             f"The chat history file {self.db_path} is damaged ({detail}).",
-            hint="Nothing more is written to it. Move it aside to start a fresh history and "
-            "recover what can still be read; the damaged file is kept.",
+            hint="Nothing more is written to it. Recover it: the damaged file is moved aside "
+            "and kept, and every conversation that can still be read is copied into a fresh "
+            "history (the app offers this when it starts).",
             command="offline-assistant history recover",
         )
 
