@@ -115,8 +115,79 @@ class ConversationNotFoundError(HistoryError):
     pass
 
 
+class HistoryDamagedError(HistoryError):
+    """The history database is damaged (found at start or at any read or write). The store
+    stops writing to the file; front ends offer to move it aside and recover what can be read
+    (:mod:`assistant.chat.recovery`). ``path`` is the damaged file."""
+
+    def __init__(
+        self,
+        path: object,
+        message: str,
+        *,
+        hint: str | None = None,
+        command: str | None = None,
+    ) -> None:
+        super().__init__(message, hint=hint, command=command)
+        self.path = path
+
+
+class HistoryReadOnlyError(HistoryError):
+    """The history was opened read-only (its folder or file cannot be written): it can be read,
+    not changed."""
+
+
+class ConversationBusyError(HistoryError):
+    """Another process is answering a question in the same conversation right now."""
+
+
 class ImportFormatError(HistoryError):
     """A conversation file to import is not in the expected format."""
+
+
+# --- the file system and input ----------------------------------------------------------------
+
+
+class FileAccessError(AssistantError):
+    """A path cannot be used: no permission, a symlink loop, not a regular file, not a folder.
+    ``path`` is the path named."""
+
+    def __init__(
+        self,
+        path: object,
+        message: str,
+        *,
+        hint: str | None = None,
+        command: str | None = None,
+    ) -> None:
+        super().__init__(message, hint=hint, command=command)
+        self.path = path
+
+
+class FilePermissionError(FileAccessError):
+    """This user may not read (or write) the path."""
+
+
+class SymlinkLoopError(FileAccessError):
+    """The path is a symbolic link that leads back to itself."""
+
+
+class NotARegularFileError(FileAccessError):
+    """The path is a folder, a FIFO, a device or a socket where a file was expected. Refused
+    without opening it (opening a FIFO would wait forever)."""
+
+
+class InvalidTextError(AssistantError):
+    """Text that is not valid UTF-8 (an argument, a line typed, a file). The message names the
+    byte position."""
+
+
+class OutOfRangeError(AssistantError):
+    """A number outside the range the settings schema declares (or outside any sensible one)."""
+
+
+class EmptyQuestionError(AssistantError):
+    """A question with no text (empty or only whitespace)."""
 
 
 # --- getting models (downloads, imports, the Hub, the keyring) -------------------------------
@@ -124,6 +195,11 @@ class ImportFormatError(HistoryError):
 
 class DiskFullError(AssistantError):
     """Not enough free disk space, found before starting or while writing."""
+
+
+class RegistrationError(AssistantError):
+    """A model file was verified and installed in its folder but could not be added to the
+    list of installed models (the registry write failed)."""
 
 
 class SecretStoreError(AssistantError):

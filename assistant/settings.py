@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -43,6 +44,9 @@ read from here once by ``WindowState.load``, not warned about, dropped at the ne
 
 LOCK_TIMEOUT_S = 10.0
 """How long a save waits for another writer; writers hold the lock for one small write."""
+
+MAX_FILE_BYTES = 1024 * 1024
+"""A settings file is a few hundred bytes; a larger one is not read (it is not ours)."""
 
 
 @dataclass(frozen=True)
@@ -95,7 +99,12 @@ class Setting:
         elif self.kind is float:
             if isinstance(value, bool) or not isinstance(value, int | float):
                 raise ValueError("not a number")
-            value = float(value)
+            try:
+                value = float(value)
+            except OverflowError:  # a whole number too large for a float
+                raise ValueError("not a finite number") from None
+            if not math.isfinite(value):  # NaN passes every range check: refuse it here
+                raise ValueError("not a finite number")
         elif self.kind is str and not isinstance(value, str):
             raise ValueError("not text")
         if self.count_label and value not in self.choice_values:
@@ -302,14 +311,16 @@ class Settings:
         self._values.update(accepted)
         self._announced = dict(self._values)
         for text in self.warnings:
-            log.warning(text)
+            log.info(text)
 
     @classmethod
     def load(cls, path: Path) -> Settings:
         settings = cls(path)
         values, settings.warnings = _read(path)
+        # Recorded in the log file only: each front end shows ``warnings`` once, its own way
+        # (the log's stderr handler would print every one a second time).
         for text in settings.warnings:
-            log.warning(text)
+            log.info(text)
         if values is not None:
             settings._values.update(values)
             settings._synced.update(values)
@@ -420,14 +431,18 @@ def _read(path: Path) -> tuple[dict[str, Any] | None, list[str]]:
     """The file's values, every key present (an invalid or missing value is its default), and
     what was wrong. None when the file exists but cannot be read at all; a missing file is
     all defaults."""
-    if not path.exists():
-        return {s.key: s.default for s in SCHEMA}, []
     try:
+        if not path.exists():
+            return {s.key: s.default for s in SCHEMA}, []
+        if path.stat().st_size > MAX_FILE_BYTES:
+            raise ValueError(f"it is larger than {MAX_FILE_BYTES // 1024} KB")
         raw = json.loads(path.read_text(encoding="utf-8"))
         if not isinstance(raw, dict):
             raise ValueError("the file does not hold a JSON object")
     except (OSError, ValueError) as exc:
-        return None, [f"Settings file {path} could not be read ({exc}); using defaults."]
+        return None, [f"Settings file {path} could not be read ({_short(exc)}); using defaults."]
+    except RecursionError:
+        return None, [f"Settings file {path} is nested too deeply to read; using defaults."]
     accepted, problems = _validate(raw)
     return {s.key: accepted.get(s.key, s.default) for s in SCHEMA}, problems
 
@@ -440,13 +455,24 @@ def _validate(raw: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
         declared = _BY_KEY.get(key)
         if declared is None:
             if key not in LEGACY_KEYS:
-                problems.append(f"Unknown setting {key!r} ignored.")
+                problems.append(f"Unknown setting {_short(key)} ignored.")
             continue
         try:
             accepted[key] = declared.coerce(value)
         except ValueError as exc:
             problems.append(
-                f"Setting {key!r} has an invalid value {value!r} ({exc}); "
+                f"Setting {key!r} has an invalid value {_short(value)} ({exc}); "
                 f"using the default {declared.default!r}."
             )
     return accepted, problems
+
+
+def _short(value: object, limit: int = 80) -> str:
+    """``repr(value)`` cut to ``limit`` characters: a warning must stay one readable line.
+    A value too deeply nested even to show is described instead."""
+    try:
+        text = value if isinstance(value, BaseException) else repr(value)
+        text = str(text)
+    except RecursionError:
+        return "(nested too deeply to show)"
+    return text if len(text) <= limit else text[: limit - 1] + "…"

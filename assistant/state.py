@@ -93,6 +93,9 @@ def _read_object(path: Path) -> dict[str, Any]:
     except (OSError, ValueError) as exc:
         log.warning("%s could not be read (%s); using defaults.", path, exc)
         return {}
+    except RecursionError:  # 100,000 nested brackets: not ours, and no reason not to start
+        log.warning("%s is nested too deeply to read; using defaults.", path)
+        return {}
     if not isinstance(raw, dict):
         log.warning("%s does not hold a JSON object; using defaults.", path)
         return {}

@@ -21,6 +21,7 @@ from assistant.errors import (
     ModelIdTakenError,
     ModelNotFoundError,
     NoModelError,
+    NotARegularFileError,
     NotGGUFError,
     SecretStoreError,
     UnsupportedArchitectureError,
@@ -130,8 +131,9 @@ def test_bad_files_are_refused_and_nothing_is_registered(
 def test_import_of_a_missing_path(store: ModelStore, tmp_path: Path) -> None:
     with pytest.raises(ModelFileMissingError, match="no file"):
         store.import_file(tmp_path / "nope.gguf")
-    with pytest.raises(ModelFileMissingError):
-        store.import_file(tmp_path)  # a folder
+    # A folder is not "no file": it is named for what it is (issue 8).
+    with pytest.raises(NotARegularFileError, match="is a folder"):
+        store.import_file(tmp_path)
 
 
 def test_import_copy_refused_when_the_disk_is_too_small(

@@ -7,8 +7,9 @@ mid-answer leaves an honest record instead of nothing.
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from assistant.chat.history import HistoryStore, Message
@@ -19,9 +20,58 @@ from assistant.engine.base import (
     GenerationSettings,
     GenerationStats,
 )
+from assistant.errors import ConversationBusyError, EmptyQuestionError
 
 # How often a long answer in progress is written to the database.
 SAVE_EVERY_S = 1.0
+# How long a second question into the same conversation waits for the first one's answer.
+TURN_WAIT_S = 600.0
+
+
+def check_question(question: str) -> str:
+    """``question``, or ``EmptyQuestionError`` when it holds no text (only whitespace)."""
+    if not question.strip():
+        raise EmptyQuestionError("The question is empty.", hint="Type a question, then send it.")
+    return question
+
+
+@contextlib.contextmanager
+def turn(
+    history: HistoryStore,
+    conversation_id: int,
+    *,
+    wait_s: float = TURN_WAIT_S,
+    on_wait: Callable[[], None] | None = None,
+) -> Iterator[None]:
+    """Hold the conversation's turn while one question is saved and answered, so that two
+    processes asking into the same conversation at once keep each question next to its answer
+    (question, answer, question, answer), one after the other.
+
+    The lock is a file beside the history (``locks/conversation-N.lock``); it is freed by the
+    OS if the process dies. ``on_wait`` is called once if the turn is not free at once.
+    ``ConversationBusyError`` if it stays taken for ``wait_s`` seconds."""
+    from filelock import FileLock, Timeout
+
+    folder = history.db_path.parent / "locks"
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    lock = FileLock(str(folder / f"conversation-{int(conversation_id)}.lock"))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        if on_wait is not None:
+            on_wait()
+        try:
+            lock.acquire(timeout=wait_s)
+        except Timeout:
+            raise ConversationBusyError(
+                f"Conversation {conversation_id} is busy: another question in it is still "
+                "being answered.",
+                hint="Wait for that answer, or ask in another conversation.",
+            ) from None
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 @dataclass
@@ -118,7 +168,9 @@ def ask(
     on_chunk: Callable[[str], None] | None = None,
     on_dropped: Callable[[list[ChatMessage]], None] | None = None,
 ) -> Exchange:
-    """Save ``question`` as the next user message, then answer it."""
+    """Save ``question`` as the next user message, then answer it. An empty question is
+    refused (``EmptyQuestionError``) before anything is saved."""
+    check_question(question)
     history.add_message(conversation_id, "user", question)
     return answer(
         history,

@@ -16,18 +16,41 @@ microseconds, so they sort as text.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
+import logging
+import os
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from assistant.chat.migrations import iso, migrate, open_connection, transaction, utc_now
-from assistant.errors import ConversationNotFoundError, HistoryError, ImportFormatError
+from assistant.chat.migrations import (
+    iso,
+    migrate,
+    open_connection,
+    open_read_only,
+    transaction,
+    utc_now,
+)
+from assistant.errors import (
+    ConversationNotFoundError,
+    DiskFullError,
+    EmptyQuestionError,
+    HistoryDamagedError,
+    HistoryError,
+    HistoryReadOnlyError,
+    ImportFormatError,
+    InvalidTextError,
+)
+from assistant.paths import PRIVATE_FILE_MODE, make_private_dir, tighten
+
+log = logging.getLogger(__name__)
 
 ROLES = ("system", "user", "assistant")
 STATUSES = ("complete", "interrupted", "error")
@@ -37,6 +60,11 @@ SNIPPET_START = "«"
 SNIPPET_END = "»"
 # SQLITE_BUSY, LOCKED, READONLY, IOERR, CORRUPT, FULL, CANTOPEN, NOTADB: problems of the machine.
 _ENVIRONMENT_ERROR_CODES = {5, 6, 8, 10, 11, 13, 14, 26}
+_SQLITE_READONLY, _SQLITE_FULL = 8, 13
+# SQLITE_CORRUPT, SQLITE_NOTADB: the file is damaged, not merely busy or unwritable.
+_DAMAGE_CODES = {11, 26}
+_DAMAGE_WORDS = ("malformed", "file is not a database", "Could not decode to UTF-8")
+SQLITE_HEADER = b"SQLite format 3\x00"
 # What an export carries of each conversation and message.
 _CONVERSATION_KEYS = ("title", "created_at", "model", "system_prompt", "settings")
 _MESSAGE_KEYS = ("role", "text", "model", "provider", "stats", "status", "created_at")
@@ -114,10 +142,26 @@ def _dumps(value: dict[str, Any]) -> str:
 
 
 def _loads(text: str | None) -> dict[str, Any]:
+    """A JSON column as a dict; garbage (a damaged or hand-edited row) reads as empty."""
     if not text:
         return {}
-    value = json.loads(text)
+    try:
+        value = json.loads(text)
+    except (ValueError, RecursionError):
+        return {}
     return value if isinstance(value, dict) else {}
+
+
+def _check_text(text: str) -> None:
+    """Text that cannot be stored as UTF-8 (lone surrogates: bytes that were not UTF-8 where it
+    came from) is refused with the position, instead of failing inside SQLite."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InvalidTextError(
+            f"The text is not valid UTF-8 (an invalid character at position {exc.start}).",
+            hint="Use UTF-8 text.",
+        ) from None
 
 
 def _check(value: str, allowed: tuple[str, ...], what: str) -> None:
@@ -135,37 +179,224 @@ def _message(row: sqlite3.Row) -> Message:
     return Message(**{**values, "stats": _loads(row["stats"])})
 
 
+def damage_marker(db_path: Path) -> Path:
+    """The note left beside the history when damage was found while the app ran."""
+    return db_path.with_name(db_path.name + ".damage-found")
+
+
+def side_files(db_path: Path) -> tuple[Path, Path]:
+    """The WAL and shared-memory files SQLite keeps beside the database."""
+    return (db_path.with_name(db_path.name + "-wal"), db_path.with_name(db_path.name + "-shm"))
+
+
+def _create_private(db_path: Path) -> None:
+    """Create the database file 0600 before SQLite does (SQLite would make it 0644 under the
+    usual umask). SQLite gives its ``-wal`` and ``-shm`` files the database file's mode."""
+    try:
+        fd = os.open(db_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE_MODE)
+    except FileExistsError:
+        return
+    os.close(fd)
+
+
+def _writable(db_path: Path) -> bool:
+    """Whether the history can be written: the file (if any) and its folder (SQLite writes
+    the ``-wal``/``-shm`` files beside it). Also false on a read-only disk, even for root."""
+    folder = db_path.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not os.access(folder, os.W_OK | os.X_OK):
+        return False
+    return not db_path.exists() or os.access(db_path, os.W_OK)
+
+
 # --- the store -------------------------------------------------------------------------------
 
 
 class HistoryStore:
-    """All conversations of one user, in one SQLite file. See the module docstring for threads."""
+    """All conversations of one user, in one SQLite file. See the module docstring for threads.
 
-    def __init__(self, db_path: Path, *, busy_timeout_s: float = 10.0) -> None:
+    With ``read_only`` the file is opened for reading only (its folder or the file cannot be
+    written): every change raises ``HistoryReadOnlyError``. :meth:`open` picks that by itself.
+
+    Damage (a file that is not a database, a malformed page, text that is not UTF-8), found
+    when opening or by any later read or write, raises ``HistoryDamagedError``; from then on
+    the store refuses to write to the file, so nothing more is built on a broken page. The
+    front ends then offer :mod:`assistant.chat.recovery`.
+    """
+
+    def __init__(
+        self, db_path: Path, *, busy_timeout_s: float = 10.0, read_only: bool = False
+    ) -> None:
         self.db_path = Path(db_path)
+        self.read_only = read_only
+        self.damaged = False
         self._lock = threading.RLock()
         self._last_stamp = utc_now() - timedelta(days=1)
+        in_memory = str(db_path) == ":memory:"
+        if not in_memory:
+            self._check_header()
         try:
-            self.db_path.parent.mkdir(parents=True, exist_ok=True)
-            self._conn = open_connection(self.db_path, busy_timeout_s)
-        except (OSError, sqlite3.DatabaseError) as err:
+            if read_only:
+                self._conn = open_read_only(self.db_path, busy_timeout_s)
+            else:
+                if not in_memory:
+                    make_private_dir(self.db_path.parent)
+                    _create_private(self.db_path)
+                self._conn = open_connection(self.db_path, busy_timeout_s)
+                if not in_memory:
+                    for side in (self.db_path, *side_files(self.db_path)):
+                        tighten(side, PRIVATE_FILE_MODE)
+        except OSError as err:
             raise self._open_error(err) from err
-        try:
-            migrate(self._conn)
         except sqlite3.DatabaseError as err:
+            raise self._classify(err, self._open_error(err)) from err
+        try:
+            with self._guard(self._open_error):
+                if not read_only:
+                    migrate(self._conn)
+                self._probe()
+            if not in_memory and damage_marker(self.db_path).exists():
+                self._recheck()
+        except BaseException:
             self._conn.close()
-            raise self._open_error(err) from err
+            raise
 
-    def _open_error(self, err: OSError | sqlite3.DatabaseError) -> HistoryError:
-        if isinstance(err, (OSError, sqlite3.OperationalError)):
-            return HistoryError(
-                f"Could not open the chat history file {self.db_path}.",
-                hint=f"Check that it can be read and written ({err}).",
-            )
+    def _recheck(self) -> None:
+        """Damage was found during an earlier run: check the whole file now. Still damaged:
+        ``HistoryDamagedError``; whole again (repaired by another tool): forget the note."""
+        problems = self.check_integrity()
+        if problems:
+            raise self._damaged_error(problems[0])
+        with contextlib.suppress(OSError):
+            damage_marker(self.db_path).unlink()
+
+    @classmethod
+    def open(cls, db_path: Path, *, busy_timeout_s: float = 10.0) -> HistoryStore:
+        """The history for a front end: writable when it can be, else read-only (a read-only
+        folder or file, a read-only disk). With no file and no way to create one, an empty
+        read-only history in memory, so the app still starts and says changes are not saved.
+        Damage still raises ``HistoryDamagedError``."""
+        db_path = Path(db_path)
+        if _writable(db_path):
+            return cls(db_path, busy_timeout_s=busy_timeout_s)
+        if db_path.exists():
+            log.warning("The chat history %s cannot be written; opened read-only.", db_path)
+            return cls(db_path, busy_timeout_s=busy_timeout_s, read_only=True)
+        log.warning("The chat history %s cannot be created; nothing will be saved.", db_path)
+        store = cls(Path(":memory:"), busy_timeout_s=busy_timeout_s)
+        store.read_only = True
+        store.db_path = db_path
+        return store
+
+    def _check_header(self) -> None:
+        """A file that does not start like SQLite is damaged: tell it before SQLite says "file
+        is not a database" in its own words. A missing or empty file is a new history."""
+        try:
+            with self.db_path.open("rb") as handle:
+                header = handle.read(len(SQLITE_HEADER))
+        except FileNotFoundError:
+            return
+        except OSError as err:
+            if err.errno == errno.EISDIR:
+                raise HistoryError(
+                    f"Could not open the chat history file {self.db_path}: it is a folder.",
+                    hint="Move the folder elsewhere or rename it, so a history file can be "
+                    "made in its place.",
+                ) from None
+            raise self._open_error(err) from err
+        if header and header != SQLITE_HEADER:
+            raise self._damaged_error("it does not start like a database")
+
+    def _probe(self) -> None:
+        """The cheap integrity check at start: the schema and the most recent conversations
+        (what the sidebar shows first) must read. A full ``PRAGMA quick_check`` reads every
+        page (0.4 s on a warm 145 MB file, far more cold), so it runs only on request
+        (:meth:`check_integrity`)."""
+        self._conn.execute("SELECT name, sql FROM sqlite_master").fetchall()
+        self._conn.execute(
+            "SELECT id, title, updated_at FROM conversations ORDER BY updated_at DESC LIMIT 100"
+        ).fetchall()
+
+    def check_integrity(self, max_errors: int = 20) -> list[str]:
+        """SQLite's ``quick_check`` over the whole file: the problems found (empty when whole).
+        Reads every page, so it takes a while on a large history."""
+        with self._lock:
+            try:
+                rows = self._conn.execute(f"PRAGMA quick_check({int(max_errors)})").fetchall()
+            except sqlite3.DatabaseError as err:  # too damaged to check: that is the answer
+                rows = [(str(err),)]
+        problems = [str(row[0]) for row in rows if row[0] != "ok"]
+        if problems:
+            self.damaged = True
+        return problems
+
+    def _open_error(self, err: BaseException) -> HistoryError:
         return HistoryError(
-            f"The chat history file {self.db_path} is damaged or is not a chat history.",
-            hint="Move the file aside to start a fresh history; the old file is left untouched.",
+            f"Could not open the chat history file {self.db_path}.",
+            hint=f"Check that it can be read and written ({err}).",
         )
+
+    def _read_error(self, err: BaseException) -> HistoryError:
+        return HistoryError(
+            f"Could not read the chat history file {self.db_path}.",
+            hint=f"Another program may be using the file ({err}).",
+        )
+
+    def _save_error(self, err: BaseException) -> HistoryError:
+        return HistoryError(
+            f"Could not save to the chat history file {self.db_path}.",
+            hint=f"The disk may be full, or another program may be using the file ({err}).",
+        )
+
+    def _damaged_error(self, detail: str) -> HistoryDamagedError:
+        if not self.damaged and str(self.db_path) != ":memory:":
+            # Damage in a page the next start's quick probe does not read would go unseen
+            # until it is read again: leave a note so the next start checks the whole file.
+            with contextlib.suppress(OSError):
+                damage_marker(self.db_path).touch()
+        self.damaged = True
+        return HistoryDamagedError(
+            self.db_path,
+            f"The chat history file {self.db_path} is damaged ({detail}).",
+            hint="Nothing more is written to it. Recover it: the damaged file is moved aside "
+            "and kept, and every conversation that can still be read is copied into a fresh "
+            "history (the app offers this when it starts).",
+            command="offline-assistant history recover",
+        )
+
+    def _classify(self, err: sqlite3.DatabaseError, otherwise: HistoryError) -> Exception:
+        """The known problem ``err`` is, or ``err`` itself when it is a bug (bad SQL)."""
+        code = getattr(err, "sqlite_errorcode", 0) & 0xFF
+        text = str(err)
+        if code in _DAMAGE_CODES or any(words in text for words in _DAMAGE_WORDS):
+            return self._damaged_error(text)
+        if code == _SQLITE_READONLY:
+            return HistoryReadOnlyError(
+                f"The chat history file {self.db_path} cannot be written; changes are not saved.",
+                hint="Check that its folder and the file can be written, and that the disk is "
+                "not read-only.",
+            )
+        if code == _SQLITE_FULL:
+            return DiskFullError(
+                f"The disk holding the chat history ({self.db_path.parent}) is full; "
+                "nothing was saved.",
+                hint="Free some space and try again.",
+            )
+        if code in _ENVIRONMENT_ERROR_CODES:
+            return otherwise
+        return err
+
+    @contextmanager
+    def _guard(self, otherwise: Callable[[BaseException], HistoryError]) -> Iterator[None]:
+        """Turn SQLite's complaints about the machine and the file into known problems."""
+        try:
+            yield
+        except sqlite3.DatabaseError as err:
+            known = self._classify(err, otherwise(err))
+            if known is err:
+                raise
+            raise known from err
 
     # -- plumbing
 
@@ -181,22 +412,29 @@ class HistoryStore:
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
         """One write transaction, under the lock. A full disk, a file another program holds
-        too long, or damage found on the way is a ``HistoryError``; anything else is a bug."""
+        too long, or damage found on the way is a ``HistoryError``; anything else is a bug.
+        A store found damaged, or opened read-only, refuses before touching the file."""
         with self._lock:
-            try:
-                with transaction(self._conn):
-                    yield self._conn
-            except sqlite3.DatabaseError as err:
-                if getattr(err, "sqlite_errorcode", 0) & 0xFF not in _ENVIRONMENT_ERROR_CODES:
-                    raise
-                raise HistoryError(
-                    f"Could not save to the chat history file {self.db_path}.",
-                    hint=f"The disk may be full, or another program may be using the file ({err}).",
-                ) from err
+            if self.damaged:
+                raise self._damaged_error("found earlier; it is no longer written to")
+            if self.read_only:
+                raise HistoryReadOnlyError(
+                    f"The chat history {self.db_path} is open read-only; changes are not saved.",
+                    hint="Check that its folder and the file can be written, then start the "
+                    "app again.",
+                )
+            with self._guard(self._save_error), transaction(self._conn):
+                yield self._conn
+
+    @contextmanager
+    def _reading(self) -> Iterator[sqlite3.Connection]:
+        """The connection for reads, under the lock, with damage told as damage."""
+        with self._lock, self._guard(self._read_error):
+            yield self._conn
 
     def _read(self, sql: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
-        with self._lock:
-            return self._conn.execute(sql, params).fetchall()
+        with self._reading() as conn:
+            return conn.execute(sql, params).fetchall()
 
     def _live_conversation_row(self, conn: sqlite3.Connection, conversation_id: int) -> sqlite3.Row:
         row = conn.execute(
@@ -275,8 +513,8 @@ class HistoryStore:
 
     def get_conversation(self, conversation_id: int) -> Conversation:
         """The conversation; ``ConversationNotFoundError`` if it never existed or was deleted."""
-        with self._lock:
-            return _conversation(self._live_conversation_row(self._conn, conversation_id))
+        with self._reading() as conn:
+            return _conversation(self._live_conversation_row(conn, conversation_id))
 
     def list_conversations(self, limit: int | None = None) -> list[Conversation]:
         """Conversations not deleted, most recently updated first."""
@@ -340,6 +578,11 @@ class HistoryStore:
         """
         _check(role, ROLES, "role")
         _check(status, STATUSES, "status")
+        if role == "user" and not text.strip():
+            # Every front end's questions pass here: none may save an empty one (nor name a
+            # conversation "(untitled)" after it).
+            raise EmptyQuestionError("The question is empty.", hint="Type a question first.")
+        _check_text(text)
         with self._write() as conn:
             row = conn.execute(
                 "SELECT title FROM conversations WHERE id = ?", (conversation_id,)
@@ -401,9 +644,9 @@ class HistoryStore:
 
     def messages(self, conversation_id: int) -> list[Message]:
         """The messages of a conversation, oldest first."""
-        with self._lock:
-            self._live_conversation_row(self._conn, conversation_id)
-            rows = self._conn.execute(
+        with self._reading() as conn:
+            self._live_conversation_row(conn, conversation_id)
+            rows = conn.execute(
                 "SELECT * FROM messages WHERE conversation_id = ? ORDER BY position",
                 (conversation_id,),
             ).fetchall()

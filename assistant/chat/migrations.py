@@ -168,3 +168,30 @@ def open_connection(db_path: Path, busy_timeout_s: float = 10.0) -> sqlite3.Conn
         conn.close()
         raise
     return conn
+
+
+def open_read_only(db_path: Path, busy_timeout_s: float = 10.0) -> sqlite3.Connection:
+    """Open ``db_path`` for reading only. On a read-only folder SQLite cannot create the WAL
+    index (``-shm``); then the file is opened as immutable, which reads it as it is on disk."""
+    uri = Path(db_path).resolve().as_uri()
+    last: sqlite3.Error | None = None
+    for flags in ("mode=ro", "mode=ro&immutable=1"):
+        conn = sqlite3.connect(
+            f"{uri}?{flags}",
+            uri=True,
+            timeout=busy_timeout_s,
+            isolation_level=None,
+            check_same_thread=False,
+        )
+        try:
+            conn.row_factory = sqlite3.Row
+            conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        except sqlite3.DatabaseError as err:
+            conn.close()
+            last = err
+            if getattr(err, "sqlite_errorcode", 0) & 0xFF in (11, 26):  # damaged: say so
+                raise
+            continue
+        return conn
+    assert last is not None
+    raise last

@@ -21,6 +21,7 @@ from assistant.paths import app_paths
 log = logging.getLogger(__name__)
 
 EXIT_ERROR = 1
+EXIT_USAGE = 2  # as argparse exits for a bad argument
 EXIT_INTERRUPTED = 130
 
 
@@ -55,7 +56,14 @@ def describe(exc: AssistantError) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from assistant.cli.arguments import check_argv
+
     parser = build_parser()
+    try:
+        check_argv(sys.argv[1:] if argv is None else argv)
+    except AssistantError as exc:
+        error(describe(exc))
+        return EXIT_USAGE
     args = parser.parse_args(argv)
     setup_logging(verbose=args.verbose)
     if not getattr(args, "func", None):

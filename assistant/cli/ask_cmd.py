@@ -12,17 +12,25 @@ from typing import Any
 from assistant.chat import conversation
 from assistant.chat.history import HistoryStore
 from assistant.cli import EXIT_INTERRUPTED, describe
+from assistant.cli.arguments import (
+    check_text,
+    range_text,
+    record_id,
+    seed,
+    setting_value,
+    text_argument,
+)
 from assistant.engine.base import ChatMessage, GenerationSettings
-from assistant.errors import AssistantError, NoModelError
+from assistant.errors import AssistantError, HistoryDamagedError, InvalidTextError, NoModelError
 from assistant.paths import app_paths
 from assistant.settings import Settings
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     ask = subparsers.add_parser("ask", help="ask one question; the answer streams to stdout")
-    ask.add_argument("question", help="the question (use quotes)")
+    ask.add_argument("question", type=text_argument, help="the question (use quotes)")
     _add_model_options(ask)
-    ask.add_argument("--conversation", type=int, metavar="ID", help="continue a saved chat")
+    ask.add_argument("--conversation", type=record_id, metavar="ID", help="continue a saved chat")
     ask.add_argument(
         "--json", action="store_true", help="print one JSON object at the end instead of streaming"
     )
@@ -32,17 +40,28 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "chat", help="interactive chat in the terminal (/new, /model ID, /exit)"
     )
     _add_model_options(chat)
-    chat.add_argument("--conversation", type=int, metavar="ID", help="continue a saved chat")
+    chat.add_argument("--conversation", type=record_id, metavar="ID", help="continue a saved chat")
     chat.set_defaults(func=run_chat)
 
 
 def _add_model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", metavar="ID", help="an installed model (see `models list`)")
     parser.add_argument("--model-path", type=Path, metavar="FILE.gguf", help="a GGUF file")
-    parser.add_argument("--system", metavar="TEXT", help="system prompt for a new chat")
-    parser.add_argument("--temperature", type=float, help="0 = always the most likely word")
-    parser.add_argument("--max-tokens", type=int, metavar="N", help="longest answer in tokens")
-    parser.add_argument("--seed", type=int, help="random seed, for repeatable answers")
+    parser.add_argument(
+        "--system", type=text_argument, metavar="TEXT", help="system prompt for a new chat"
+    )
+    parser.add_argument(
+        "--temperature",
+        type=setting_value("temperature"),
+        help=f"0 = always the most likely word ({range_text('temperature')})",
+    )
+    parser.add_argument(
+        "--max-tokens",
+        type=setting_value("max_tokens"),
+        metavar="N",
+        help=f"longest answer in tokens ({range_text('max_tokens')})",
+    )
+    parser.add_argument("--seed", type=seed, help="random seed, for repeatable answers")
 
 
 class _Session:
@@ -53,7 +72,7 @@ class _Session:
         self.settings = Settings.load(paths.settings_file)
         for warning in self.settings.warnings:
             print(f"warning: {warning}", file=sys.stderr)
-        self.history = HistoryStore(paths.history_db)
+        self.history = HistoryStore.open(paths.history_db)
         self.args = args
         self.engine: Any = None
 
@@ -85,6 +104,27 @@ class _Session:
         if conversation_id is not None:
             return self.history.get_conversation(conversation_id).id
         return self.new_conversation()
+
+    def ask(self, conversation_id: int, question: str, *, stream: bool) -> conversation.Exchange:
+        """Save and answer ``question``, holding the conversation's turn so that another
+        process asking into it waits until this answer is saved."""
+
+        def waiting() -> None:
+            print(
+                f"Waiting: another question in conversation {conversation_id} is being answered…",
+                file=sys.stderr,
+            )
+
+        with conversation.turn(self.history, conversation_id, on_wait=waiting):
+            return conversation.ask(
+                self.history,
+                self.engine,
+                conversation_id,
+                question,
+                self.generation_settings(),
+                on_chunk=_show if stream else None,
+                on_dropped=_print_dropped,
+            )
 
     def new_conversation(self) -> int:
         system = self.args.system
@@ -129,20 +169,15 @@ def _print_dropped(dropped: list[ChatMessage]) -> None:
 
 
 def run_ask(args: argparse.Namespace) -> int:
+    conversation.check_question(args.question)  # before a model is loaded or a chat made
     session = _Session(args)
+    if args.conversation is not None:  # a wrong number is told before the model loads
+        session.history.get_conversation(args.conversation)
     session.load_model(args.model, args.model_path)
     conversation_id = session.open_conversation(args.conversation)
 
     try:
-        exchange = conversation.ask(
-            session.history,
-            session.engine,
-            conversation_id,
-            args.question,
-            session.generation_settings(),
-            on_chunk=None if args.json else _show,
-            on_dropped=_print_dropped,
-        )
+        exchange = session.ask(conversation_id, args.question, stream=not args.json)
     except KeyboardInterrupt:
         if not args.json:
             print("\n[stopped]", file=sys.stderr)
@@ -172,28 +207,49 @@ def run_ask(args: argparse.Namespace) -> int:
     return 0
 
 
+def _read_line() -> str:
+    """One line typed at the prompt; bytes that are not UTF-8 are an ``InvalidTextError``
+    (naming the position) that ends this line, not the session."""
+    try:
+        line = input(">>> ")
+    except UnicodeDecodeError as exc:  # a UTF-8 locale decodes stdin strictly
+        raise InvalidTextError(
+            f"That line is not valid UTF-8 text (an invalid byte at position {exc.start}).",
+            hint="Type it again in UTF-8.",
+        ) from None
+    return check_text(line, "that line").strip()
+
+
 def run_chat(args: argparse.Namespace) -> int:
     session = _Session(args)
+    if args.conversation is not None:
+        session.history.get_conversation(args.conversation)
     session.load_model(args.model, args.model_path)
-    conversation_id = session.open_conversation(args.conversation)
+    # A new conversation is made with the first question, so a session that asks nothing
+    # leaves no empty "(untitled)" chat behind.
+    conversation_id: int | None = args.conversation
+    where = f"conversation {conversation_id}" if conversation_id else "a new conversation"
     print(
-        f"Chatting with {session.engine.model_name} (conversation {conversation_id}). "
+        f"Chatting with {session.engine.model_name} ({where}). "
         "Commands: /new, /model ID, /exit. Ctrl-C stops an answer.",
         file=sys.stderr,
     )
     while True:
         try:
-            line = input(">>> ").strip()
+            line = _read_line()
         except (EOFError, KeyboardInterrupt):
             print(file=sys.stderr)
             return 0
+        except InvalidTextError as exc:
+            print(f"error: {describe(exc)}", file=sys.stderr)
+            continue
         if not line:
             continue
         if line in ("/exit", "/quit"):
             return 0
         if line == "/new":
-            conversation_id = session.new_conversation()
-            print(f"New conversation {conversation_id}.", file=sys.stderr)
+            conversation_id = None
+            print("The next question starts a new conversation.", file=sys.stderr)
             continue
         if line.startswith("/model"):
             name = line.removeprefix("/model").strip()
@@ -206,24 +262,22 @@ def run_chat(args: argparse.Namespace) -> int:
                 print(f"error: {describe(exc)}", file=sys.stderr)
                 print(f"Still using {session.engine.model_name}.", file=sys.stderr)
                 continue
-            conversation_id = session.new_conversation()
-            print(f"Now using {name}; new conversation {conversation_id}.", file=sys.stderr)
+            conversation_id = None
+            print(
+                f"Now using {name}; the next question starts a new conversation.", file=sys.stderr
+            )
             continue
         if line.startswith("/"):
             print("Unknown command. Use /new, /model ID or /exit.", file=sys.stderr)
             continue
         try:
-            conversation.ask(
-                session.history,
-                session.engine,
-                conversation_id,
-                line,
-                session.generation_settings(),
-                on_chunk=_show,
-                on_dropped=_print_dropped,
-            )
+            if conversation_id is None:
+                conversation_id = session.new_conversation()
+            session.ask(conversation_id, line, stream=True)
             print()
         except KeyboardInterrupt:
             print("\n[stopped]", file=sys.stderr)
+        except HistoryDamagedError:
+            raise  # nothing more can be saved: end the session with the way out
         except AssistantError as exc:
             print(f"error: {describe(exc)}", file=sys.stderr)

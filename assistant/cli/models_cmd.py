@@ -17,8 +17,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from assistant.cli import EXIT_INTERRUPTED
+from assistant.cli.arguments import bad_utf8_position
 from assistant.disk import format_bytes
-from assistant.errors import Cancelled, DownloadError
+from assistant.errors import Cancelled, DownloadError, InvalidTextError
 from assistant.models import hub
 from assistant.models.hub_cache import HubCache
 from assistant.models.store import InstalledModel, ModelStore
@@ -208,6 +209,12 @@ class ProgressBar:
         self._drawn = False
 
     def __call__(self, progress: DownloadProgress) -> None:
+        if progress.phase == "retrying":  # a wait of many seconds must not look like a hang
+            self.stream.write(("\r" if self.tty else "") + progress.note)
+            self.stream.write("\x1b[K\n" if self.tty else "\n")
+            self.stream.flush()
+            self._drawn = False
+            return
         if self.tty:
             self.stream.write("\r" + self.render(progress) + "\x1b[K")
             self._drawn = True
@@ -400,7 +407,27 @@ def run_token(args: argparse.Namespace) -> int:
     from assistant import secrets
 
     if args.action == "set":
-        token = getpass.getpass("Hugging Face token (input hidden): ").strip()
+        try:
+            token = getpass.getpass("Hugging Face token (input hidden): ").strip()
+        except EOFError:  # Ctrl-D, or stdin closed: nothing was typed
+            print(file=sys.stderr)
+            token = ""
+        except UnicodeDecodeError as exc:
+            raise InvalidTextError(
+                f"The token typed is not valid UTF-8 text (an invalid byte at position "
+                f"{exc.start}).",
+                hint="Copy the token again from your Hugging Face account page.",
+            ) from None
+        if (
+            bad_utf8_position(token) is not None
+            or not token.isascii()
+            or any(ch.isspace() for ch in token)
+        ):
+            raise InvalidTextError(
+                "That is not a Hugging Face token: a token is one word of plain letters and "
+                "digits.",
+                hint="Copy the token again from your Hugging Face account page.",
+            )
         if not token:
             print("No token entered; nothing changed.", file=sys.stderr)
             return 1

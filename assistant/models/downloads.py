@@ -49,6 +49,7 @@ from assistant.errors import (
     ModelFileError,
     ModelLoadError,
     NotGGUFError,
+    RegistrationError,
     UnsupportedArchitectureError,
 )
 from assistant.models import hub
@@ -65,6 +66,7 @@ from assistant.models.transfer import (
     git_blob_sha1,
     hash_file,
 )
+from assistant.paths import file_error
 from assistant.secrets import get_hf_token
 
 if TYPE_CHECKING:
@@ -365,8 +367,8 @@ class DownloadJob:
                 f"{target.filename} is being downloaded by another process right now.",
                 hint="Wait for that download to finish; it will then be ready here too.",
             ) from None
+        partial = d.cache.partial_path(meta.repo, meta.etag)
         try:
-            partial = d.cache.partial_path(meta.repo, meta.etag)
             partial.parent.mkdir(parents=True, exist_ok=True)
             d.cache.adopt_orphans(meta.repo, meta.etag)
             try:
@@ -388,6 +390,13 @@ class DownloadJob:
                     target.filename,
                     "The partial download was deleted to give the space back.",
                 ) from exc
+        except BaseException:
+            _remove_if_empty(partial)
+            # Nothing to resume: the lock file would only be litter. Removed while still held,
+            # and only then, so no other process can be between opening and locking it.
+            if not partial.exists():
+                lock_path.unlink(missing_ok=True)
+            raise
         finally:
             lock.release()
 
@@ -492,6 +501,7 @@ class DownloadJob:
             timeout=d.timeout,
             retries=d.retries,
             retry_wait=d.retry_wait,
+            on_retry=self._meter.retrying,
         )
 
     # --- helpers ---------------------------------------------------------------------------
@@ -598,9 +608,28 @@ class DownloadJob:
             sha256=sha256,
             owned=True,
         )
-        return self.downloader.store.register(
-            model, new=True, slug_from=target.filename, reuse=self._is_this_file
-        )
+        try:
+            return self.downloader.store.register(
+                model, new=True, slug_from=target.filename, reuse=self._is_this_file
+            )
+        except OSError as exc:
+            # The file is complete, verified and in place: only the list of installed models
+            # could not be written (a full or read-only data disk). Say exactly that.
+            registry = self.downloader.store.file
+            cause = file_error(registry, exc, "the list of installed models")
+            command = (
+                f"offline-assistant models pull {target.model_id}"
+                if target.model_id
+                else f"offline-assistant models pull {target.repo} --file {target.filename}"
+            )
+            raise RegistrationError(
+                f"{target.filename} was downloaded and verified and is installed in the "
+                f"Hugging Face cache ({path}), but it could not be added to the list of "
+                f"installed models: {cause.message}",
+                hint="Fix that, then get the model again: the file is found in the cache and "
+                "added without downloading it again.",
+                command=command,
+            ) from exc
 
     def _warn_memory_fit(self, size: int | None) -> None:
         try:
@@ -629,6 +658,15 @@ class DownloadJob:
                 f"{self.target.filename} needs about {format_bytes(needed)} of memory; "
                 "close other programs before using it."
             )
+
+
+def _remove_if_empty(path: Path) -> None:
+    """Delete a 0-byte partial file: a failed pull that got no bytes leaves nothing behind."""
+    try:
+        if path.stat().st_size == 0:
+            path.unlink()
+    except OSError:
+        pass
 
 
 __all__ = [

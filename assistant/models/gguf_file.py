@@ -8,6 +8,7 @@ catches truncated downloads before llama.cpp sees them.
 
 from __future__ import annotations
 
+import os
 import re
 import struct
 from dataclasses import dataclass, field
@@ -17,12 +18,14 @@ from typing import Any, BinaryIO
 from assistant.errors import (
     AssistantError,
     CorruptModelError,
+    FileAccessError,
     InsufficientMemoryError,
     ModelFileMissingError,
     ModelLoadError,
     NotGGUFError,
     UnsupportedArchitectureError,
 )
+from assistant.paths import check_regular_file, file_error
 
 GGUF_MAGIC = b"GGUF"
 SUPPORTED_VERSIONS = (2, 3)
@@ -181,18 +184,29 @@ def _keep_key(key: str) -> bool:
 def read_gguf_info(path: Path | str) -> GGUFInfo:
     """Read and check a GGUF header. Raises a ``ModelFileError`` subclass with a plain sentence."""
     path = Path(path)
+    info = check_model_path(path)
+    file_size = info.st_size
     try:
-        file_size = path.stat().st_size
         handle = path.open("rb")
-    except FileNotFoundError:
-        raise ModelFileMissingError(
-            f"The model file {path} does not exist.",
-            hint="Check the path, or download the model again.",
-        ) from None
-    except IsADirectoryError:
-        raise NotGGUFError(f"{path} is a folder, not a model file.") from None
+    except OSError as exc:
+        raise file_error(path, exc, "the model file") from None
     with handle:
         return _parse(_Reader(handle, path), path, file_size)
+
+
+def check_model_path(path: Path) -> os.stat_result:
+    """Stat a model path and refuse, with the true cause, what cannot be a model file: a
+    missing file, one without read permission, a symlink loop, a folder, a FIFO or a device
+    (refused without opening it: reading a FIFO would wait forever)."""
+    try:
+        return check_regular_file(path, "the model file")
+    except FileAccessError as exc:
+        if type(exc) is FileAccessError and not path.exists() and not path.is_symlink():
+            raise ModelFileMissingError(
+                f"The model file {path} does not exist.",
+                hint="Check the path, or download the model again.",
+            ) from None
+        raise
 
 
 def _parse(reader: _Reader, path: Path, file_size: int) -> GGUFInfo:

@@ -224,8 +224,10 @@ def fetch_file_metadata(
     timeout: float = 10.0,
     retries: int = 3,
     retry_wait: float = 1.0,
+    on_retry: Callable[[str], None] | None = None,
 ) -> FileMetadata:
-    """HEAD the file's ``/resolve`` URL: commit, etag (the LFS sha256), size and final location."""
+    """HEAD the file's ``/resolve`` URL: commit, etag (the LFS sha256), size and final location.
+    ``on_retry`` hears each retry in words (:func:`retry_note`)."""
     from huggingface_hub import get_hf_file_metadata, hf_hub_url
 
     require_online(f"download {filename} from {repo_id}")
@@ -247,7 +249,7 @@ def fetch_file_metadata(
         )
 
     try:
-        return with_retries(head, retries=retries, retry_wait=retry_wait)
+        return with_retries(head, retries=retries, retry_wait=retry_wait, on_retry=on_retry)
     except Exception as exc:
         if not is_hub_problem(exc):
             raise
@@ -273,16 +275,38 @@ def retry_delay(retry_wait: float, attempt: int) -> float:
     return min(retry_wait * 2 ** max(attempt - 1, 0), MAX_RETRY_WAIT_S)
 
 
-def with_retries(call: Callable[[], T], *, retries: int, retry_wait: float) -> T:
-    """Run ``call``; on a transient failure wait (see :func:`retry_delay`) and try again."""
+def with_retries(
+    call: Callable[[], T],
+    *,
+    retries: int,
+    retry_wait: float,
+    on_retry: Callable[[str], None] | None = None,
+) -> T:
+    """Run ``call``; on a transient failure wait (see :func:`retry_delay`) and try again,
+    telling ``on_retry`` what happened and how long the wait is."""
     for attempt in range(retries + 1):
         try:
             return call()
         except Exception as exc:
             if attempt >= retries or not is_transient(exc):
                 raise
-            time.sleep(retry_delay(retry_wait, attempt + 1))
+            delay = retry_delay(retry_wait, attempt + 1)
+            if on_retry is not None:
+                on_retry(retry_note(exc, delay, attempt + 1, retries))
+            time.sleep(delay)
     raise AssertionError("unreachable")
+
+
+def retry_note(exc: BaseException, delay: float, attempt: int, retries: int) -> str:
+    """``Hub answered 500, retrying in 4 s (2/5)``: what failed and what happens next."""
+    if isinstance(exc, HfHubHTTPError):
+        what = f"Hub answered {exc.response.status_code}"
+    elif isinstance(exc, httpx2.TimeoutException):
+        what = "Hub did not answer in time"
+    else:
+        what = "Connection to the Hub failed"
+    wait = f"{delay:.0f} s" if delay >= 1 else f"{delay:.1f} s"
+    return f"{what}, retrying in {wait} ({attempt}/{retries})"
 
 
 def same_origin(url: str, other: str) -> bool:

@@ -33,7 +33,7 @@ from assistant.errors import (
     NoModelError,
 )
 from assistant.models.catalog import Catalog, ModelSpec, load_catalog
-from assistant.models.gguf_file import check_supported, read_gguf_info
+from assistant.models.gguf_file import check_model_path, check_supported, read_gguf_info
 from assistant.models.hub_cache import HubCache
 from assistant.paths import AppPaths, app_paths
 
@@ -364,10 +364,12 @@ class ModelStore:
         others a slug of the name.
         """
         source = Path(path).expanduser()
-        if not source.is_file():
+        try:
+            check_model_path(source)  # a folder, a FIFO, a loop: named, and never opened
+        except ModelFileMissingError:
             raise ModelFileMissingError(
                 f"There is no file at {source}.", hint="Check the path and try again."
-            )
+            ) from None
         source = source.resolve()
         info = read_gguf_info(source)  # raises NotGGUFError / CorruptModelError with the reason
         data = self._read()

@@ -57,14 +57,16 @@ class Digest(Protocol):
 @dataclass(frozen=True)
 class DownloadProgress:
     """``done`` of ``total`` bytes (``total`` None when unknown), speed over the last seconds,
-    and the time left at that speed. ``phase`` is ``checking``, ``downloading``, ``verifying``
-    or ``paused``."""
+    and the time left at that speed. ``phase`` is ``checking``, ``downloading``, ``verifying``,
+    ``paused`` or ``retrying``; with ``retrying``, ``note`` says why and for how long
+    ("Hub answered 500, retrying in 4 s (2/5)")."""
 
     done: int
     total: int | None
     speed_bps: float
     eta_s: float | None
     phase: str = "downloading"
+    note: str = ""
 
     @property
     def fraction(self) -> float | None:
@@ -111,6 +113,13 @@ class ProgressMeter:
 
     def paused(self, done: int, total: int | None) -> None:
         self.latest = DownloadProgress(done, total, 0.0, None, "paused")
+        self._report(self.latest)
+
+    def retrying(self, note: str) -> None:
+        """A failed attempt will be retried after a wait: say so at once (a wait of tens of
+        seconds must not look like a hang)."""
+        latest = self.latest
+        self.latest = DownloadProgress(latest.done, latest.total, 0.0, None, "retrying", note)
         self._report(self.latest)
 
     def restart(self) -> None:
@@ -466,7 +475,9 @@ class RangedTransfer:
                             exc,
                             done,
                         )
-                        control.sleep(hub.retry_delay(self.retry_wait, attempts))
+                        delay = hub.retry_delay(self.retry_wait, attempts)
+                        meter.retrying(hub.retry_note(exc, delay, attempts, self.retries))
+                        control.sleep(delay)
                         continue
                     if (
                         isinstance(exc, HfHubHTTPError)
@@ -519,9 +530,10 @@ def _length(response: httpx2.Response, done: int) -> int | None:
     content_range = response.headers.get("Content-Range")
     if content_range and "/" in content_range:
         tail = content_range.rsplit("/", 1)[1]
-        return int(tail) if tail.isdigit() else None
+        return int(tail) if tail.isascii() and tail.isdigit() else None
     length = response.headers.get("Content-Length")
-    return done + int(length) if length and length.isdigit() else None
+    # isascii: "²".isdigit() is True, and int("²") fails.
+    return done + int(length) if length and length.isascii() and length.isdigit() else None
 
 
 __all__ = [

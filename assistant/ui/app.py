@@ -19,6 +19,7 @@ from assistant.paths import AppPaths
 from assistant.state import WindowState
 from assistant.ui.errors import show_bug_report
 from assistant.ui.main_window import MainWindow
+from assistant.ui.recovery import start_services
 from assistant.ui.services import AppServices
 from assistant.ui.theme import app_icon
 
@@ -106,7 +107,10 @@ def run_app(argv: Sequence[str] | None = None) -> int:
         app = QApplication(list(argv if argv is not None else sys.argv))
     app.setWindowIcon(app_icon())
 
-    services = AppServices.create()
+    startup = start_services()  # a damaged history shows the recovery screen first
+    if startup is None:
+        return 1
+    services = startup.services
     window = MainWindow(services)
     window.show()
     previous_hook = _install_excepthook(window)
@@ -119,6 +123,8 @@ def run_app(argv: Sequence[str] | None = None) -> int:
         QTimer.singleShot(0, window, lambda: _welcome(window, services.state))
     for warning in services.settings.warnings:
         window.show_problem(warning)
+    for message, hint in startup.notes:
+        window.show_problem(message, hint)
     try:
         return int(app.exec())
     finally:

@@ -234,6 +234,8 @@ class DownloadRow(QFrame):
             parts = ["Contacting the Hub…"]
         elif progress.phase == "verifying":
             parts = [f"Checking the file… {amount}"]
+        elif progress.phase == "retrying":
+            parts = [progress.note]
         elif self.task.paused or progress.phase == "paused":
             parts = [amount, "paused"]
         else:
