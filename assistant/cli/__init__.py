@@ -33,6 +33,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log details to stderr")
+    parser.add_argument(
+        "--quick-ask",
+        action="store_true",
+        help="open the quick-ask popup (in the running app, or start it)",
+    )
+    parser.add_argument(
+        "--hidden", action="store_true", help="start in the tray without opening the window"
+    )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     ask_cmd.register(subparsers)
     models_cmd.register(subparsers)
@@ -50,7 +58,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     setup_logging(verbose=args.verbose)
     if not getattr(args, "func", None):
-        return _open_gui(parser)
+        return _open_gui(parser, args)
     # Only `models pull` and `models search` may reach the Hub; that group guards itself.
     guard = contextlib.nullcontext() if args.command == "models" else _offline()
     try:
@@ -81,10 +89,16 @@ def _offline() -> contextlib.AbstractContextManager[None]:
     return offline_guard()
 
 
-def _open_gui(parser: argparse.ArgumentParser) -> int:
+def _open_gui(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    from assistant import ipc
+
+    command = ipc.QUICK_ASK if args.quick_ask else ipc.SHOW if not args.hidden else ipc.START
+    # A running app takes over before any widget is imported: that is what makes it instant.
+    if ipc.hand_over(command, app_paths()):
+        return 0
     try:
         from assistant.ui.app import run_app
     except ImportError:
         parser.print_help()
         return 0
-    return run_app()
+    return run_app(command=command, hidden=args.hidden)
