@@ -72,6 +72,7 @@ class DesktopShell(QObject):
     @Slot(str)
     def handle_command(self, command: str) -> None:
         """A later start handed this over (``assistant.ipc``)."""
+        log.info("Another start asked for %s", command)
         if command == ipc.QUICK_ASK:
             self.quick_ask()
         elif command == ipc.SHOW:
@@ -92,6 +93,7 @@ class DesktopShell(QObject):
         popup = self.popup
         popup.show_popup()
         self._focus_x11(popup)
+        log.info("Quick ask popup shown")
 
     @Slot(int)
     def continue_in_chat(self, conversation_id: int) -> None:

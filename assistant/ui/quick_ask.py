@@ -166,7 +166,12 @@ class QuickAskPopup(QWidget):
         self.answer_area.setWidgetResizable(True)
         self.answer_area.setFrameShape(QFrame.Shape.NoFrame)
         self.answer_area.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-        self.answer_area.setWidget(self.answer)
+        page = QWidget()
+        column = QVBoxLayout(page)
+        column.setContentsMargins(0, 0, 6, 0)
+        column.addWidget(self.answer)
+        column.addStretch(1)  # the text starts at the top, its footer right below it
+        self.answer_area.setWidget(page)
         self.answer_area.setMinimumHeight(ANSWER_HEIGHT)
         self.answer_area.hide()
         self.answer_area.verticalScrollBar().rangeChanged.connect(self._on_scroll_range_changed)
@@ -200,6 +205,15 @@ class QuickAskPopup(QWidget):
         self.setFixedWidth(WIDTH)
         self._set_answer_actions(False)
 
+    def _apply_look(self) -> None:
+        """The theme's colours, and a border: a frameless window needs an edge of its own."""
+        colors = colors_for(is_dark(self.settings["theme"]))
+        self.setStyleSheet(
+            f"#QuickAsk {{ background: {colors.window}; border: 1px solid {colors.accent}; }}"
+            f"#QuickAskSelection {{ background: {colors.alt_base}; border-radius: 6px; }}"
+        )
+        self.answer.set_style(self._style())
+
     def _style(self) -> Style:
         dark = is_dark(self.settings["theme"])
         colors = colors_for(dark)
@@ -217,7 +231,7 @@ class QuickAskPopup(QWidget):
             selection = read_selection() if self.settings["quick_ask_selection"] else ""
         if not self.busy:
             self.set_selection(selection)
-        self.answer.set_style(self._style())
+        self._apply_look()
         self.adjustSize()
         self._place()
         self.show()
@@ -241,6 +255,7 @@ class QuickAskPopup(QWidget):
 
     def set_selection(self, text: str) -> None:
         self.selection = text
+        self.remove_selection_button.show()
         shown = text if len(text) <= 300 else text[:300] + "…"
         self.selection_label.setText(f"With the selected text: “{shown}”")
         self.selection_frame.setVisible(bool(text))
@@ -288,7 +303,10 @@ class QuickAskPopup(QWidget):
             self._show_status(exc.message)
             return None
         self._question = with_selection(question, self.selection)
-        self.set_selection("")  # sent once: the next question goes without it
+        if self.selection:  # sent once: the next question goes without it
+            self.selection_label.setText(self.selection_label.text().replace("With", "Sent with"))
+            self.remove_selection_button.hide()
+            self.selection = ""
         self.conversation_id = conversation_id
         self.answer_id = None
         self._text = ""
