@@ -19,10 +19,12 @@ from __future__ import annotations
 
 import datetime
 import logging
+import warnings
 
 from PySide6.QtCore import QPoint, QRect, Qt, QTimer, Signal, Slot
 from PySide6.QtGui import QClipboard, QCursor, QFontDatabase, QGuiApplication, QKeyEvent
 from PySide6.QtWidgets import (
+    QApplication,
     QFrame,
     QHBoxLayout,
     QLabel,
@@ -237,6 +239,14 @@ class QuickAskPopup(QWidget):
         self.show()
         self.raise_()
         self.activateWindow()
+        handle = self.windowHandle()
+        if QGuiApplication.focusWindow() is handle is not None and not self.isActiveWindow():
+            # Where nothing sends a focus-out when a window hides (offscreen, no window
+            # manager), Qt keeps the hidden popup as the focus window, and activating it
+            # again changes nothing: make it the active window directly.
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", DeprecationWarning)
+                QApplication.setActiveWindow(self)
         self.input.setFocus(Qt.FocusReason.ActiveWindowFocusReason)
         self.input.selectAll()
         self.shown.emit()
