@@ -61,7 +61,7 @@ class Tray(QObject):
         self.runner.loadStarted.connect(self._on_model_changed)
         self.runner.loaded.connect(self._on_model_changed)
         self.runner.loadFailed.connect(self._on_model_changed)
-        self.runner.busyChanged.connect(self._on_model_changed)
+        self.runner.busyChanged.connect(self._on_busy_changed)
         self._on_model_changed()
 
     @property
@@ -81,16 +81,19 @@ class Tray(QObject):
         if self.icon is not None:
             self.icon.hide()
 
-    def model_state(self) -> str:
-        """The line the menu shows about the model: which one, and what it is doing."""
+    def model_state(self, busy: bool | None = None) -> str:
+        """The line the menu shows about the model: which one, and what it is doing
+        (``busy``: whether some request is queued or running, when known better than the
+        runner's own flag, which changes right after its signal)."""
         runner = self.runner
+        busy = runner.busy if busy is None else busy
         if runner.model_id is None:
             return "No model loaded"
         if runner.loading:
             state = "loading"
         elif not runner.ready:
             state = "not loaded"
-        elif runner.busy:
+        elif busy:
             state = "answering"
         else:
             state = "ready"
@@ -103,9 +106,15 @@ class Tray(QObject):
         self.icon.showMessage(title, text, app_icon(), 8000)
         return True
 
+    @Slot(bool)
+    def _on_busy_changed(self, busy: bool) -> None:
+        self._show_state(self.model_state(busy))
+
     @Slot()
     def _on_model_changed(self, *_args: object) -> None:
-        text = self.model_state()
+        self._show_state(self.model_state())
+
+    def _show_state(self, text: str) -> None:
         self.model_action.setText(text)
         if self.icon is not None:
             self.icon.setToolTip(f"{APP_NAME} — {text}")
