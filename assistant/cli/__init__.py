@@ -53,7 +53,26 @@ def error(text: str) -> None:
     print(f"offline-assistant: error: {text}", file=sys.stderr)
 
 
+GUI_FLAGS = frozenset({"--quick-ask", "--hidden", "-v", "--verbose"})
+"""Arguments of a start of the desktop app (no sub-command)."""
+
+
+def _gui_command(quick_ask: bool, hidden: bool) -> str:
+    from assistant import ipc
+
+    return ipc.QUICK_ASK if quick_ask else ipc.START if hidden else ipc.SHOW
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    given = list(sys.argv[1:] if argv is None else argv)
+    if set(given) <= GUI_FLAGS:
+        # A running app takes over before the sub-commands (and their imports) or any
+        # widget are loaded: that is what makes `--quick-ask` instant.
+        from assistant import ipc
+
+        command = _gui_command("--quick-ask" in given, "--hidden" in given)
+        if ipc.hand_over(command, app_paths()):
+            return 0
     parser = build_parser()
     args = parser.parse_args(argv)
     setup_logging(verbose=args.verbose)
@@ -90,12 +109,7 @@ def _offline() -> contextlib.AbstractContextManager[None]:
 
 
 def _open_gui(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
-    from assistant import ipc
-
-    command = ipc.QUICK_ASK if args.quick_ask else ipc.SHOW if not args.hidden else ipc.START
-    # A running app takes over before any widget is imported: that is what makes it instant.
-    if ipc.hand_over(command, app_paths()):
-        return 0
+    command = _gui_command(args.quick_ask, args.hidden)
     try:
         from assistant.ui.app import run_app
     except ImportError:

@@ -58,6 +58,8 @@ class DesktopShell(QObject):
         self.tray.show()
         self._apply_keep_running()
         self.set_hotkey(services.settings["quick_ask_hotkey"])
+        # Built while the app is idle, so the first quick ask shows at once.
+        QTimer.singleShot(1500, self, self._on_idle)
 
     @property
     def popup(self) -> QuickAskPopup:
@@ -66,6 +68,11 @@ class DesktopShell(QObject):
             self._popup = QuickAskPopup(self.services)
             self._popup.continueRequested.connect(self.continue_in_chat)
         return self._popup
+
+    @Slot()
+    def _on_idle(self) -> None:
+        if not self.services.shutting_down:
+            self.popup  # noqa: B018 - built now, shown later
 
     # --- commands --------------------------------------------------------------------------
 

@@ -105,6 +105,7 @@ class QuickAskPopup(QWidget):
         self._question = ""
         self._text = ""
         self._temporary = False  # the conversation goes once answered (history setting off)
+        self._dark: bool | None = None
         self.setWindowFlags(
             Qt.WindowType.Tool
             | Qt.WindowType.FramelessWindowHint
@@ -208,8 +209,13 @@ class QuickAskPopup(QWidget):
         self._set_answer_actions(False)
 
     def _apply_look(self) -> None:
-        """The theme's colours, and a border: a frameless window needs an edge of its own."""
-        colors = colors_for(is_dark(self.settings["theme"]))
+        """The theme's colours, and a border: a frameless window needs an edge of its own.
+        Restyling costs a frame or two: only when the theme changed since the last time."""
+        dark = is_dark(self.settings["theme"])
+        if dark == self._dark:
+            return
+        self._dark = dark
+        colors = colors_for(dark)
         self.setStyleSheet(
             f"#QuickAsk {{ background: {colors.window}; border: 1px solid {colors.accent}; }}"
             f"#QuickAskSelection {{ background: {colors.alt_base}; border-radius: 6px; }}"
