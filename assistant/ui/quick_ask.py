@@ -11,8 +11,8 @@ Each quick ask is answered on its own: the earlier quick asks of the day are not
 
 The text selected in another app (the X11 primary selection; the clipboard where there is no
 selection) may come along. It is shown above the input and can be removed; when sent, it is
-part of the question itself, quoted below it, so the history shows exactly what was asked and
-"Continue in chat" keeps it. The clipboard is only read, never changed.
+part of the question itself, in a fenced block below it, so the history shows exactly what was
+asked and "Continue in chat" keeps it. The clipboard is only read, never changed.
 """
 
 from __future__ import annotations
@@ -50,7 +50,9 @@ TITLE_PREFIX = "Quick ask"
 SELECTION_LIMIT = 8000
 """Characters of a selection brought along: a small model's context is small."""
 WIDTH = 640
-ANSWER_HEIGHT = 320
+ANSWER_MIN_HEIGHT = 60
+ANSWER_MAX_HEIGHT = 420
+"""The answer area grows with the answer up to this, then scrolls."""
 
 
 def daily_title(day: datetime.date | None = None) -> str:
@@ -58,10 +60,12 @@ def daily_title(day: datetime.date | None = None) -> str:
 
 
 def with_selection(question: str, selection: str) -> str:
-    """The question as sent and saved: the selection quoted below it."""
+    """The question as sent and saved: the selection below it in a fenced block (small models
+    answer about a fenced block far better than about quoted text; the chat renders it)."""
     if not selection:
         return question
-    return f'{question}\n\nSelected text:\n"""\n{selection}\n"""'
+    fence = "~~~~" if "```" in selection else "```"
+    return f"{question}\n\n{fence}\n{selection}\n{fence}"
 
 
 def latest_question_only(messages: list[ChatMessage]) -> list[ChatMessage]:
@@ -175,7 +179,7 @@ class QuickAskPopup(QWidget):
         column.addWidget(self.answer)
         column.addStretch(1)  # the text starts at the top, its footer right below it
         self.answer_area.setWidget(page)
-        self.answer_area.setMinimumHeight(ANSWER_HEIGHT)
+        self.answer_area.setFixedHeight(ANSWER_MIN_HEIGHT)
         self.answer_area.hide()
         self.answer_area.verticalScrollBar().rangeChanged.connect(self._on_scroll_range_changed)
 
@@ -384,6 +388,16 @@ class QuickAskPopup(QWidget):
     @Slot()
     def _on_render_due(self) -> None:
         self.answer.set_text(self._text)
+        QTimer.singleShot(0, self, self._fit_answer)
+
+    @Slot()
+    def _fit_answer(self) -> None:
+        """As tall as the answer (once its text has been laid out), up to a limit."""
+        wanted = self.answer.sizeHint().height() + 8
+        height = max(ANSWER_MIN_HEIGHT, min(ANSWER_MAX_HEIGHT, wanted))
+        if height != self.answer_area.height():
+            self.answer_area.setFixedHeight(height)
+            self.adjustSize()
 
     @Slot(int, int, int)
     def _on_answer_finished(self, request_id: int, conversation_id: int, message_id: int) -> None:
@@ -398,6 +412,7 @@ class QuickAskPopup(QWidget):
             self.answer.set_message(message)
             self.answer.copy_button.hide()
             self._text = message.text
+            QTimer.singleShot(0, self, self._fit_answer)
         self._show_status("Stopped." if message and message.status == "interrupted" else "")
         self._set_answer_actions(bool(self._text))
 
