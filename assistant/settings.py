@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -276,7 +277,7 @@ SCHEMA: tuple[Setting, ...] = (
     ),
     Setting(
         "quick_ask_hotkey",
-        "Ctrl+Alt+Space",
+        "Alt+Space" if sys.platform == "darwin" else "Ctrl+Alt+Space",  # ⌥Space on macOS
         str,
         label="Quick ask shortcut (empty = off)",
         group="Appearance and data",
