@@ -3,7 +3,7 @@
 The running app listens on a local socket (``assistant.ui.instance``, a ``QLocalServer``). A new
 start first tries to connect; when someone answers it sends one line and is done, having paid
 for nothing but this module (no Qt: on Linux and macOS the socket is a plain Unix-domain socket,
-so the hand-over takes milliseconds). Only when nobody answers does it go on to build windows
+on Windows a named pipe, so the hand-over takes milliseconds). Only when nobody answers does it go on to build windows
 and become the server itself.
 
 Two starts at the same moment must not both become the server: whoever wants to become it
@@ -94,7 +94,7 @@ def hand_over(command: str, paths: AppPaths, timeout_s: float = CONNECT_TIMEOUT_
     confirm in time."""
     name = server_name(paths)
     if sys.platform.startswith("win"):
-        return _hand_over_qt(name, command, timeout_s)
+        return _hand_over_pipe(name, command)
     if not os.path.exists(name):
         return False
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
@@ -114,21 +114,21 @@ def hand_over(command: str, paths: AppPaths, timeout_s: float = CONNECT_TIMEOUT_
     return reply.strip() == OK_REPLY.strip()
 
 
-def _hand_over_qt(name: str, command: str, timeout_s: float) -> bool:
-    """Windows: ``QLocalServer`` listens on a named pipe, which plain Python cannot open as
-    simply; QtNetwork (without widgets) does it."""
-    from PySide6.QtNetwork import QLocalSocket
-
-    sock = QLocalSocket()
-    sock.connectToServer(name)
-    if not sock.waitForConnected(int(timeout_s * 1000)):
+def _hand_over_pipe(name: str, command: str) -> bool:
+    """Windows: ``QLocalServer`` listens on the named pipe ``\\\\.\\pipe\\<name>``, which a
+    plain file open reaches (no Qt needed here either)."""
+    try:
+        with open(rf"\\.\pipe\{name}", "r+b", buffering=0) as pipe:
+            pipe.write(encode(command))
+            reply = b""
+            while not reply.endswith(b"\n"):
+                chunk = pipe.read(256)
+                if not chunk:
+                    break
+                reply += chunk
+    except OSError as exc:  # no such pipe: nobody runs
+        log.debug("No running app answered on %s: %s", name, exc)
         return False
-    sock.write(encode(command))
-    sock.waitForBytesWritten(int(timeout_s * 1000))
-    reply = b""
-    while not reply.endswith(b"\n") and sock.waitForReadyRead(int(timeout_s * 1000)):
-        reply += bytes(sock.readAll().data())
-    sock.disconnectFromServer()
     return reply.strip() == OK_REPLY.strip()
 
 
