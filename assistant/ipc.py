@@ -3,8 +3,8 @@
 The running app listens on a local socket (``assistant.ui.instance``, a ``QLocalServer``). A new
 start first tries to connect; when someone answers it sends one line and is done, having paid
 for nothing but this module (no Qt: on Linux and macOS the socket is a plain Unix-domain socket,
-on Windows a named pipe, so the hand-over takes milliseconds). Only when nobody answers does it go on to build windows
-and become the server itself.
+on Windows a named pipe, so the hand-over takes milliseconds). Only when nobody answers does it
+go on to build windows and become the server itself.
 
 Two starts at the same moment must not both become the server: whoever wants to become it
 takes ``instance_lock`` first, tries to connect once more under the lock, and keeps the lock
