@@ -4,6 +4,7 @@ in test_x11_desktop.py."""
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -101,3 +102,15 @@ def test_the_menu_follows_the_model_loading_ready_and_answering(
     qtbot.waitUntil(lambda: not services.runner.is_active(rid), timeout=300_000)
     assert shell.tray.model_action.text() == f"{model_id}: ready"
     assert seen == [f"{model_id}: answering", f"{model_id}: ready"]
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the XDG autostart entry")
+def test_start_at_login_writes_and_removes_the_login_entry(
+    shell: DesktopShell, services: AppServices, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+    entry = tmp_path / "xdg" / "autostart" / "offline-assistant.desktop"
+    services.settings.update({"start_at_login": True})
+    assert "--hidden" in entry.read_text(encoding="utf-8")
+    services.settings.update({"start_at_login": False})
+    assert not entry.exists()
