@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -274,6 +275,52 @@ SCHEMA: tuple[Setting, ...] = (
         choices=(("system", "Same as the system"), ("light", "Light"), ("dark", "Dark")),
     ),
     Setting("cloud_enabled", False, bool, label="Allow sending questions to a cloud model"),
+    # Tray and quick ask
+    Setting(
+        "keep_running_in_tray",
+        True,
+        bool,
+        label="Keep running in the tray when the window is closed",
+        group="Appearance and data",
+        tooltip="Only where the desktop has a system tray; elsewhere closing the window quits",
+    ),
+    Setting(
+        "quick_ask_hotkey",
+        "Alt+Space" if sys.platform == "darwin" else "Ctrl+Alt+Space",  # ⌥Space on macOS
+        str,
+        label="Quick ask shortcut (empty = off)",
+        group="Appearance and data",
+        accessible_name="Quick ask keyboard shortcut",
+        placeholder="Ctrl+Alt+Space",
+        tooltip=(
+            "Works from any app on X11, Windows and macOS. On Wayland, bind your desktop's "
+            "own shortcut to the command: offline-assistant --quick-ask"
+        ),
+    ),
+    Setting(
+        "quick_ask_selection",
+        True,
+        bool,
+        label="Quick ask brings along the selected text",
+        group="Appearance and data",
+        tooltip="The text selected in another app is shown in the popup (and removable) "
+        "before it is sent; your clipboard is left as it was",
+    ),
+    Setting(
+        "quick_ask_history",
+        True,
+        bool,
+        label="Keep quick asks in the history",
+        group="Appearance and data",
+        tooltip='In one "Quick ask" conversation per day',
+    ),
+    Setting(
+        "start_at_login",
+        False,
+        bool,
+        label="Start at login (in the tray)",
+        group="Appearance and data",
+    ),
 )
 _BY_KEY = {setting.key: setting for setting in SCHEMA}
 

@@ -25,6 +25,7 @@ FIELDS: tuple[Setting, ...] = (
         "main_window_geometry", "", str, label="Qt's saveGeometry() of the chat window, base64"
     ),
     Setting("sidebar_width", 0, int, label="Width of the chat list (0: the default)", minimum=0),
+    Setting("tray_notice_shown", False, bool, label="The keeps-running tray notice was shown"),
 )
 _BY_KEY = {field.key: field for field in FIELDS}
 

@@ -296,6 +296,7 @@ def test_broken_state_file_gives_defaults(tmp_path: Path, content: bytes) -> Non
         "first_run_done": False,
         "main_window_geometry": "",
         "sidebar_width": 0,
+        "tray_notice_shown": False,
     }
     state.set("draft", "hello")
     state.save()  # saving repairs the file

@@ -34,6 +34,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log details to stderr")
+    parser.add_argument(
+        "--quick-ask",
+        action="store_true",
+        help="open the quick-ask popup (in the running app, or start it)",
+    )
+    parser.add_argument(
+        "--hidden", action="store_true", help="start in the tray without opening the window"
+    )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     ask_cmd.register(subparsers)
     models_cmd.register(subparsers)
@@ -55,7 +63,26 @@ def describe(exc: AssistantError) -> str:
     return text
 
 
+GUI_FLAGS = frozenset({"--quick-ask", "--hidden", "-v", "--verbose"})
+"""Arguments of a start of the desktop app (no sub-command)."""
+
+
+def _gui_command(quick_ask: bool, hidden: bool) -> str:
+    from assistant import ipc
+
+    return ipc.QUICK_ASK if quick_ask else ipc.START if hidden else ipc.SHOW
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    given = list(sys.argv[1:] if argv is None else argv)
+    if set(given) <= GUI_FLAGS:
+        # A running app takes over before the sub-commands (and their imports) or any
+        # widget are loaded: that is what makes `--quick-ask` instant.
+        from assistant import ipc
+
+        command = _gui_command("--quick-ask" in given, "--hidden" in given)
+        if ipc.hand_over(command, app_paths()):
+            return 0
     from assistant.cli.arguments import check_argv
 
     parser = build_parser()
@@ -67,7 +94,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     setup_logging(verbose=args.verbose)
     if not getattr(args, "func", None):
-        return _open_gui(parser)
+        return _open_gui(parser, args)
     # Only `models pull` and `models search` may reach the Hub; that group guards itself.
     guard = contextlib.nullcontext() if args.command == "models" else _offline()
     try:
@@ -98,10 +125,11 @@ def _offline() -> contextlib.AbstractContextManager[None]:
     return offline_guard()
 
 
-def _open_gui(parser: argparse.ArgumentParser) -> int:
+def _open_gui(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    command = _gui_command(args.quick_ask, args.hidden)
     try:
         from assistant.ui.app import run_app
     except ImportError:
         parser.print_help()
         return 0
-    return run_app()
+    return run_app(command=command, hidden=args.hidden)

@@ -14,10 +14,12 @@ from typing import Any
 from PySide6.QtCore import Qt, QTimer
 from PySide6.QtWidgets import QApplication
 
-from assistant import APP_ID, APP_NAME, __version__
-from assistant.paths import AppPaths
+from assistant import APP_ID, APP_NAME, __version__, ipc
+from assistant.paths import AppPaths, app_paths
 from assistant.state import WindowState
+from assistant.ui.desktop import DesktopShell
 from assistant.ui.errors import show_bug_report
+from assistant.ui.instance import become_server
 from assistant.ui.main_window import MainWindow
 from assistant.ui.recovery import start_services
 from assistant.ui.services import AppServices
@@ -82,8 +84,14 @@ def _quit_on_signals(services: AppServices) -> dict[int, Any]:
     return previous
 
 
-def run_app(argv: Sequence[str] | None = None) -> int:
-    """Open the chat window and run until the app quits; return the exit code."""
+def run_app(
+    argv: Sequence[str] | None = None, *, command: str = ipc.SHOW, hidden: bool = False
+) -> int:
+    """Open the chat window and run until the app quits; return the exit code.
+
+    ``command`` is what a later start asks of a running app (``assistant.ipc``): when one
+    runs already it gets the command and this start ends at once. ``quick-ask`` opens the
+    popup; ``hidden`` starts in the tray (start at login) where there is a tray."""
     if _no_display():
         print(
             "offline-assistant: error: there is no graphical display (DISPLAY is not set). "
@@ -107,19 +115,35 @@ def run_app(argv: Sequence[str] | None = None) -> int:
         app = QApplication(list(argv if argv is not None else sys.argv))
     app.setWindowIcon(app_icon())
 
-    startup = start_services()  # a damaged history shows the recovery screen first
+    paths = app_paths()
+    try:
+        server = become_server(paths, command, app)
+    except OSError as exc:  # no single instance on a read-only or full disk; the app still runs
+        log.warning("Could not check for a running copy of the app: %s", exc)
+        server = None
+    else:
+        if server is None:
+            return 0  # a running app took the command
+    startup = start_services(paths)  # a damaged history shows the recovery screen first
     if startup is None:
         return 1
     services = startup.services
     window = MainWindow(services)
-    window.show()
+    shell = DesktopShell(services, window, server, services)
+    in_tray = shell.tray.keeps_running and (hidden or command == ipc.QUICK_ASK)
+    if not in_tray:
+        window.show()
+    if command == ipc.QUICK_ASK:
+        QTimer.singleShot(0, shell, shell.quick_ask)
+    if shell.hotkey_problem and not in_tray:
+        window.show_problem(shell.hotkey_problem)
     previous_hook = _install_excepthook(window)
     handlers: dict[int, Any] = {}
     if threading.current_thread() is threading.main_thread():
         handlers = _quit_on_signals(services)
     # The desktop session is ending: save everything before the session manager moves on.
     app.commitDataRequest.connect(lambda _manager: services.shutdown())
-    if not window.has_models:
+    if not window.has_models and not in_tray:
         QTimer.singleShot(0, window, lambda: _welcome(window, services.state))
     for warning in services.settings.warnings:
         window.show_problem(warning)
