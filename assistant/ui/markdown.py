@@ -25,6 +25,11 @@ log = logging.getLogger(__name__)
 
 SegmentKind = Literal["prose", "code"]
 
+# Pygments' lexers module replaces itself in sys.modules while it is first imported; a second
+# thread importing it at that moment gets a half-made module ("cannot import name TextLexer").
+# The warm-up thread and the UI thread therefore import it one at a time.
+_PYGMENTS_IMPORT = threading.Lock()
+
 
 @dataclass(frozen=True)
 class Segment:
@@ -95,10 +100,11 @@ def _parser(style: Style) -> Any:
 @functools.lru_cache(maxsize=256)
 def highlight(code: str, language: str, style: Style) -> str:
     """``code`` as HTML with inline colours, lines kept, wrapping allowed."""
-    from pygments import highlight as pygments_highlight
-    from pygments.formatters import HtmlFormatter
-    from pygments.lexers import TextLexer, get_lexer_by_name
-    from pygments.util import ClassNotFound
+    with _PYGMENTS_IMPORT:
+        from pygments import highlight as pygments_highlight
+        from pygments.formatters import HtmlFormatter
+        from pygments.lexers import TextLexer, get_lexer_by_name
+        from pygments.util import ClassNotFound
 
     try:
         lexer = get_lexer_by_name(language) if language else TextLexer()
