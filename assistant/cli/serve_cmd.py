@@ -8,6 +8,7 @@ Ctrl+C. Loopback only unless ``--allow-network``; the token is the one kept in t
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 import threading
 
@@ -78,11 +79,22 @@ def run_serve(args: argparse.Namespace) -> int:
             print(f"warning: {model_id} did not load; requests will say why.", file=sys.stderr)
         else:
             print(f"Ready: {model_id}. Press Ctrl+C to stop.", flush=True)
-        threading.Event().wait()  # until Ctrl+C
+        _wait_for_stop()
     finally:
         server.stop()
         queue.close()
     return 0
+
+
+def _wait_for_stop() -> None:
+    """Until Ctrl+C (KeyboardInterrupt) or a TERM (a service manager stopping it)."""
+    stop = threading.Event()
+    previous = signal.signal(signal.SIGTERM, lambda _number, _frame: stop.set())
+    try:
+        while not stop.wait(0.5):  # a timed wait lets Ctrl+C through at once
+            pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _token() -> str:
