@@ -2,9 +2,9 @@
 
 The desktop app answers API requests on its shared ``ModelRunner``; without a window there is
 no runner to share, and starting Qt's event loop only to reach one would make ``serve`` load
-PySide6 (and the runner's error reporting, which lives with the widgets) for nothing. A plain
-thread and a FIFO do the same job here: one request at a time on one loaded model, in order,
-each stoppable at the next token.
+the Qt libraries (and the runner's error reporting, which lives with the widgets) for nothing.
+A plain thread and a FIFO do the same job here: one request at a time on one loaded model, in
+order, each stoppable at the next token.
 """
 
 from __future__ import annotations

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import weakref
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -45,6 +46,13 @@ log = logging.getLogger(__name__)
 API_CLIENT = "api"
 
 
+def _alive(owner: weakref.ref[AppServices]) -> AppServices:
+    services = owner()
+    if services is None:
+        raise RuntimeError("the app's services are gone")
+    return services
+
+
 def _quitting() -> ApiError:
     return ApiError(503, "Offline Assistant is quitting.", kind="server_error", code="shutdown")
 
@@ -67,7 +75,9 @@ class RunnerQueue(QObject):
 
     def __init__(self, services: AppServices, limit: int | None = None) -> None:
         super().__init__(services)
-        self._services = services
+        # Weak: the services own this object; a strong reference back would keep them alive
+        # in a cycle, freed by the garbage collector at a random moment instead of at once.
+        self._owner = weakref.ref(services)
         self._runner = services.runner
         self._slots = Slots(limit) if limit is not None else Slots()
         self._jobs: dict[int, _Job] = {}  # request id -> job; Qt thread only
@@ -86,6 +96,10 @@ class RunnerQueue(QObject):
         runner.answerFinished.connect(self._on_answer_finished)
         runner.answerFailed.connect(self._on_answer_failed)
         runner.requestEnded.connect(self._on_request_ended)
+
+    @property
+    def _services(self) -> AppServices:
+        return _alive(self._owner)
 
     # --- AnswerQueue (any thread) ----------------------------------------------------------
 
@@ -253,12 +267,16 @@ class LocalApi(QObject):
 
     def __init__(self, services: AppServices) -> None:
         super().__init__(services)
-        self._services = services
+        self._owner = weakref.ref(services)  # weak: see RunnerQueue
         self._server: ApiServer | None = None
         self._queue: RunnerQueue | None = None
         self.error = ""
         services.settingsChanged.connect(self._on_settings_changed)
         services.shuttingDown.connect(self.stop)
+
+    @property
+    def _services(self) -> AppServices:
+        return _alive(self._owner)
 
     @property
     def is_running(self) -> bool:

@@ -269,8 +269,8 @@ class ProviderWorker(QObject):
             )
         except Exception as exc:
             text.flush()
-            request.outcome.error = exc
             message, hint, details = describe(exc, f"Answering in conversation {conversation_id}")
+            request.outcome.error = _without_tracebacks(exc)
             self.answerFailed.emit(rid, conversation_id, message, hint, details, saved_question)
             return
         text.flush()
@@ -615,6 +615,19 @@ class ModelRunner(QObject):
     @Slot(int, int)
     def _on_answer_skipped(self, request_id: int, _conversation_id: int) -> None:
         self._return(request_id)
+
+
+def _without_tracebacks(exc: BaseException) -> BaseException:
+    """``exc`` for the asker to keep, its tracebacks dropped (once described and logged): they
+    hold this worker's frames, and through them the request that would hold ``exc``, a cycle
+    that the garbage collector would free at some random moment on some other thread."""
+    chain: BaseException | None = exc
+    visited: set[int] = set()
+    while chain is not None and id(chain) not in visited:
+        visited.add(id(chain))
+        chain.__traceback__ = None
+        chain = chain.__cause__ or chain.__context__
+    return exc
 
 
 def _answer_unsaved(
