@@ -256,8 +256,8 @@ class RunnerQueue(QObject):
 class LocalApi(QObject):
     """Runs the API server while Settings → Local API has it on; built by ``AppServices``.
 
-    ``is_running``, ``base_url`` and ``error`` say how it stands (the tray menu shows "Local
-    API on"); ``token`` is what programs send.
+    ``is_running``, ``address``, ``base_url`` and ``error`` say how it stands (the tray menu
+    shows "Local API on"); ``token`` is what programs send.
 
     Signals:
         stateChanged(): the server started or stopped, or could not start (``error``).
@@ -281,6 +281,11 @@ class LocalApi(QObject):
     @property
     def is_running(self) -> bool:
         return self._server is not None and self._server.is_running
+
+    @property
+    def address(self) -> str:
+        """``127.0.0.1:PORT`` while running, else ""."""
+        return self._server.address if self._server is not None and self.is_running else ""
 
     @property
     def base_url(self) -> str:
