@@ -1,15 +1,16 @@
 """Secrets (the Hugging Face token, API keys) live in the OS keyring, never in a file.
 
 Every secret is stored under the service name ``offline-assistant`` with its own user name
-(``huggingface-token`` for the Hub). Reading never fails loudly: a machine without a keyring simply
-has no stored secrets. Writing to a missing or locked keyring raises ``SecretStoreError`` with a
-sentence that says what to do instead.
+(``huggingface-token`` for the Hub, ``local-api-token`` for the local API). Reading never fails
+loudly: a machine without a keyring simply has no stored secrets. Writing to a missing or
+locked keyring raises ``SecretStoreError`` with a sentence that says what to do instead.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import secrets
 from pathlib import Path
 
 import keyring
@@ -113,3 +114,31 @@ def _hub_cli_token_path() -> Path:
     if explicit:
         return Path(os.path.expandvars(explicit)).expanduser()
     return hf_home() / "token"
+
+
+# --- the local API's token -------------------------------------------------------------------
+
+API_TOKEN_NAME = "local-api-token"
+
+
+def get_api_token() -> str | None:
+    """The token other programs send to the local API (``Authorization: Bearer``), if made."""
+    return get_secret(API_TOKEN_NAME)
+
+
+def ensure_api_token() -> str:
+    """The local API's token, made (random, 256 bits) and stored on first use.
+
+    Raises ``SecretStoreError`` when there is no keyring to keep a new one in."""
+    token = get_api_token()
+    if token is None:
+        token = new_api_token()
+    return token
+
+
+def new_api_token() -> str:
+    """Replace the local API's token with a new random one (programs using the old one stop
+    working) and return it."""
+    token = "oa-" + secrets.token_urlsafe(32)
+    set_secret(API_TOKEN_NAME, token)
+    return token

@@ -36,7 +36,7 @@ log = logging.getLogger(__name__)
 
 Listener = Callable[[list[str]], None]
 
-GROUPS: tuple[str, ...] = ("Answers", "Model", "Appearance and data")
+GROUPS: tuple[str, ...] = ("Answers", "Model", "Appearance and data", "Local API")
 """The settings dialog's tabs, in order; a setting's ``group`` names one of them."""
 
 LEGACY_KEYS = frozenset({"draft", "first_run_done"})
@@ -321,6 +321,35 @@ SCHEMA: tuple[Setting, ...] = (
         label="Start at login (in the tray)",
         group="Appearance and data",
     ),
+    # Local API: other programs on this computer use the loaded model (assistant/api).
+    Setting(
+        "api_enabled",
+        False,
+        bool,
+        label="Let other programs on this computer use the model",
+        group="Local API",
+        accessible_name="Turn on the local OpenAI-compatible API",
+        tooltip="An OpenAI-compatible API on this computer only, protected by the token below",
+    ),
+    Setting(
+        "api_port",
+        8765,
+        int,
+        label="Port",
+        group="Local API",
+        minimum=1024,
+        maximum=65535,
+        step=1,
+        accessible_name="Local API port",
+    ),
+    Setting(
+        "api_keep_history",
+        False,
+        bool,
+        label="Keep API requests in the chat history",
+        group="Local API",
+        tooltip="Off: what other programs ask is answered and forgotten",
+    ),
 )
 _BY_KEY = {setting.key: setting for setting in SCHEMA}
 
@@ -467,11 +496,16 @@ class Settings:
     def generation_settings(self) -> GenerationSettings:
         """The sampling settings the user chose (each field has a setting of the same name,
         except ``overflow``, stored as ``overflow_policy``)."""
-        names = {f.name: _GENERATION_KEYS.get(f.name, f.name) for f in fields(GenerationSettings)}
+        names = {
+            f.name: _GENERATION_KEYS.get(f.name, f.name)
+            for f in fields(GenerationSettings)
+            if f.name not in _PER_ANSWER_FIELDS
+        }
         return GenerationSettings(**{field: self[key] for field, key in names.items()})
 
 
 _GENERATION_KEYS = {"overflow": "overflow_policy"}
+_PER_ANSWER_FIELDS = frozenset({"stop"})  # chosen per answer (the local API), not settings
 
 
 def _read(path: Path) -> tuple[dict[str, Any] | None, list[str]]:

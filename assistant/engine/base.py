@@ -34,6 +34,9 @@ class GenerationSettings:
     max_tokens: int = 1024
     seed: int | None = None
     overflow: OverflowPolicy = "drop_oldest"
+    stop: tuple[str, ...] = ()
+    """Extra stop strings for this answer (the local API's ``stop``): it ends before the first
+    one, which is not part of the text. Not a user setting."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

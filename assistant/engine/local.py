@@ -285,7 +285,7 @@ class LocalEngine:
                     repeat_penalty=settings.repeat_penalty,
                 )
                 decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-                scanner = StopScanner(stops)
+                scanner = StopScanner(stops + tuple(settings.stop))
                 trim_start = self._format.uses_fallback
                 to_piece = self._token_bytes
                 is_end = llama_cpp.llama_vocab_is_eog

@@ -1,10 +1,10 @@
 """The app's shared parts, built once at start and handed to every window.
 
 ``AppServices`` holds the settings, the window state, the history, the model store, catalog and
-hardware facts, the provider registry, the model runner and the download queue. Windows come
-and go; the services outlive them, so a window closed mid-answer does not free the model, and a
-second front end (the quick-ask popup, the local API) uses the same loaded model and the same
-request queue.
+hardware facts, the provider registry, the model runner, the download queue and the local API.
+Windows come and go; the services outlive them, so a window closed mid-answer does not free the
+model, and a second front end (the quick-ask popup, the local API) uses the same loaded model
+and the same request queue.
 
 Quitting is one orderly path (:meth:`AppServices.shutdown`), whatever started it: the Quit
 action, the last window closed, a signal, the desktop session ending.
@@ -23,6 +23,7 @@ from assistant.paths import AppPaths, app_paths
 from assistant.providers import FileLoader, ProviderRegistry, load_gguf, local_provider
 from assistant.settings import Settings
 from assistant.state import WindowState
+from assistant.ui.local_api import LocalApi
 from assistant.ui.worker import ModelRunner
 
 if TYPE_CHECKING:
@@ -86,6 +87,9 @@ class AppServices(QObject):
         if app is not None:
             # A thread still running when Qt tears down aborts the process.
             app.aboutToQuit.connect(self.shutdown)
+        # The OpenAI-compatible API for other programs: on when Settings → Local API says.
+        self.local_api = LocalApi(self)
+        self.local_api.apply()
 
     @classmethod
     def create(cls, paths: AppPaths | None = None) -> AppServices:

@@ -3,7 +3,8 @@
 The dialog is built from ``assistant.settings.SCHEMA``: one tab per group, one row per setting in
 schema order, each editor's range, step, label, tooltip and choices taken from its declaration.
 Only what no declaration can say is written here: the note when the engine cannot use a GPU,
-the data folder row, and the note under a tab whose changes load the model again.
+the data folder row, the local API's address and token, and the note under a tab whose changes
+load the model again.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from PySide6.QtWidgets import (
 )
 
 from assistant.settings import GROUPS, RELOAD_KEYS, SCHEMA, Setting, Settings
+from assistant.ui.api_settings import API_GROUP, ApiRows
 
 log = logging.getLogger(__name__)
 
@@ -255,6 +257,10 @@ class SettingsDialog(QDialog):
             form.addRow(
                 "", _hint("Conversations, settings and downloaded models stay in this folder.")
             )
+        if group == API_GROUP:
+            port = self.editors["api_port"]
+            assert isinstance(port, QSpinBox)
+            self.api_rows = ApiRows(form, port)
         return page
 
     # --- values ----------------------------------------------------------------------------

@@ -30,7 +30,13 @@ from PySide6.QtCore import QObject, QThread, Signal, Slot
 
 from assistant.chat import conversation
 from assistant.chat.history import HistoryStore
-from assistant.engine.base import CancelToken, ChatMessage, ChatProvider, GenerationSettings
+from assistant.engine.base import (
+    CancelToken,
+    ChatMessage,
+    ChatProvider,
+    GenerationSettings,
+    GenerationStats,
+)
 from assistant.errors import NoModelError
 from assistant.providers import LOCAL, ProviderRegistry
 from assistant.ui.errors import describe
@@ -64,6 +70,15 @@ class LoadRequest:
     provider: str = LOCAL
 
 
+@dataclass
+class AnswerOutcome:
+    """What the worker learned about one request, for the front end that asked: set before
+    ``answerFinished`` (``stats``) or ``answerFailed`` (``error``) is sent."""
+
+    stats: GenerationStats | None = None
+    error: BaseException | None = None
+
+
 @dataclass(frozen=True)
 class AnswerRequest:
     """Answer ``conversation_id`` with ``provider``'s ``model`` (``None``: the local model
@@ -71,7 +86,12 @@ class AnswerRequest:
     resend), and after saving ``question`` when given.
 
     ``prepare`` may change the exact messages sent. ``client`` names the front end that asked
-    (for logs). ``question_saved`` is set by the worker once the question is in the history."""
+    (for logs). ``question_saved`` is set by the worker once the question is in the history.
+
+    ``messages`` given: send exactly these (after ``prepare``) and neither read nor write the
+    history; ``conversation_id`` is then only a label, and ``answerFinished`` carries answer id
+    0. The local API's requests use it unless the user keeps them. ``outcome`` tells the
+    asker the answer's statistics (token counts) or the exception it failed with."""
 
     conversation_id: int
     generation: GenerationSettings
@@ -85,6 +105,8 @@ class AnswerRequest:
     id: int = field(default_factory=lambda: next(_request_ids))
     cancel: CancelToken = field(default_factory=CancelToken, compare=False)
     question_saved: threading.Event = field(default_factory=threading.Event, compare=False)
+    messages: tuple[ChatMessage, ...] | None = None
+    outcome: AnswerOutcome = field(default_factory=AnswerOutcome, compare=False)
 
 
 class _Coalescer:
@@ -216,6 +238,12 @@ class ProviderWorker(QObject):
         text = _Coalescer(lambda chunk: self.chunk.emit(rid, chunk))
         try:
             provider = self._provider_for(request)
+            if request.messages is not None:
+                stats = _answer_unsaved(provider, request, text.add)
+                text.flush()
+                request.outcome.stats = stats
+                self.answerFinished.emit(rid, conversation_id, 0)
+                return
             with self._gate:
                 if self._closing.is_set():
                     self.answerSkipped.emit(rid, conversation_id)
@@ -242,9 +270,11 @@ class ProviderWorker(QObject):
         except Exception as exc:
             text.flush()
             message, hint, details = describe(exc, f"Answering in conversation {conversation_id}")
+            request.outcome.error = _without_tracebacks(exc)
             self.answerFailed.emit(rid, conversation_id, message, hint, details, saved_question)
             return
         text.flush()
+        request.outcome.stats = exchange.stats
         self.answerFinished.emit(rid, conversation_id, exchange.message.id)
 
     @Slot()
@@ -585,6 +615,34 @@ class ModelRunner(QObject):
     @Slot(int, int)
     def _on_answer_skipped(self, request_id: int, _conversation_id: int) -> None:
         self._return(request_id)
+
+
+def _without_tracebacks(exc: BaseException) -> BaseException:
+    """``exc`` for the asker to keep, its tracebacks dropped (once described and logged): they
+    hold this worker's frames, and through them the request that would hold ``exc``, a cycle
+    that the garbage collector would free at some random moment on some other thread."""
+    chain: BaseException | None = exc
+    visited: set[int] = set()
+    while chain is not None and id(chain) not in visited:
+        visited.add(id(chain))
+        chain.__traceback__ = None
+        chain = chain.__cause__ or chain.__context__
+    return exc
+
+
+def _answer_unsaved(
+    provider: ChatProvider, request: AnswerRequest, on_chunk: Callable[[str], None]
+) -> GenerationStats:
+    """Answer ``request.messages`` without the history; a cancel keeps what was written."""
+    messages = list(request.messages or ())
+    if request.prepare is not None:
+        messages = request.prepare(messages)
+    generation = provider.stream_chat(messages, request.generation, request.cancel)
+    try:
+        generation.run(on_chunk)
+    finally:
+        generation.close()
+    return generation.stats or GenerationStats()
 
 
 def _snapshot(settings: Any) -> SettingsSnapshot:
