@@ -25,7 +25,7 @@ import llama_cpp
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from assistant import llama_log  # noqa: E402
+from assistant.engine import llama_log  # noqa: E402
 from assistant.engine.base import ChatMessage, GenerationSettings  # noqa: E402
 from assistant.engine.local import LocalEngine  # noqa: E402
 from assistant.models.hardware import detect_hardware  # noqa: E402
