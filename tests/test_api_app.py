@@ -173,6 +173,16 @@ def test_the_setting_turns_the_api_on_and_off(qtbot: QtBot, services: AppService
     assert result == [["smollm2-135m-instruct"]]
 
 
+def test_the_tray_menu_says_when_the_api_is_on(services: AppServices) -> None:
+    from assistant.ui.tray import Tray
+
+    tray = Tray(services)
+    assert tray.api_action.isVisible()
+    assert tray.api_action.text() == f"Local API on at {services.local_api.base_url}"
+    services.settings.update({"api_enabled": False})
+    assert not tray.api_action.isVisible()
+
+
 def test_quitting_ends_api_answers_without_waiting_for_them(
     qtbot: QtBot, services: AppServices
 ) -> None:

@@ -45,12 +45,15 @@ class Tray(QObject):
         self.open_chat_action.triggered.connect(self.openChatRequested)
         self.model_action = QAction("", self)
         self.model_action.setEnabled(False)  # shows the state; nothing to click
+        self.api_action = QAction("", self)
+        self.api_action.setEnabled(False)  # "Local API on at …" while the server runs
         self.quit_action = QAction("Quit", self)
         self.quit_action.triggered.connect(services.quit)
         for action in (self.quick_ask_action, self.open_chat_action):
             self.menu.addAction(action)
         self.menu.addSeparator()
         self.menu.addAction(self.model_action)
+        self.menu.addAction(self.api_action)
         self.menu.addSeparator()
         self.menu.addAction(self.quit_action)
         self.icon: QSystemTrayIcon | None = None
@@ -62,7 +65,9 @@ class Tray(QObject):
         self.runner.loaded.connect(self._on_model_changed)
         self.runner.loadFailed.connect(self._on_model_changed)
         self.runner.busyChanged.connect(self._on_busy_changed)
+        services.local_api.stateChanged.connect(self._on_api_changed)
         self._on_model_changed()
+        self._on_api_changed()
 
     @property
     def available(self) -> bool:
@@ -113,6 +118,12 @@ class Tray(QObject):
     @Slot()
     def _on_model_changed(self, *_args: object) -> None:
         self._show_state(self.model_state())
+
+    @Slot()
+    def _on_api_changed(self) -> None:
+        api = self.services.local_api
+        self.api_action.setText(f"Local API on at {api.base_url}" if api.is_running else "")
+        self.api_action.setVisible(api.is_running)
 
     def _show_state(self, text: str) -> None:
         self.model_action.setText(text)
