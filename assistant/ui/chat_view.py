@@ -40,9 +40,11 @@ class ChatView(QWidget):
         regenerateRequested(int): message id of an answer to write again.
         editRequested(int, str): message id and text of a question to edit and resend.
         getModelsRequested(): the "Get a model" button of the empty page was pressed.
+        continueRequested(int): message id of the last answer, cut short, to continue.
     """
 
     regenerateRequested = Signal(int)
+    continueRequested = Signal(int)
     editRequested = Signal(int, str)
     getModelsRequested = Signal()
 
@@ -197,14 +199,28 @@ class ChatView(QWidget):
         self._refresh_actions()
         return widget
 
-    def begin_answer(self, model_name: str) -> MessageWidget:
+    def begin_answer(self, model_name: str, text: str = "") -> MessageWidget:
+        """An answer starts streaming; ``text`` is what it already says (one being continued)."""
         widget = self._add_widget("assistant")
         widget.setAccessibleDescription(f"Answer from {model_name}, being written")
         widget.set_streaming()
         self._streaming = widget
-        self._stream_text = ""
+        self._stream_text = text
+        if text:
+            widget.set_text(text)
         self._stick_to_bottom = True
         return widget
+
+    def continue_answer(self, message_id: int, model_name: str) -> MessageWidget | None:
+        """The saved answer ``message_id`` is being continued: it streams on in place."""
+        widget = next((w for w in self._widgets if w.message_id == message_id), None)
+        if widget is None:
+            return None
+        text = widget.text
+        self._list.removeWidget(widget)
+        self._widgets.remove(widget)
+        widget.deleteLater()
+        return self.begin_answer(model_name, text)
 
     def append_answer_text(self, delta: str) -> None:
         """Add streamed text; the widget is re-rendered at most once per frame."""
@@ -259,6 +275,7 @@ class ChatView(QWidget):
         widget = MessageWidget(role, self._style)
         widget.regenerateRequested.connect(self.regenerateRequested)
         widget.editRequested.connect(self.editRequested)
+        widget.continueRequested.connect(self.continueRequested)
         widget.set_max_bubble_width(self._bubble_width())
         self._list.insertWidget(self._list.count() - 1, widget)
         self._widgets.append(widget)
@@ -267,11 +284,15 @@ class ChatView(QWidget):
 
     def _refresh_actions(self) -> None:
         last_answer = next((w for w in reversed(self._widgets) if w.role == "assistant"), None)
+        at_end = bool(self._widgets) and self._widgets[-1] is last_answer
         for widget in self._widgets:
             if widget is self._streaming:
                 continue
             widget.set_actions_enabled(not self._busy)
             widget.regenerate_button.setVisible(widget is last_answer)
+            widget.continue_button.setVisible(
+                at_end and widget is last_answer and widget.can_continue
+            )
 
     def _bubble_width(self) -> int:
         return max(240, int(self.column.width() * 0.8))
