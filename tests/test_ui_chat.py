@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from assistant.state import WindowState
 from PySide6.QtCore import Qt, QTimer, QUrl
 from PySide6.QtGui import QDesktopServices, QGuiApplication, QPalette
 from PySide6.QtWidgets import (
@@ -33,6 +32,7 @@ from assistant.models.store import InstalledModel, ModelStore
 from assistant.paths import app_paths
 from assistant.providers import FileLoader, ProviderRegistry, load_gguf, local_provider
 from assistant.settings import Settings
+from assistant.state import WindowState
 from assistant.ui.errors import BugReportDialog
 from assistant.ui.main_window import MainWindow
 from assistant.ui.message_view import MessageWidget
@@ -309,7 +309,10 @@ def test_search_finds_and_opens_conversation(
     window.find_action.trigger()
     assert window.sidebar.search.hasFocus()
     qtbot.keyClicks(window.sidebar.search, "paris")
-    qtbot.waitUntil(lambda: window.sidebar.result_count() == 1, timeout=5_000)
+    qtbot.waitUntil(
+        lambda: not window.sidebar.searching and window.sidebar.result_count() == 1,
+        timeout=5_000,
+    )
     (result,) = window.sidebar.result_texts()
     assert result.startswith(QUESTION) and "Paris" in result
     qtbot.keyClick(window.sidebar.search, Qt.Key.Key_Return)

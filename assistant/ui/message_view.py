@@ -99,9 +99,23 @@ class RichTextView(QTextBrowser):
     def wheelEvent(self, event: QWheelEvent) -> None:
         event.ignore()  # let the chat page scroll
 
+    def scroll_sideways(self) -> None:
+        """Keep long lines (code) whole and let them scroll inside the view, rather than
+        wrapping them or clipping them at a narrow window's edge."""
+        self.setLineWrapMode(QTextBrowser.LineWrapMode.NoWrap)
+        self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAsNeeded)
+
+    def resizeEvent(self, event: Any) -> None:
+        super().resizeEvent(event)
+        self._on_document_size_changed(self.document().size())
+
     @Slot(QSize)
     def _on_document_size_changed(self, size: Any) -> None:
         height = math.ceil(size.height()) + 2 * self.frameWidth()
+        bar = self.horizontalScrollBar()
+        sideways = self.horizontalScrollBarPolicy() != Qt.ScrollBarPolicy.ScrollBarAlwaysOff
+        if sideways and size.width() > self.viewport().width():
+            height += bar.sizeHint().height()  # room for the scroll bar under the last line
         if height != self.height():
             self.setFixedHeight(height)
 
@@ -135,6 +149,7 @@ class CodeBlock(QFrame):
         head.addWidget(self.copy_button)
         self.view = RichTextView()
         self.view.setAccessibleName("Code")
+        self.view.scroll_sideways()
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.setSpacing(0)
