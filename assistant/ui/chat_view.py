@@ -31,6 +31,13 @@ from assistant.ui.theme import colors_for
 FRAME_MS = 16
 # Keep lines readable on wide screens.
 COLUMN_MAX_WIDTH = 860
+# A long conversation opens with its latest messages; older ones come as the user scrolls up
+# (or presses "Show earlier messages"), a few at a time, so opening one costs the same at 10
+# or 500 messages.
+FIRST_MESSAGES = 6
+EARLIER_BATCH = 6
+# How close to the top (pixels) the view must be scrolled to bring in earlier messages.
+EARLIER_MARGIN = 120
 
 
 class ChatView(QWidget):
@@ -58,6 +65,7 @@ class ChatView(QWidget):
         self._stick_to_bottom = True
         self._next_render_at = 0.0
         self._scroll_target: int | None = None
+        self._keep_from_bottom = 0
         self._style = self._make_style(dark)
         self._render_timer = QTimer(self)
         self._render_timer.setSingleShot(True)
@@ -80,7 +88,15 @@ class ChatView(QWidget):
         self._list.setContentsMargins(0, 0, 0, 0)
         self._list.setSpacing(8)
         self._list.addWidget(self._build_empty_state())
+        self.earlier_button = QPushButton("Show earlier messages")
+        self.earlier_button.setAccessibleName("Show earlier messages")
+        self.earlier_button.setToolTip("Earlier messages appear as you scroll up, too")
+        self.earlier_button.clicked.connect(self.show_earlier)
+        self.earlier_button.hide()
+        self._list.addWidget(self.earlier_button, 0, Qt.AlignmentFlag.AlignHCenter)
         self._list.addStretch(1)
+        # Saved messages not made into widgets yet, oldest first (see FIRST_MESSAGES).
+        self._earlier: list[Message] = []
         row.addStretch(0)
         row.addWidget(self.column, 1)
         row.addStretch(0)
@@ -162,6 +178,8 @@ class ChatView(QWidget):
             self._list.removeWidget(widget)
             widget.deleteLater()
         self._widgets.clear()
+        self._earlier = []
+        self.earlier_button.hide()
         self._streaming = None
         self._stream_text = ""
         self.conversation_id = conversation_id
@@ -180,11 +198,13 @@ class ChatView(QWidget):
         if streaming_text is not None:
             last_question = max((i for i, m in enumerate(messages) if m.role == "user"), default=-1)
             messages = messages[: last_question + 1]
-        for message in messages:
-            if message.role == "system":
-                continue
+        shown = [m for m in messages if m.role != "system"]
+        cut = max(0, len(shown) - FIRST_MESSAGES)
+        self._earlier = shown[:cut]
+        for message in shown[cut:]:
             widget = self._add_widget(message.role)
             widget.set_message(message)
+        self.earlier_button.setVisible(bool(self._earlier))
         if streaming_text is not None:
             self.begin_answer(streaming_model)
             self.append_answer_text(streaming_text)
@@ -254,8 +274,40 @@ class ChatView(QWidget):
             pending.message_id = message_id
             self._refresh_actions()
 
+    @property
+    def earlier_count(self) -> int:
+        """Saved messages of this conversation not shown yet (above the first one shown)."""
+        return len(self._earlier)
+
+    @Slot()
+    def show_earlier(self, count: int = EARLIER_BATCH) -> None:
+        """Add up to ``count`` earlier messages above the first one shown, keeping what is on
+        screen where it is."""
+        if not self._earlier:
+            return
+        bar = self.scroll_area.verticalScrollBar()
+        from_bottom = bar.maximum() - bar.value()
+        batch, self._earlier = self._earlier[-count:], self._earlier[:-count]
+        for offset, message in enumerate(batch):
+            widget = self._make_widget(message.role)
+            widget.set_message(message)
+            self._list.insertWidget(2 + offset, widget)
+            self._widgets.insert(offset, widget)
+        self.earlier_button.setVisible(bool(self._earlier))
+        self._refresh_actions()
+        self._keep_from_bottom = from_bottom
+        QTimer.singleShot(0, self, self._on_earlier_shown)
+
+    @Slot()
+    def _on_earlier_shown(self) -> None:
+        bar = self.scroll_area.verticalScrollBar()
+        bar.setValue(max(0, bar.maximum() - self._keep_from_bottom))
+
     def scroll_to_message(self, message_id: int) -> None:
         """Bring a message into view (a search result), once the layout has settled."""
+        index = next((i for i, m in enumerate(self._earlier) if m.id == message_id), None)
+        if index is not None:
+            self.show_earlier(len(self._earlier) - index)
         self._stick_to_bottom = False
         self._scroll_target = message_id
         QTimer.singleShot(0, self, self._on_scroll_target_due)
@@ -272,14 +324,18 @@ class ChatView(QWidget):
         self._refresh_actions()
 
     def _add_widget(self, role: str) -> MessageWidget:
+        widget = self._make_widget(role)
+        self._list.insertWidget(self._list.count() - 1, widget)
+        self._widgets.append(widget)
+        self.empty.hide()
+        return widget
+
+    def _make_widget(self, role: str) -> MessageWidget:
         widget = MessageWidget(role, self._style)
         widget.regenerateRequested.connect(self.regenerateRequested)
         widget.editRequested.connect(self.editRequested)
         widget.continueRequested.connect(self.continueRequested)
         widget.set_max_bubble_width(self._bubble_width())
-        self._list.insertWidget(self._list.count() - 1, widget)
-        self._widgets.append(widget)
-        self.empty.hide()
         return widget
 
     def _refresh_actions(self) -> None:
@@ -326,6 +382,8 @@ class ChatView(QWidget):
     def _on_scrolled(self, value: int) -> None:
         bar = self.scroll_area.verticalScrollBar()
         self._stick_to_bottom = value >= bar.maximum() - 8
+        if self._earlier and value <= EARLIER_MARGIN and bar.maximum() > 0:
+            self.show_earlier()
 
     @Slot(int, int)
     def _on_scroll_range_changed(self, _minimum: int, maximum: int) -> None:

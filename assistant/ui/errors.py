@@ -11,10 +11,12 @@ unexpected error is shown without also being in the log.
 
 from __future__ import annotations
 
+import inspect
 import logging
 import platform
 import sys
 import traceback
+import weakref
 from collections.abc import Callable, Sequence
 
 from PySide6.QtCore import Qt, Slot
@@ -101,6 +103,7 @@ class ErrorBanner(QFrame):
         self._fix_row = QHBoxLayout()
         self._fix_row.setContentsMargins(0, 4, 0, 0)
         self._fix_buttons: list[QPushButton] = []
+        self._fix_runs: list[Callable[[], Callable[[], None] | None]] = []
         text = QVBoxLayout()
         text.setSpacing(2)
         text.addWidget(self._message)
@@ -138,18 +141,28 @@ class ErrorBanner(QFrame):
             if widget is not None:
                 widget.deleteLater()
         self._fix_buttons = []
+        self._fix_runs = []
         for label, run in actions:
             button = QPushButton(label)
             button.setAccessibleName(label.rstrip("…"))
-            button.clicked.connect(lambda _=False, run=run: self._on_fix_clicked(run))
+            button.clicked.connect(self._on_fix_clicked)
             self._fix_row.addWidget(button)
             self._fix_buttons.append(button)
+            # A window's own method is held weakly: the banner must not keep its window alive.
+            self._fix_runs.append(
+                weakref.WeakMethod(run) if inspect.ismethod(run) else (lambda run=run: run)
+            )
         if actions:
             self._fix_row.addStretch(1)
 
-    def _on_fix_clicked(self, run: Callable[[], None]) -> None:
+    @Slot()
+    def _on_fix_clicked(self) -> None:
+        sender = self.sender()
+        index = next((i for i, b in enumerate(self._fix_buttons) if b is sender), -1)
+        run = self._fix_runs[index]() if index >= 0 else None
         self.hide()
-        run()
+        if run is not None:
+            run()
 
     def fix_labels(self) -> list[str]:
         """The labels of the buttons offered with the problem shown."""

@@ -196,10 +196,10 @@ class MainWindow(ModelsSection, ChatListSection, QMainWindow):
             "&Undo delete", shortcuts.UNDO_DELETE, self.undo_delete
         )
         self.export_md_action = self._action(
-            "&Export chat as Markdown…", shortcuts.EXPORT, lambda: self.export_chat("md")
+            "&Export chat as Markdown…", shortcuts.EXPORT, self.export_markdown
         )
         self.export_json_action = QAction("Export chat as &JSON…", self)
-        self.export_json_action.triggered.connect(lambda: self.export_chat("json"))
+        self.export_json_action.triggered.connect(self.export_json)
         self.import_action = self._action("&Import chat…", shortcuts.IMPORT, self.import_chat)
         self.shortcuts_action = self._action(
             "&Keyboard shortcuts", shortcuts.SHORTCUTS, self.show_shortcuts

@@ -52,6 +52,7 @@ UNTITLED = "New chat"
 # Off the UI thread and cancelled by the next key, a search can start at once.
 SEARCH_DELAY_MS = 0
 UNDO_SECONDS = 10
+RESULTS_PER_TURN = 6
 
 
 def date_group(updated: datetime, now: datetime) -> str:
@@ -194,6 +195,12 @@ class Sidebar(QWidget):
         self._filling = False
         self._activate_first_result = False
         self._final_query: str | None = None
+        self._items: dict[int, QListWidgetItem] = {}  # the list's item of each conversation
+        self._unshown: list[SearchHit] = []
+        self._more_results = QTimer(self)
+        self._more_results.setSingleShot(True)
+        self._more_results.setInterval(0)
+        self._more_results.timeout.connect(self._add_some_results)
         self.searcher = HistorySearch(history.db_path, self)
         self.searcher.resultsReady.connect(self._on_results_ready)
         self.searcher.failed.connect(self.problem)
@@ -293,6 +300,7 @@ class Sidebar(QWidget):
         self._filling = True
         try:
             self.list.clear()
+            self._items = {}
             heading = ""
             for conversation in self._history.list_conversations():
                 updated = _local(conversation.updated_at)
@@ -306,6 +314,7 @@ class Sidebar(QWidget):
                 item.setToolTip(f"{title}\n{updated.strftime('%A %d %B %Y, %H:%M')}")
                 item.setFlags(item.flags() | Qt.ItemFlag.ItemIsEditable)
                 self.list.addItem(item)
+                self._items[conversation.id] = item
                 if conversation.id == keep:
                     self.list.setCurrentItem(item)
             if keep is None or self.current_id() != keep:
@@ -337,29 +346,24 @@ class Sidebar(QWidget):
         try:
             self.list.setCurrentRow(-1)
             self.list.clearSelection()
-            for row in range(self.list.count()):
-                item = self.list.item(row)
-                if conversation_id is not None and item.data(CONVERSATION_ROLE) == conversation_id:
-                    self.list.setCurrentItem(item)
-                    break
+            item = self._items.get(conversation_id) if conversation_id is not None else None
+            if item is not None:
+                self.list.setCurrentItem(item)
         finally:
             self._filling = False
 
     def item_for(self, conversation_id: int) -> QListWidgetItem | None:
-        items = (self.list.item(row) for row in range(self.list.count()))
-        return next((i for i in items if i.data(CONVERSATION_ROLE) == conversation_id), None)
+        return self._items.get(conversation_id)
 
     def point_at(self, conversation_id: int) -> None:
         """Put the keyboard's focus mark on a conversation without highlighting or opening it."""
-        for row in range(self.list.count()):
-            item = self.list.item(row)
-            if item.data(CONVERSATION_ROLE) == conversation_id:
-                self._filling = True
-                try:
-                    self.list.setCurrentItem(item, QItemSelectionModel.SelectionFlag.NoUpdate)
-                finally:
-                    self._filling = False
-                return
+        item = self._items.get(conversation_id)
+        if item is not None:
+            self._filling = True
+            try:
+                self.list.setCurrentItem(item, QItemSelectionModel.SelectionFlag.NoUpdate)
+            finally:
+                self._filling = False
 
     def activate(self, conversation_id: int) -> None:
         """Highlight and open a conversation, as a click on it does."""
@@ -472,6 +476,7 @@ class Sidebar(QWidget):
         else:
             self._search_timer.stop()
             self.searcher.cancel()
+            self._unshown = []
             self._final_query = None
             self.pages.setCurrentIndex(0)
 
@@ -492,16 +497,10 @@ class Sidebar(QWidget):
             return  # typed on meanwhile; the newer search reports soon
         if not hits and not final:
             return  # a better stage follows: keep what is shown until then
-        keep = self.results.currentRow()
-        self.results.setUpdatesEnabled(False)
-        try:
-            self.results.clear()
-            for hit in hits:
-                self._add_result(hit)
-            if 0 <= keep < self.results.count():
-                self.results.setCurrentRow(keep)
-        finally:
-            self.results.setUpdatesEnabled(True)
+        # Results are laid out a few per event-loop turn, so typing never waits for 50 of them.
+        self.results.clear()
+        self._unshown = list(hits)
+        self._add_some_results()
         self.no_results.setVisible(not hits)
         self.results.setVisible(bool(hits))
         self.pages.setCurrentIndex(1)
@@ -512,6 +511,14 @@ class Sidebar(QWidget):
                 if self.results.count():
                     self.results.setCurrentRow(0)
                     self._on_result_activated(self.results.item(0))
+
+    @Slot()
+    def _add_some_results(self) -> None:
+        batch, self._unshown = self._unshown[:RESULTS_PER_TURN], self._unshown[RESULTS_PER_TURN:]
+        for hit in batch:
+            self._add_result(hit)
+        if self._unshown:
+            self._more_results.start()
 
     def _add_result(self, hit: SearchHit) -> None:
         title = hit.conversation_title or UNTITLED
@@ -542,8 +549,9 @@ class Sidebar(QWidget):
 
     @property
     def searching(self) -> bool:
-        """A query is typed and its final results have not arrived yet."""
-        return bool(self.search.text().strip()) and self._final_query is None
+        """A query is typed and its final results have not all been shown yet."""
+        typed = bool(self.search.text().strip())
+        return typed and (self._final_query is None or bool(self._unshown))
 
     def result_count(self) -> int:
         return self.results.count() if self.pages.currentIndex() == 1 else 0

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from assistant.ui.errors import FixAction
 
 # Below this width the chat list folds away (Ctrl+B or the header's button bring it back).
-SIDEBAR_FOLD_WIDTH = 760
+SIDEBAR_FOLD_WIDTH = 700
 
 
 class ChatListSection(QMainWindow):
@@ -145,6 +145,14 @@ class ChatListSection(QMainWindow):
             self.status_label.setText(f"Exported to {written}.")
         self.composer.focus_input()
         return written
+
+    @Slot()
+    def export_markdown(self) -> None:
+        self.export_chat("md")
+
+    @Slot()
+    def export_json(self) -> None:
+        self.export_chat("json")
 
     @Slot()
     def import_chat(self, path: Path | None = None) -> None:

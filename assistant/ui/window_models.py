@@ -47,6 +47,7 @@ class ModelsSection(QMainWindow):
     _downloads_connected: bool
     _installed: list[InstalledModel]
     _default_id: str | None
+    _missing_id: str = ""
 
     if TYPE_CHECKING:
 
@@ -136,11 +137,20 @@ class ModelsSection(QMainWindow):
         self.show_problem(message, hint, details, actions=actions)
 
     def _missing_file_fixes(self, model_id: str) -> list[FixAction]:
+        self._missing_id = model_id
         return [
-            ("Locate file…", lambda: self.locate_model_file(model_id)),
-            ("Remove from list", lambda: self.forget_model(model_id)),
+            ("Locate file…", self._on_locate_clicked),
+            ("Remove from list", self._on_forget_clicked),
             ("Open model manager", self.open_model_manager),
         ]
+
+    @Slot()
+    def _on_locate_clicked(self) -> None:
+        self.locate_model_file(self._missing_id)
+
+    @Slot()
+    def _on_forget_clicked(self) -> None:
+        self.forget_model(self._missing_id)
 
     def locate_model_file(self, model_id: str, path: Path | None = None) -> None:
         """The file of ``model_id`` moved: register it where it is now (asked for when
