@@ -66,6 +66,7 @@ class ChatView(QWidget):
         self._next_render_at = 0.0
         self._scroll_target: int | None = None
         self._keep_from_bottom = 0
+        self._model_names: dict[str, str] = {}
         self._style = self._make_style(dark)
         self._render_timer = QTimer(self)
         self._render_timer.setSingleShot(True)
@@ -330,8 +331,13 @@ class ChatView(QWidget):
         self.empty.hide()
         return widget
 
+    def set_model_names(self, names: dict[str, str]) -> None:
+        """How each model is called (its id is what the history keeps)."""
+        self._model_names = dict(names)
+
     def _make_widget(self, role: str) -> MessageWidget:
         widget = MessageWidget(role, self._style)
+        widget.model_names = self._model_names
         widget.regenerateRequested.connect(self.regenerateRequested)
         widget.editRequested.connect(self.editRequested)
         widget.continueRequested.connect(self.continueRequested)

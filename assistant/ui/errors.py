@@ -68,6 +68,18 @@ def bug_report(details: str) -> str:
 
 
 FixAction = tuple[str, Callable[[], None]]
+
+
+class _Strong:
+    """A callable held as it is (a ``WeakMethod`` look-alike for plain functions)."""
+
+    def __init__(self, run: Callable[[], None]) -> None:
+        self._run = run
+
+    def __call__(self) -> Callable[[], None]:
+        return self._run
+
+
 """A button offered with a problem: its label and what it does (the banner closes first)."""
 
 
@@ -150,7 +162,7 @@ class ErrorBanner(QFrame):
             self._fix_buttons.append(button)
             # A window's own method is held weakly: the banner must not keep its window alive.
             self._fix_runs.append(
-                weakref.WeakMethod(run) if inspect.ismethod(run) else (lambda run=run: run)
+                weakref.WeakMethod(run) if inspect.ismethod(run) else _Strong(run)
             )
         if actions:
             self._fix_row.addStretch(1)

@@ -134,7 +134,8 @@ class MainWindow(ModelsSection, ChatListSection, QMainWindow):
         self.sidebar_button.setAutoRaise(True)
         self.sidebar_button.clicked.connect(self.toggle_sidebar)
         head.addWidget(self.sidebar_button)
-        head.addWidget(self.picker, 1)
+        head.addWidget(self.picker)
+        head.addStretch(1)
 
         pane = QWidget()
         right = QVBoxLayout(pane)
@@ -200,7 +201,7 @@ class MainWindow(ModelsSection, ChatListSection, QMainWindow):
         )
         self.export_json_action = QAction("Export chat as &JSON…", self)
         self.export_json_action.triggered.connect(self.export_json)
-        self.import_action = self._action("&Import chat…", shortcuts.IMPORT, self.import_chat)
+        self.import_action = self._action("&Import chat…", shortcuts.IMPORT, self._on_import_triggered)
         self.shortcuts_action = self._action(
             "&Keyboard shortcuts", shortcuts.SHORTCUTS, self.show_shortcuts
         )

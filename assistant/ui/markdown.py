@@ -92,13 +92,19 @@ def _parser(style: Style) -> Any:
     return md
 
 
+_PYGMENTS_IMPORT = threading.Lock()
+
+
 @functools.lru_cache(maxsize=256)
 def highlight(code: str, language: str, style: Style) -> str:
     """``code`` as HTML with inline colours, lines kept, wrapping allowed."""
-    from pygments import highlight as pygments_highlight
-    from pygments.formatters import HtmlFormatter
-    from pygments.lexers import TextLexer, get_lexer_by_name
-    from pygments.util import ClassNotFound
+    # Pygments loads its formatters and lexers lazily, in a way that is not thread-safe: the
+    # warm-up thread and the UI thread importing at once got "cannot import name".
+    with _PYGMENTS_IMPORT:
+        from pygments import highlight as pygments_highlight
+        from pygments.formatters import HtmlFormatter
+        from pygments.lexers import TextLexer, get_lexer_by_name
+        from pygments.util import ClassNotFound
 
     try:
         lexer = get_lexer_by_name(language) if language else TextLexer()

@@ -33,12 +33,12 @@ EXTERNAL_SCHEMES = ("http", "https", "mailto")
 COPIED_FEEDBACK_MS = 1500
 
 
-def format_footer(message: Message) -> str:
+def format_footer(message: Message, names: dict[str, str] | None = None) -> str:
     """The quiet line under an answer: model, tokens and speed, and what happened to it when
     it did not simply end (stopped by you, cut at the length limit, interrupted, failed)."""
     parts: list[str] = []
     if message.model:
-        parts.append(message.model)
+        parts.append((names or {}).get(message.model, message.model))
     tokens = message.stats.get("completion_tokens")
     if tokens:
         parts.append(f"{tokens} tokens")
@@ -202,6 +202,7 @@ class MessageWidget(QFrame):
         self._style = style
         self._pieces: list[QWidget] = []
         self._max_bubble = 600
+        self.model_names: dict[str, str] = {}  # model id -> the name the window shows
         self.setAccessibleName("Your message" if role == "user" else "Answer")
 
         self.copy_button = _action("Copy", "Copy message", "Copy the text")
@@ -327,7 +328,7 @@ class MessageWidget(QFrame):
         self.status = message.status
         self.copy_button.show()
         if self.role != "user":
-            self.footer.setText(format_footer(message))
+            self.footer.setText(format_footer(message, self.model_names))
             self.footer.setVisible(bool(self.footer.text()))
             self.can_continue = message.can_continue
             self.setAccessibleDescription(message.outcome)

@@ -53,6 +53,8 @@ UNTITLED = "New chat"
 SEARCH_DELAY_MS = 0
 UNDO_SECONDS = 10
 RESULTS_PER_TURN = 6
+# Horizontal and vertical room app.qss takes around a row (margin 1px 4px, padding 7px 8px).
+RESULT_CHROME = QSize(26, 18)
 
 
 def date_group(updated: datetime, now: datetime) -> str:
@@ -519,6 +521,8 @@ class Sidebar(QWidget):
             self._add_result(hit)
         if self._unshown:
             self._more_results.start()
+        else:  # all in: measure again now that the list has its final width
+            QTimer.singleShot(0, self, self._fit_results)
 
     def _add_result(self, hit: SearchHit) -> None:
         title = hit.conversation_title or UNTITLED
@@ -537,8 +541,12 @@ class Sidebar(QWidget):
 
     def _fit_result(self, item: QListWidgetItem, label: QWidget) -> None:
         # A wrapped label is as tall as the list's width makes it, not as its own guess.
-        width = max(80, self.results.viewport().width() - 4)
-        item.setSizeHint(QSize(width, label.heightForWidth(width)))
+        # The stylesheet gives each row a margin and padding (RESULT_CHROME): the label gets
+        # that much less width, and wraps to that many more lines, than the list has.
+        width = max(80, self.results.viewport().width() - RESULT_CHROME.width())
+        label.ensurePolished()  # the stylesheet's font decides how the text wraps
+        height = label.heightForWidth(width) + RESULT_CHROME.height()
+        item.setSizeHint(QSize(width + RESULT_CHROME.width(), height))
 
     def _fit_results(self) -> None:
         for row in range(self.results.count()):

@@ -130,7 +130,6 @@ class ChatListSection(QMainWindow):
 
     # --- files -----------------------------------------------------------------------------
 
-    @Slot()
     def export_chat(self, fmt: str = "md", path: Path | None = None) -> Path | None:
         """Export the open chat as Markdown ("md") or JSON; returns the file written."""
         if self.chat.conversation_id is None:
@@ -155,6 +154,9 @@ class ChatListSection(QMainWindow):
         self.export_chat("json")
 
     @Slot()
+    def _on_import_triggered(self) -> None:
+        self.import_chat()
+
     def import_chat(self, path: Path | None = None) -> None:
         """Import a chat exported as JSON and open it."""
         try:

@@ -75,6 +75,7 @@ class ModelsSection(QMainWindow):
         """Read the installed models once and show them: the picker (with "Get models…" and
         the model in use) and the empty page."""
         self._installed = self.models.list_installed()
+        self.chat.set_model_names({m.id: m.name or m.id for m in self._installed})
         self._default_id = self.models.default_id()
         current = self.picker.current_id() or self.runner.model_id or self._default_id
         self.picker.set_models(self._installed, current)
