@@ -297,12 +297,13 @@ class HistoryStore:
         with self._lock:
             return _conversation(self._live_conversation_row(self._conn, conversation_id))
 
-    def list_conversations(self, limit: int | None = None) -> list[Conversation]:
-        """Conversations not deleted, most recently updated first."""
+    def list_conversations(self, limit: int | None = None, offset: int = 0) -> list[Conversation]:
+        """Conversations not deleted, most recently updated first (``limit`` of them, after
+        the first ``offset``)."""
         rows = self._read(
             "SELECT * FROM conversations WHERE deleted_at IS NULL"
-            " ORDER BY updated_at DESC, id DESC LIMIT ?",
-            (-1 if limit is None else limit,),
+            " ORDER BY updated_at DESC, id DESC LIMIT ? OFFSET ?",
+            (-1 if limit is None else limit, offset),
         )
         return [_conversation(row) for row in rows]
 

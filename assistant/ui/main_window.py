@@ -201,7 +201,9 @@ class MainWindow(ModelsSection, ChatListSection, QMainWindow):
         )
         self.export_json_action = QAction("Export chat as &JSON…", self)
         self.export_json_action.triggered.connect(self.export_json)
-        self.import_action = self._action("&Import chat…", shortcuts.IMPORT, self._on_import_triggered)
+        self.import_action = self._action(
+            "&Import chat…", shortcuts.IMPORT, self._on_import_triggered
+        )
         self.shortcuts_action = self._action(
             "&Keyboard shortcuts", shortcuts.SHORTCUTS, self.show_shortcuts
         )

@@ -53,6 +53,8 @@ UNTITLED = "New chat"
 SEARCH_DELAY_MS = 0
 UNDO_SECONDS = 10
 RESULTS_PER_TURN = 6
+# Conversations listed at a time (more as the list is scrolled down).
+PAGE = 150
 # Horizontal and vertical room app.qss takes around a row (margin 1px 4px, padding 7px 8px).
 RESULT_CHROME = QSize(26, 18)
 
@@ -238,6 +240,9 @@ class Sidebar(QWidget):
         self.list.setTextElideMode(Qt.TextElideMode.ElideRight)
         self.list.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.list.installEventFilter(self)
+        self.list.verticalScrollBar().valueChanged.connect(self._on_list_scrolled)
+        self._heading = ""
+        self._complete = False
 
         self.results = QListWidget()
         self.results.setAccessibleName("Search results")
@@ -298,26 +303,18 @@ class Sidebar(QWidget):
     def refresh(self, select_id: int | None = None) -> None:
         """Re-read the conversations; keep (or move) the highlight without emitting."""
         keep = self.current_id() if select_id is None else select_id
-        now = datetime.now().astimezone()
+        shown = max(PAGE, len(self._items))
         self._filling = True
         try:
             self.list.clear()
             self._items = {}
-            heading = ""
-            for conversation in self._history.list_conversations():
-                updated = _local(conversation.updated_at)
-                group = date_group(updated, now)
-                if group != heading:
-                    heading = group
-                    self.list.addItem(self._heading_item(group))
-                title = conversation.title or UNTITLED
-                item = QListWidgetItem(title)
-                item.setData(CONVERSATION_ROLE, conversation.id)
-                item.setToolTip(f"{title}\n{updated.strftime('%A %d %B %Y, %H:%M')}")
-                item.setFlags(item.flags() | Qt.ItemFlag.ItemIsEditable)
-                self.list.addItem(item)
-                self._items[conversation.id] = item
-                if conversation.id == keep:
+            self._heading = ""
+            self._complete = False
+            self._add_page(shown)
+            if keep is not None and keep > 0:
+                self._load_until(keep)
+                item = self._items.get(keep)
+                if item is not None:
                     self.list.setCurrentItem(item)
             if keep is None or self.current_id() != keep:
                 self.list.setCurrentRow(-1)
@@ -326,6 +323,45 @@ class Sidebar(QWidget):
             self._filling = False
         if self.search.text().strip():
             self.run_search()
+
+    def _add_page(self, count: int = 0) -> None:
+        """List the next conversations: a heavy user's thousands are listed a page at a
+        time, as the list is scrolled, so the window opens as fast as with ten."""
+        if self._complete:
+            return
+        count = count or PAGE
+        page = self._history.list_conversations(limit=count, offset=len(self._items))
+        self._complete = len(page) < count
+        now = datetime.now().astimezone()
+        for conversation in page:
+            updated = _local(conversation.updated_at)
+            group = date_group(updated, now)
+            if group != self._heading:
+                self._heading = group
+                self.list.addItem(self._heading_item(group))
+            title = conversation.title or UNTITLED
+            item = QListWidgetItem(title)
+            item.setData(CONVERSATION_ROLE, conversation.id)
+            item.setToolTip(f"{title}\n{updated.strftime('%A %d %B %Y, %H:%M')}")
+            item.setFlags(item.flags() | Qt.ItemFlag.ItemIsEditable)
+            self.list.addItem(item)
+            self._items[conversation.id] = item
+
+    def _load_until(self, conversation_id: int) -> None:
+        """List pages until ``conversation_id`` is listed (or every one is)."""
+        while conversation_id not in self._items and not self._complete:
+            self._add_page()
+
+    @Slot(int)
+    def _on_list_scrolled(self, value: int) -> None:
+        bar = self.list.verticalScrollBar()
+        if not self._complete and value >= bar.maximum() - 200:
+            was = self._filling
+            self._filling = True
+            try:
+                self._add_page()
+            finally:
+                self._filling = was
 
     @staticmethod
     def _heading_item(text: str) -> QListWidgetItem:
@@ -346,6 +382,8 @@ class Sidebar(QWidget):
         """Highlight a conversation without emitting ``conversationSelected``."""
         self._filling = True
         try:
+            if conversation_id is not None:
+                self._load_until(conversation_id)
             self.list.setCurrentRow(-1)
             self.list.clearSelection()
             item = self._items.get(conversation_id) if conversation_id is not None else None
