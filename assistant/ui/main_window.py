@@ -417,30 +417,6 @@ class MainWindow(ModelsSection, ChatListSection, QMainWindow):
         )
         self.composer.focus_input()
 
-    def _last_answer(self) -> Any:
-        return next(
-            (w for w in reversed(self.chat.message_widgets()) if w.role == "assistant"), None
-        )
-
-    @Slot()
-    def regenerate_last(self) -> None:
-        answer = self._last_answer()
-        if answer is not None and answer.message_id is not None:
-            self._on_regenerate_requested(answer.message_id)
-
-    @Slot()
-    def continue_last(self) -> None:
-        answer = self._last_answer()
-        if answer is not None and answer.message_id is not None and answer.can_continue:
-            self._on_continue_requested(answer.message_id)
-
-    @Slot()
-    def copy_last_answer(self) -> None:
-        answer = self._last_answer()
-        if answer is not None and answer.text:
-            QGuiApplication.clipboard().setText(answer.text)
-            self.status_label.setText("Copied the last answer.")
-
     @Slot(int, str)
     def _on_edit_requested(self, message_id: int, text: str) -> None:
         if not self.busy:

@@ -1,5 +1,6 @@
 """The chat window's chat list: delete and undo in step with the view, previous and next
-chat, the list folding away in a narrow window, and export and import of a chat.
+chat, the list folding away in a narrow window, export and import of a chat, and the
+shortcuts for the last answer (regenerate, continue, copy).
 
 ``ChatListSection`` is a part of ``MainWindow`` (a mixin, so the window keeps one set of public
 methods); it uses the window's ``sidebar``, ``chat``, ``composer``, ``history`` and
@@ -12,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from PySide6.QtCore import Slot
-from PySide6.QtGui import QAction, QResizeEvent
+from PySide6.QtGui import QAction, QGuiApplication, QResizeEvent
 from PySide6.QtWidgets import QLabel, QMainWindow, QToolButton
 
 from assistant import APP_NAME
@@ -21,6 +22,7 @@ from assistant.errors import AssistantError
 from assistant.ui.chat_view import ChatView
 from assistant.ui.composer import Composer
 from assistant.ui.conversation_files import export_conversation, import_conversation
+from assistant.ui.message_view import MessageWidget
 from assistant.ui.sidebar import Sidebar
 
 if TYPE_CHECKING:
@@ -44,6 +46,10 @@ class ChatListSection(QMainWindow):
     _sidebar_wanted: bool | None
 
     if TYPE_CHECKING:
+
+        def _on_regenerate_requested(self, message_id: int) -> None: ...
+
+        def _on_continue_requested(self, message_id: int) -> None: ...
 
         def show_problem(
             self,
@@ -169,3 +175,29 @@ class ChatListSection(QMainWindow):
             self.open_conversation(conversation.id)
             self.status_label.setText(f"Imported “{conversation.title}”.")
         self.composer.focus_input()
+
+    # --- the last answer ---------------------------------------------------------------------
+
+    def _last_answer(self) -> MessageWidget | None:
+        return next(
+            (w for w in reversed(self.chat.message_widgets()) if w.role == "assistant"), None
+        )
+
+    @Slot()
+    def regenerate_last(self) -> None:
+        answer = self._last_answer()
+        if answer is not None and answer.message_id is not None:
+            self._on_regenerate_requested(answer.message_id)
+
+    @Slot()
+    def continue_last(self) -> None:
+        answer = self._last_answer()
+        if answer is not None and answer.message_id is not None and answer.can_continue:
+            self._on_continue_requested(answer.message_id)
+
+    @Slot()
+    def copy_last_answer(self) -> None:
+        answer = self._last_answer()
+        if answer is not None and answer.text:
+            QGuiApplication.clipboard().setText(answer.text)
+            self.status_label.setText("Copied the last answer.")
