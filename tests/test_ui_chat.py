@@ -165,7 +165,9 @@ def test_ask_streams_answer_and_saves_it(
     assert "Paris" in answer.text
     assert "".join(pieces) == answer.text
     assert saved(window) == [("user", QUESTION, "complete"), ("assistant", answer.text, "complete")]
-    assert model_id in answer.footer.text() and "tokens/s" in answer.footer.text()
+    # The footer names the model as the picker does (one display name everywhere).
+    assert window.picker.combo.currentText() in answer.footer.text()
+    assert "tokens/s" in answer.footer.text()
     assert window.sidebar.titles() == [QUESTION]
     assert window.composer.text() == ""
     qtbot.mouseClick(answer.copy_button, Qt.MouseButton.LeftButton)

@@ -357,7 +357,11 @@ class ChatView(QWidget):
             )
 
     def _bubble_width(self) -> int:
-        return max(240, int(self.column.width() * 0.8))
+        # From the visible width, not the column's: on a resize the column follows later,
+        # and a bubble sized from its old width would reach past the window's edge.
+        margins = self.column.parentWidget().layout().contentsMargins()  # type: ignore[union-attr]
+        room = self.scroll_area.viewport().width() - margins.left() - margins.right()
+        return max(160, int(min(room, COLUMN_MAX_WIDTH) * 0.8))
 
     # --- events ----------------------------------------------------------------------------
 
