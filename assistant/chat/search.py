@@ -39,7 +39,7 @@ RECENT_WINDOW = 400
 SNIPPET_BEFORE = 30
 SNIPPET_LENGTH = 110
 # How often (in SQLite VM steps) a running query asks whether it is still wanted.
-_CHECK_EVERY = 2_000
+_CHECK_EVERY = 20_000
 # Tokens as FTS5's unicode61 tokenizer sees them: letters and digits; "_" separates.
 _TOKEN = re.compile(r"[^\W_]+")
 

@@ -14,13 +14,12 @@ from PySide6.QtCore import (
     QItemSelectionModel,
     QObject,
     QPoint,
-    QSize,
     Qt,
     QTimer,
     Signal,
     Slot,
 )
-from PySide6.QtGui import QAction, QKeyEvent, QKeySequence
+from PySide6.QtGui import QAction, QKeyEvent, QKeySequence, QResizeEvent
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QLabel,
@@ -37,7 +36,15 @@ from PySide6.QtWidgets import (
 from assistant.chat.history import SNIPPET_END, SNIPPET_START, HistoryStore, SearchHit
 from assistant.errors import AssistantError
 from assistant.ui.history_search import HistorySearch
-from assistant.ui.sidebar_parts import RenameDelegate, UndoBar, date_group, local_time, result_label
+from assistant.ui.sidebar_parts import (
+    RESULT_HTML_ROLE,
+    RenameDelegate,
+    ResultDelegate,
+    UndoBar,
+    date_group,
+    local_time,
+    result_html,
+)
 
 log = logging.getLogger(__name__)
 
@@ -46,11 +53,9 @@ MESSAGE_ROLE = Qt.ItemDataRole.UserRole + 1
 UNTITLED = "New chat"
 # Off the UI thread and cancelled by the next key, a search can start at once.
 SEARCH_DELAY_MS = 0
-RESULTS_PER_TURN = 6
+RESULTS_PER_TURN = 10
 # Conversations listed at a time (more as the list is scrolled down).
 PAGE = 150
-# Horizontal and vertical room app.qss takes around a row (margin 1px 4px, padding 7px 8px).
-RESULT_CHROME = QSize(26, 18)
 
 
 class Sidebar(QWidget):
@@ -132,6 +137,8 @@ class Sidebar(QWidget):
         self.results.itemActivated.connect(self._on_result_activated)
         self.results.itemClicked.connect(self._on_result_activated)
         self.results.viewport().installEventFilter(self)
+        self.results.setItemDelegate(ResultDelegate(self.results))
+        self.results.setObjectName("SearchResults")
         self.no_results = QLabel("No conversation contains that.")
         self.no_results.setObjectName("EmptyHint")
         self.no_results.setAlignment(Qt.AlignmentFlag.AlignHCenter)
@@ -381,7 +388,8 @@ class Sidebar(QWidget):
             if self.list.currentItem() is None and self.conversation_ids():
                 self.point_at(self.conversation_ids()[0])
         elif watched is self.results.viewport() and event.type() == QEvent.Type.Resize:
-            self._fit_results()
+            if isinstance(event, QResizeEvent) and event.size().width() != event.oldSize().width():
+                self._fit_results()  # rows wrap anew at another width
         return super().eventFilter(watched, event)
 
     # --- search ----------------------------------------------------------------------------
@@ -440,8 +448,6 @@ class Sidebar(QWidget):
             self._add_result(hit)
         if self._unshown:
             self._more_results.start()
-        else:  # all in: measure again now that the list has its final width
-            QTimer.singleShot(0, self, self._fit_results)
 
     def _add_result(self, hit: SearchHit) -> None:
         title = hit.conversation_title or UNTITLED
@@ -453,26 +459,13 @@ class Sidebar(QWidget):
         spoken = title if hit.message_id is None else f"{title}: {plain}"
         item.setData(Qt.ItemDataRole.AccessibleTextRole, spoken)
         item.setToolTip(plain)
-        label = result_label(title, None if hit.message_id is None else snippet)
+        item.setData(
+            RESULT_HTML_ROLE, result_html(title, None if hit.message_id is None else snippet)
+        )
         self.results.addItem(item)
-        self.results.setItemWidget(item, label)
-        self._fit_result(item, label)
-
-    def _fit_result(self, item: QListWidgetItem, label: QWidget) -> None:
-        # A wrapped label is as tall as the list's width makes it, not as its own guess.
-        # The stylesheet gives each row a margin and padding (RESULT_CHROME): the label gets
-        # that much less width, and wraps to that many more lines, than the list has.
-        width = max(80, self.results.viewport().width() - RESULT_CHROME.width())
-        label.ensurePolished()  # the stylesheet's font decides how the text wraps
-        height = label.heightForWidth(width) + RESULT_CHROME.height()
-        item.setSizeHint(QSize(width + RESULT_CHROME.width(), height))
 
     def _fit_results(self) -> None:
-        for row in range(self.results.count()):
-            item = self.results.item(row)
-            label = self.results.itemWidget(item)
-            if label is not None:
-                self._fit_result(item, label)
+        self.results.doItemsLayout()  # rows are as tall as their text at the list's width
 
     @property
     def searching(self) -> bool:

@@ -6,13 +6,16 @@ from __future__ import annotations
 import html
 from datetime import datetime
 
-from PySide6.QtCore import QModelIndex, Qt, QTimer, Signal, Slot
+from PySide6.QtCore import QModelIndex, QSize, Qt, QTimer, Signal, Slot
+from PySide6.QtGui import QAbstractTextDocumentLayout, QFont, QPainter, QPalette, QTextDocument
 from PySide6.QtWidgets import (
+    QAbstractItemView,
     QFrame,
     QHBoxLayout,
     QLabel,
     QLineEdit,
     QPushButton,
+    QStyle,
     QStyledItemDelegate,
     QStyleOptionViewItem,
     QWidget,
@@ -46,19 +49,75 @@ def local_time(stamp: str) -> datetime:
     return moment.astimezone() if moment.tzinfo else moment
 
 
-def result_label(title: str, snippet: str | None) -> QLabel:
+RESULT_HTML_ROLE = Qt.ItemDataRole.UserRole + 2
+# Room around a result's text (the stylesheet pads item rows of the chat list alike).
+RESULT_PADDING = QSize(10, 6)
+
+
+def result_html(title: str, snippet: str | None) -> str:
     """A search result: the conversation's title, and the snippet with the match in bold."""
     text = f"<b>{html.escape(title)}</b>"
     if snippet is not None:
         marked = html.escape(snippet)
         marked = marked.replace(SNIPPET_START, "<b>").replace(SNIPPET_END, "</b>")
-        text += f"<br><span>{marked}</span>"
-    label = QLabel(text)
-    label.setTextFormat(Qt.TextFormat.RichText)
-    label.setWordWrap(True)
-    label.setContentsMargins(8, 5, 8, 5)
-    label.setAttribute(Qt.WidgetAttribute.WA_TransparentForMouseEvents)
-    return label
+        text += f"<br>{marked}"
+    return text
+
+
+class ResultDelegate(QStyledItemDelegate):
+    """Paints search results as rich text, wrapped to the list's width. Painting rows (only
+    the visible ones) costs far less than a rich-text label per result, so results appear
+    without stalling the typing that asked for them."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self._documents: dict[tuple[str, int], QTextDocument] = {}
+
+    def _document(self, text: str, width: int, font: QFont) -> QTextDocument:
+        key = (text, width)
+        document = self._documents.get(key)
+        if document is None:
+            if len(self._documents) > 400:
+                self._documents.clear()
+            document = QTextDocument()
+            document.setDefaultFont(font)
+            document.setDocumentMargin(0)
+            document.setHtml(text)
+            document.setTextWidth(width)
+            self._documents[key] = document
+        return document
+
+    def sizeHint(self, option: QStyleOptionViewItem, index: QModelIndex | object) -> QSize:
+        text = str(index.data(RESULT_HTML_ROLE) or "")  # type: ignore[union-attr]
+        view = self.parent()
+        width = view.viewport().width() if isinstance(view, QAbstractItemView) else 200
+        inner = max(60, width - 2 * RESULT_PADDING.width())
+        document = self._document(text, inner, option.font)
+        return QSize(width, int(document.size().height()) + 2 * RESULT_PADDING.height())
+
+    def paint(
+        self, painter: QPainter, option: QStyleOptionViewItem, index: QModelIndex | object
+    ) -> None:
+        text = str(index.data(RESULT_HTML_ROLE) or "")  # type: ignore[union-attr]
+        opt = QStyleOptionViewItem(option)
+        self.initStyleOption(opt, index)  # type: ignore[arg-type]
+        opt.text = ""
+        style = opt.widget.style() if opt.widget is not None else None
+        if style is not None:  # the row's background: selection, hover, focus
+            style.drawControl(QStyle.ControlElement.CE_ItemViewItem, opt, painter, opt.widget)
+        rect = option.rect
+        inner = max(60, rect.width() - 2 * RESULT_PADDING.width())
+        document = self._document(text, inner, option.font)
+        selected = bool(option.state & QStyle.StateFlag.State_Selected)
+        context = QAbstractTextDocumentLayout.PaintContext()
+        role = QPalette.ColorRole.HighlightedText if selected else QPalette.ColorRole.Text
+        context.palette.setColor(QPalette.ColorRole.Text, option.palette.color(role))
+        painter.save()
+        painter.translate(
+            rect.left() + RESULT_PADDING.width(), rect.top() + RESULT_PADDING.height()
+        )
+        document.documentLayout().draw(painter, context)
+        painter.restore()
 
 
 class RenameDelegate(QStyledItemDelegate):
