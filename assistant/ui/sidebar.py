@@ -387,9 +387,12 @@ class Sidebar(QWidget):
             # Tabbing in shows where the keyboard is without opening anything.
             if self.list.currentItem() is None and self.conversation_ids():
                 self.point_at(self.conversation_ids()[0])
-        elif watched is self.results.viewport() and event.type() == QEvent.Type.Resize:
-            if isinstance(event, QResizeEvent) and event.size().width() != event.oldSize().width():
-                self._fit_results()  # rows wrap anew at another width
+        elif (
+            watched is self.results.viewport()
+            and isinstance(event, QResizeEvent)
+            and event.size().width() != event.oldSize().width()
+        ):
+            self._fit_results()  # rows wrap anew at another width
         return super().eventFilter(watched, event)
 
     # --- search ----------------------------------------------------------------------------
