@@ -479,7 +479,7 @@ def _unnamed(window: QWidget) -> list[str]:
             continue  # a combo box's or spin box's own part, named through it
         # A button's text is its name for a screen reader (Qt reads it out); others need one.
         text = widget.text().replace("&", "").strip() if isinstance(widget, QAbstractButton) else ""
-        if not widget.accessibleName().strip() and len(text) < 3:
+        if not widget.accessibleName().strip() and not text:
             missing.append(f"{type(widget).__name__} {widget.objectName()!r} {text!r}")
     return missing
 
