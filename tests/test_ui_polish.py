@@ -495,5 +495,5 @@ def test_every_focusable_control_has_a_name(
     for dialog in dialogs:
         assert _unnamed(dialog) == [], type(dialog).__name__
     for button in window.findChildren(QAbstractButton):
-        if button.isVisible() and len(button.text().strip()) <= 2:
+        if button.isVisible() and len(button.text().strip()) <= 1:
             assert button.toolTip(), button.accessibleName()  # an icon: say what it does

@@ -34,7 +34,7 @@ ELLIPSIS = "…"
 # The last word of a query is a prefix from this many letters on; shorter words match whole.
 PREFIX_FROM = 3
 # The first stage ranks this many of the newest matching messages.
-RECENT_WINDOW = 400
+RECENT_WINDOW = 200
 # Characters of context shown before the first match, and the snippet's length in all.
 SNIPPET_BEFORE = 30
 SNIPPET_LENGTH = 110
