@@ -11,6 +11,7 @@ from assistant.chat import conversation
 from assistant.chat.history import HistoryStore
 from assistant.engine.base import CancelToken, GenerationSettings
 from assistant.engine.local import LocalEngine
+from assistant.errors import HistoryError
 from assistant.paths import app_paths
 
 GREEDY = GenerationSettings(temperature=0.0, max_tokens=48, repeat_penalty=1.0)
@@ -132,3 +133,49 @@ def test_answer_finishing_after_its_chat_was_deleted_is_kept(
     assert exchange.message.status == "complete" and "Paris" in exchange.text
     history.restore_conversation(chat.id)
     assert history.messages(chat.id)[-1].text == exchange.text
+
+
+def test_an_answer_cut_at_the_length_limit_continues_in_place(
+    engine: LocalEngine, history: HistoryStore
+) -> None:
+    chat = history.create_conversation(system_prompt="You are a helpful assistant.")
+    short = GenerationSettings(temperature=0.0, max_tokens=12, repeat_penalty=1.0)
+    first = conversation.ask(history, engine, chat.id, "Write a story about a dragon.", short)
+    assert first.stats.stop_reason == "length"
+    assert first.message.outcome == "cut at the length limit" and first.message.can_continue
+
+    more: list[str] = []
+    again = conversation.answer(
+        history, engine, chat.id, short, extend=first.message.id, on_chunk=more.append
+    )
+    assert again.message.id == first.message.id  # the same answer, longer
+    assert again.message.text == first.text + "".join(more)
+    assert len(again.message.text) > len(first.text)
+    assert again.message.stats["completion_tokens"] == 24
+    assert again.message.stats["continued"] == 1
+    # The model went on from its last word: the prompt ended inside the answer, so only the
+    # few tokens after the cached ones were evaluated again.
+    assert again.stats.evaluated_prompt_tokens < 8
+    assert [m.role for m in history.messages(chat.id)] == ["user", "assistant"]
+
+
+def test_only_the_last_answer_can_be_continued(engine: LocalEngine, history: HistoryStore) -> None:
+    chat = history.create_conversation()
+    first = conversation.ask(history, engine, chat.id, "Say hi.", GREEDY)
+    history.add_message(chat.id, "user", "And again?")
+    with pytest.raises(HistoryError):
+        conversation.answer(history, engine, chat.id, GREEDY, extend=first.message.id)
+    assert history.messages(chat.id)[1].text == first.text
+
+
+def test_a_cancel_records_why(engine: LocalEngine, history: HistoryStore) -> None:
+    chat = history.create_conversation()
+    history.add_message(chat.id, "user", "Count to one hundred.")
+    cancel = CancelToken()
+    cancel.cancel()
+    exchange = conversation.answer(
+        history, engine, chat.id, GREEDY, cancel=cancel, cancel_reason=lambda: "app_closed"
+    )
+    assert exchange.message.status == "interrupted"
+    assert exchange.message.stats["stop_reason"] == "app_closed"
+    assert exchange.message.outcome == "interrupted when the app closed"

@@ -491,7 +491,7 @@ def test_export_markdown(store: HistoryStore) -> None:
     assert "## System prompt\n\nAnswer in one line.\n" in text
     assert "## You\n\nWhat is **2+2**?\nPlease explain.\n" in text
     assert "## Assistant (smollm2)\n\nIt is 4.\n" in text
-    assert "stopped before it was finished" in text
+    assert "answer interrupted: the app stopped before it finished" in text
     assert "answer failed" in text
     assert text.index("It is 4.") < text.index("And 3+3?")
 

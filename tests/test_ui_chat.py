@@ -165,7 +165,9 @@ def test_ask_streams_answer_and_saves_it(
     assert "Paris" in answer.text
     assert "".join(pieces) == answer.text
     assert saved(window) == [("user", QUESTION, "complete"), ("assistant", answer.text, "complete")]
-    assert model_id in answer.footer.text() and "tokens/s" in answer.footer.text()
+    # The footer names the model as the picker does (one display name everywhere).
+    assert window.picker.combo.currentText() in answer.footer.text()
+    assert "tokens/s" in answer.footer.text()
     assert window.sidebar.titles() == [QUESTION]
     assert window.composer.text() == ""
     qtbot.mouseClick(answer.copy_button, Qt.MouseButton.LeftButton)
@@ -263,7 +265,8 @@ def test_switch_conversations(qtbot: QtBot, open_window: OpenWindow, model_id: s
     assert first != second
     assert window.sidebar.titles() == ["Name a color.", QUESTION]
 
-    item = window.sidebar.list.item(1)
+    item = window.sidebar.item_for(first)
+    assert item is not None
     rect = window.sidebar.list.visualItemRect(item)
     qtbot.mouseClick(window.sidebar.list.viewport(), Qt.MouseButton.LeftButton, pos=rect.center())
     assert window.chat.conversation_id == first
@@ -291,7 +294,7 @@ def test_restart_finds_history_and_draft(
     again = open_window()
     assert again.composer.text() == "an unsent thought"
     assert again.sidebar.titles() == [QUESTION]
-    again.sidebar.list.setCurrentRow(0)
+    again.sidebar.activate(again.sidebar.conversation_ids()[0])
     texts = [w.text for w in again.chat.message_widgets()]
     assert texts[0] == QUESTION and "Paris" in texts[1]
 
@@ -308,7 +311,10 @@ def test_search_finds_and_opens_conversation(
     window.find_action.trigger()
     assert window.sidebar.search.hasFocus()
     qtbot.keyClicks(window.sidebar.search, "paris")
-    qtbot.waitUntil(lambda: window.sidebar.result_count() == 1, timeout=5_000)
+    qtbot.waitUntil(
+        lambda: not window.sidebar.searching and window.sidebar.result_count() == 1,
+        timeout=5_000,
+    )
     (result,) = window.sidebar.result_texts()
     assert result.startswith(QUESTION) and "Paris" in result
     qtbot.keyClick(window.sidebar.search, Qt.Key.Key_Return)
@@ -481,7 +487,7 @@ def test_switching_away_and_back_while_an_answer_streams(
     qtbot.wait(200)
     assert window.chat.message_widgets() == []
 
-    window.sidebar.list.setCurrentRow(0)
+    window.sidebar.activate(window.sidebar.conversation_ids()[0])
     assert window.chat.conversation_id == streaming_conversation
     streaming = window.chat.streaming_widget
     assert streaming is not None
@@ -650,13 +656,13 @@ def test_rename_delete_and_undo(qtbot: QtBot, open_window: OpenWindow) -> None:
     sidebar = window.sidebar
     assert sidebar.titles() == ["Recipes", "Trip plans"]
 
-    sidebar.list.setCurrentRow(1)
+    sidebar.activate(older.id)
     assert window.chat.conversation_id == older.id
     sidebar.list.currentItem().setText("Summer trip")  # what finishing an F2 edit does
     assert window.history.get_conversation(older.id).title == "Summer trip"
 
     sidebar.list.setFocus()
-    sidebar.list.setCurrentRow(0)
+    sidebar.point_at(newer.id)
     sidebar.delete_action.trigger()
     assert sidebar.titles() == ["Summer trip"]
     assert sidebar.undo_bar.isVisible()

@@ -11,6 +11,7 @@ import contextlib
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from assistant.chat.history import HistoryStore, Message
 from assistant.engine.base import (
@@ -20,7 +21,7 @@ from assistant.engine.base import (
     GenerationSettings,
     GenerationStats,
 )
-from assistant.errors import ConversationBusyError, EmptyQuestionError
+from assistant.errors import ConversationBusyError, EmptyQuestionError, HistoryError
 
 # How often a long answer in progress is written to the database.
 SAVE_EVERY_S = 1.0
@@ -111,6 +112,8 @@ def answer(
     on_chunk: Callable[[str], None] | None = None,
     on_dropped: Callable[[list[ChatMessage]], None] | None = None,
     messages: list[ChatMessage] | None = None,
+    extend: int | None = None,
+    cancel_reason: Callable[[], str] | None = None,
 ) -> Exchange:
     """Answer the conversation's last user message and save the answer.
 
@@ -118,43 +121,89 @@ def answer(
     from the history. Passing it lets a step sit between "what would be sent" and sending it
     (a consent preview, a redaction, only the latest question).
 
-    A cancel (or Ctrl-C) keeps the partial text, marked ``interrupted``; a failure marks the
-    answer ``error`` and re-raises.
+    ``extend`` is the id of an answer cut short (at the length limit, or stopped) to continue:
+    the conversation is sent ending with that answer, so the model goes on from its last word
+    (see ``engine.prompt``), and the new text is added to the same saved message.
+
+    A cancel (or Ctrl-C) keeps the partial text, marked ``interrupted``, with
+    ``stats["stop_reason"]`` from ``cancel_reason()`` when given (say, ``"app_closed"``); a
+    failure marks the answer ``error``, keeps why in ``stats["error"]`` and re-raises.
     """
     if messages is None:
         messages = context_for(history, conversation_id)
+    base: Message | None = None
+    if extend is not None:
+        base = next((m for m in history.messages(conversation_id) if m.id == extend), None)
+        if base is None or base.role != "assistant":
+            raise HistoryError(f"Message {extend} is not an answer of this conversation.")
+        if not messages or messages[-1] != ChatMessage("assistant", base.text):
+            raise HistoryError("Only the last answer of a conversation can be continued.")
     generation = provider.stream_chat(messages, settings, cancel)
     if generation.dropped and on_dropped is not None:
         on_dropped(generation.dropped)
-    saved = history.add_message(
-        conversation_id,
-        "assistant",
-        "",
-        model=provider.model_name,
-        provider=provider.provider_name,
-        status="interrupted",
-    )
+    if base is None:
+        saved = history.add_message(
+            conversation_id,
+            "assistant",
+            "",
+            model=provider.model_name,
+            provider=provider.provider_name,
+            status="interrupted",
+        )
+        before = ""
+    else:
+        saved = history.update_message(base.id, status="interrupted")
+        before = base.text
     last_save = time.monotonic()
     status = "error"
+    error = ""
     try:
         for chunk in generation:
             if on_chunk is not None:
                 on_chunk(chunk)
             if time.monotonic() - last_save > SAVE_EVERY_S:
-                history.update_message(saved.id, text=generation.text)
+                history.update_message(saved.id, text=before + generation.text)
                 last_save = time.monotonic()
         cancelled = generation.stats is not None and generation.stats.stop_reason == "cancelled"
         status = "interrupted" if cancelled else "complete"
     except KeyboardInterrupt:
         status = "interrupted"
         raise
+    except Exception as exc:
+        error = getattr(exc, "message", "") or str(exc) or type(exc).__name__
+        raise
     finally:
         generation.close()  # a Ctrl-C in on_chunk leaves the model's generator suspended
         stats = generation.stats or GenerationStats()
+        record = _merged_stats(base, stats)
+        if status == "interrupted" and stats.stop_reason == "cancelled" and cancel_reason:
+            record["stop_reason"] = cancel_reason()
+        if error:
+            record["error"] = error
+        if status == "error" and base is not None:
+            # A continuation that failed keeps the answer it was continuing.
+            if not generation.text:
+                record, status = base.stats, base.status
+            else:
+                status = "interrupted"
         message = history.update_message(
-            saved.id, text=generation.text, status=status, stats=stats.to_dict()
+            saved.id, text=before + generation.text, status=status, stats=record
         )
     return Exchange(message, stats, generation.dropped)
+
+
+def _merged_stats(base: Message | None, stats: GenerationStats) -> dict[str, Any]:
+    """The stats to save: this answer's, plus the tokens and time of the part it continues."""
+    record = stats.to_dict()
+    if base is None:
+        return record
+    earlier = base.stats
+    for key in ("completion_tokens", "total_s"):
+        value = earlier.get(key)
+        if isinstance(value, (int, float)):
+            record[key] = record[key] + value
+    record["continued"] = int(earlier.get("continued") or 0) + 1
+    return record
 
 
 def ask(

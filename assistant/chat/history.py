@@ -30,6 +30,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from assistant.chat import search as _search
 from assistant.chat.migrations import (
     iso,
     migrate,
@@ -38,6 +39,12 @@ from assistant.chat.migrations import (
     transaction,
     utc_now,
 )
+
+# Re-exported: search results and their markers were first defined here.
+from assistant.chat.search import SNIPPET_END as SNIPPET_END
+from assistant.chat.search import SNIPPET_START as SNIPPET_START
+from assistant.chat.search import SearchHit as SearchHit
+from assistant.chat.search import fts_query as fts_query
 from assistant.errors import (
     ConversationNotFoundError,
     DiskFullError,
@@ -54,10 +61,11 @@ log = logging.getLogger(__name__)
 
 ROLES = ("system", "user", "assistant")
 STATUSES = ("complete", "interrupted", "error")
+# stats["stop_reason"] of an answer cut short because the app was quitting (next to the
+# engine's "stop", "length", "cancelled" and "error").
+APP_CLOSED = "app_closed"
 EXPORT_FORMAT = "offline-assistant.chat.conversation"
 EXPORT_VERSION = 1
-SNIPPET_START = "«"
-SNIPPET_END = "»"
 # SQLITE_BUSY, LOCKED, READONLY, IOERR, CORRUPT, FULL, CANTOPEN, NOTADB: problems of the machine.
 _ENVIRONMENT_ERROR_CODES = {5, 6, 8, 10, 11, 13, 14, 26}
 _SQLITE_READONLY, _SQLITE_FULL = 8, 13
@@ -96,15 +104,38 @@ class Message:
     status: str = "complete"
     created_at: str = ""
 
+    @property
+    def outcome(self) -> str:
+        """What happened to an answer, in a few words; "" for one that ended normally.
 
-@dataclass
-class SearchHit:
-    """One search result. ``message_id`` is ``None`` when the conversation title matched."""
+        ``stats["stop_reason"]`` tells a stop by the user (``cancelled``) from the app closing
+        mid-answer (``app_closed``) and a cut at the length limit (``length``); an answer left
+        ``interrupted`` with no reason at all was being written when the process died.
+        ``stats["error"]`` holds why an answer failed, when known."""
+        if self.role != "assistant":
+            return ""
+        reason = self.stats.get("stop_reason")
+        if self.status == "error" or reason == "error":
+            error = str(self.stats.get("error") or "").strip()
+            return f"failed: {error}" if error else "failed"
+        if self.status == "interrupted":
+            if reason == "cancelled":
+                return "stopped by you"
+            if reason == APP_CLOSED:
+                return "interrupted when the app closed"
+            return "interrupted: the app stopped before it finished"
+        if reason == "length":
+            return "cut at the length limit"
+        return ""
 
-    conversation_id: int
-    conversation_title: str
-    message_id: int | None
-    snippet: str
+    @property
+    def can_continue(self) -> bool:
+        """An answer with text that stopped before the model meant to end it."""
+        return (
+            self.role == "assistant"
+            and bool(self.text)
+            and (self.stats.get("stop_reason") == "length" or self.status == "interrupted")
+        )
 
 
 # --- helpers ---------------------------------------------------------------------------------
@@ -123,18 +154,6 @@ def title_from_question(text: str, limit: int = 60) -> str:
     if line[len(cut)] != " " and space > limit // 3:
         cut = cut[:space]
     return cut.rstrip(" ,;:.-–—") + "…"
-
-
-def fts_query(text: str) -> str:
-    """Turn what a user typed into a safe FTS5 query: every word is a quoted string (so ``AND``,
-    ``"``, ``*``, ``(`` or ``-`` mean nothing special), all must match, the last as a prefix.
-    Returns ``""`` when the text holds no word at all."""
-    words = [w for w in text.split() if any(ch.isalnum() for ch in w)]
-    if not words:
-        return ""
-    quoted = ['"' + w.replace('"', '""') + '"' for w in words]
-    quoted[-1] += "*"
-    return " ".join(quoted)
 
 
 def _dumps(value: dict[str, Any]) -> str:
@@ -516,12 +535,13 @@ class HistoryStore:
         with self._reading() as conn:
             return _conversation(self._live_conversation_row(conn, conversation_id))
 
-    def list_conversations(self, limit: int | None = None) -> list[Conversation]:
-        """Conversations not deleted, most recently updated first."""
+    def list_conversations(self, limit: int | None = None, offset: int = 0) -> list[Conversation]:
+        """Conversations not deleted, most recently updated first (``limit`` of them, after
+        the first ``offset``)."""
         rows = self._read(
             "SELECT * FROM conversations WHERE deleted_at IS NULL"
-            " ORDER BY updated_at DESC, id DESC LIMIT ?",
-            (-1 if limit is None else limit,),
+            " ORDER BY updated_at DESC, id DESC LIMIT ? OFFSET ?",
+            (-1 if limit is None else limit, offset),
         )
         return [_conversation(row) for row in rows]
 
@@ -655,31 +675,13 @@ class HistoryStore:
     # -- search
 
     def search(self, query: str, limit: int = 50) -> list[SearchHit]:
-        """Messages and titles containing every word of ``query`` (the last word as a prefix),
-        best match first. Matches in the snippet are wrapped in ``SNIPPET_START``/``SNIPPET_END``.
-        Any text is a valid query; punctuation and FTS operators are taken as plain words."""
-        match = fts_query(query)
-        if not match:
-            return []
-        marks = (SNIPPET_START, SNIPPET_END, "…")
-        rows = self._read(
-            """SELECT c.id AS cid, c.title, m.id AS mid, c.updated_at,
-                      snippet(messages_fts, 0, ?, ?, ?, 16) AS snip, bm25(messages_fts) AS score
-               FROM messages_fts
-               JOIN messages m ON m.id = messages_fts.rowid
-               JOIN conversations c ON c.id = m.conversation_id
-               WHERE messages_fts MATCH ? AND c.deleted_at IS NULL
-               UNION ALL
-               SELECT c.id, c.title, NULL, c.updated_at,
-                      snippet(conversations_fts, 0, ?, ?, ?, 16), bm25(conversations_fts)
-               FROM conversations_fts
-               JOIN conversations c ON c.id = conversations_fts.rowid
-               WHERE conversations_fts MATCH ? AND c.deleted_at IS NULL
-               ORDER BY score, updated_at DESC
-               LIMIT ?""",
-            (*marks, match, *marks, match, limit),
-        )
-        return [SearchHit(row["cid"], row["title"], row["mid"], row["snip"]) for row in rows]
+        """Messages and titles containing every word of ``query`` (the last word as a prefix
+        from three letters on), best match first. Matches in the snippet are wrapped in
+        ``SNIPPET_START``/``SNIPPET_END``. Any text is a valid query; punctuation and FTS
+        operators are taken as plain words. A window searches with
+        ``assistant.chat.search.HistorySearcher`` instead, on a thread of its own."""
+        with self._reading() as conn:  # damage found while searching is told as damage
+            return _search.search(conn, query, limit)
 
     # -- export and import
 
@@ -699,10 +701,8 @@ class HistoryStore:
             if message.role == "assistant" and message.model:
                 heading += f" ({message.model})"
             lines += [f"## {heading}", "", message.text, ""]
-            if message.status == "interrupted":
-                lines += ["*(answer stopped before it was finished)*", ""]
-            elif message.status == "error":
-                lines += ["*(answer failed)*", ""]
+            if message.outcome:
+                lines += [f"*(answer {message.outcome})*", ""]
         return "\n".join(lines).rstrip() + "\n"
 
     def export_json(self, conversation_id: int) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 A model's GGUF normally carries its own chat template (Jinja). A base model has none: it gets a
 plain "User:/Assistant:" transcript and stop strings, with a warning, instead of garbage.
+A conversation whose last message is an answer is rendered so the model continues that answer.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ FALLBACK_WARNING = (
     "one). Using a plain transcript format; answers may be poor. An '-Instruct' or '-it' "
     "version of the model will chat much better."
 )
+# Marks where an answer being continued ends in its rendered template (never typed by anyone).
+_CONTINUE_MARK = "\u2063\u2063continue-here\u2063\u2063"
 _FALLBACK_LABELS = {"system": "System", "user": "User", "assistant": "Assistant"}
 
 
@@ -49,8 +52,24 @@ class PromptFormat:
                 ) from exc
 
     def render(self, messages: list[ChatMessage]) -> RenderedPrompt:
+        """The prompt for the next answer. A conversation that ends with an answer asks for
+        that answer to be continued: the prompt ends inside it, right after its last word."""
+        continuing = bool(messages) and messages[-1].role == "assistant"
         if self._formatter is None:
-            return self._render_fallback(messages)
+            return self._render_fallback(messages, continuing)
+        if continuing:
+            # Render the answer with a marker after it and cut the prompt there: whatever the
+            # template puts after a finished turn (an end-of-turn token, the next header) goes.
+            last = messages[-1]
+            marked = [*messages[:-1], ChatMessage("assistant", last.content + _CONTINUE_MARK)]
+            result = self._format(marked)
+            at = result.text.find(_CONTINUE_MARK)
+            if at >= 0:
+                return RenderedPrompt(result.text[:at], result.stop, result.has_special_tokens)
+        return self._format(messages)
+
+    def _format(self, messages: list[ChatMessage]) -> RenderedPrompt:
+        assert self._formatter is not None
         try:
             result = self._formatter(messages=[m.to_dict() for m in messages])  # type: ignore[misc]
         except (TemplateError, ValueError) as exc:
@@ -61,9 +80,11 @@ class PromptFormat:
         stops = tuple(s for s in (result.stop or []) if isinstance(s, str) and s)
         return RenderedPrompt(result.prompt, stops, bool(result.added_special))
 
-    def _render_fallback(self, messages: list[ChatMessage]) -> RenderedPrompt:
+    def _render_fallback(self, messages: list[ChatMessage], continuing: bool) -> RenderedPrompt:
         lines = [f"{_FALLBACK_LABELS[m.role]}: {m.content.strip()}" for m in messages]
-        text = "\n\n".join(lines) + "\n\nAssistant:"
+        if continuing:
+            lines[-1] = f"Assistant: {messages[-1].content.lstrip()}"
+        text = "\n\n".join(lines) + ("" if continuing else "\n\nAssistant:")
         return RenderedPrompt(text, ("\nUser:", "\nSystem:", "\n\nUser:"), False)
 
 

@@ -31,6 +31,13 @@ from assistant.ui.theme import colors_for
 FRAME_MS = 16
 # Keep lines readable on wide screens.
 COLUMN_MAX_WIDTH = 860
+# A long conversation opens with its latest messages; older ones come as the user scrolls up
+# (or presses "Show earlier messages"), a few at a time, so opening one costs the same at 10
+# or 500 messages.
+FIRST_MESSAGES = 6
+EARLIER_BATCH = 6
+# How close to the top (pixels) the view must be scrolled to bring in earlier messages.
+EARLIER_MARGIN = 120
 
 
 class ChatView(QWidget):
@@ -40,9 +47,11 @@ class ChatView(QWidget):
         regenerateRequested(int): message id of an answer to write again.
         editRequested(int, str): message id and text of a question to edit and resend.
         getModelsRequested(): the "Get a model" button of the empty page was pressed.
+        continueRequested(int): message id of the last answer, cut short, to continue.
     """
 
     regenerateRequested = Signal(int)
+    continueRequested = Signal(int)
     editRequested = Signal(int, str)
     getModelsRequested = Signal()
 
@@ -56,6 +65,8 @@ class ChatView(QWidget):
         self._stick_to_bottom = True
         self._next_render_at = 0.0
         self._scroll_target: int | None = None
+        self._keep_from_bottom = 0
+        self._model_names: dict[str, str] = {}
         self._style = self._make_style(dark)
         self._render_timer = QTimer(self)
         self._render_timer.setSingleShot(True)
@@ -78,7 +89,15 @@ class ChatView(QWidget):
         self._list.setContentsMargins(0, 0, 0, 0)
         self._list.setSpacing(8)
         self._list.addWidget(self._build_empty_state())
+        self.earlier_button = QPushButton("Show earlier messages")
+        self.earlier_button.setAccessibleName("Show earlier messages")
+        self.earlier_button.setToolTip("Earlier messages appear as you scroll up, too")
+        self.earlier_button.clicked.connect(self.show_earlier)
+        self.earlier_button.hide()
+        self._list.addWidget(self.earlier_button, 0, Qt.AlignmentFlag.AlignHCenter)
         self._list.addStretch(1)
+        # Saved messages not made into widgets yet, oldest first (see FIRST_MESSAGES).
+        self._earlier: list[Message] = []
         row.addStretch(0)
         row.addWidget(self.column, 1)
         row.addStretch(0)
@@ -160,6 +179,8 @@ class ChatView(QWidget):
             self._list.removeWidget(widget)
             widget.deleteLater()
         self._widgets.clear()
+        self._earlier = []
+        self.earlier_button.hide()
         self._streaming = None
         self._stream_text = ""
         self.conversation_id = conversation_id
@@ -178,11 +199,13 @@ class ChatView(QWidget):
         if streaming_text is not None:
             last_question = max((i for i, m in enumerate(messages) if m.role == "user"), default=-1)
             messages = messages[: last_question + 1]
-        for message in messages:
-            if message.role == "system":
-                continue
+        shown = [m for m in messages if m.role != "system"]
+        cut = max(0, len(shown) - FIRST_MESSAGES)
+        self._earlier = shown[:cut]
+        for message in shown[cut:]:
             widget = self._add_widget(message.role)
             widget.set_message(message)
+        self.earlier_button.setVisible(bool(self._earlier))
         if streaming_text is not None:
             self.begin_answer(streaming_model)
             self.append_answer_text(streaming_text)
@@ -197,14 +220,28 @@ class ChatView(QWidget):
         self._refresh_actions()
         return widget
 
-    def begin_answer(self, model_name: str) -> MessageWidget:
+    def begin_answer(self, model_name: str, text: str = "") -> MessageWidget:
+        """An answer starts streaming; ``text`` is what it already says (one being continued)."""
         widget = self._add_widget("assistant")
         widget.setAccessibleDescription(f"Answer from {model_name}, being written")
         widget.set_streaming()
         self._streaming = widget
-        self._stream_text = ""
+        self._stream_text = text
+        if text:
+            widget.set_text(text)
         self._stick_to_bottom = True
         return widget
+
+    def continue_answer(self, message_id: int, model_name: str) -> MessageWidget | None:
+        """The saved answer ``message_id`` is being continued: it streams on in place."""
+        widget = next((w for w in self._widgets if w.message_id == message_id), None)
+        if widget is None:
+            return None
+        text = widget.text
+        self._list.removeWidget(widget)
+        self._widgets.remove(widget)
+        widget.deleteLater()
+        return self.begin_answer(model_name, text)
 
     def append_answer_text(self, delta: str) -> None:
         """Add streamed text; the widget is re-rendered at most once per frame."""
@@ -238,8 +275,40 @@ class ChatView(QWidget):
             pending.message_id = message_id
             self._refresh_actions()
 
+    @property
+    def earlier_count(self) -> int:
+        """Saved messages of this conversation not shown yet (above the first one shown)."""
+        return len(self._earlier)
+
+    @Slot()
+    def show_earlier(self, count: int = EARLIER_BATCH) -> None:
+        """Add up to ``count`` earlier messages above the first one shown, keeping what is on
+        screen where it is."""
+        if not self._earlier:
+            return
+        bar = self.scroll_area.verticalScrollBar()
+        from_bottom = bar.maximum() - bar.value()
+        batch, self._earlier = self._earlier[-count:], self._earlier[:-count]
+        for offset, message in enumerate(batch):
+            widget = self._make_widget(message.role)
+            widget.set_message(message)
+            self._list.insertWidget(2 + offset, widget)
+            self._widgets.insert(offset, widget)
+        self.earlier_button.setVisible(bool(self._earlier))
+        self._refresh_actions()
+        self._keep_from_bottom = from_bottom
+        QTimer.singleShot(0, self, self._on_earlier_shown)
+
+    @Slot()
+    def _on_earlier_shown(self) -> None:
+        bar = self.scroll_area.verticalScrollBar()
+        bar.setValue(max(0, bar.maximum() - self._keep_from_bottom))
+
     def scroll_to_message(self, message_id: int) -> None:
         """Bring a message into view (a search result), once the layout has settled."""
+        index = next((i for i, m in enumerate(self._earlier) if m.id == message_id), None)
+        if index is not None:
+            self.show_earlier(len(self._earlier) - index)
         self._stick_to_bottom = False
         self._scroll_target = message_id
         QTimer.singleShot(0, self, self._on_scroll_target_due)
@@ -256,25 +325,43 @@ class ChatView(QWidget):
         self._refresh_actions()
 
     def _add_widget(self, role: str) -> MessageWidget:
-        widget = MessageWidget(role, self._style)
-        widget.regenerateRequested.connect(self.regenerateRequested)
-        widget.editRequested.connect(self.editRequested)
-        widget.set_max_bubble_width(self._bubble_width())
+        widget = self._make_widget(role)
         self._list.insertWidget(self._list.count() - 1, widget)
         self._widgets.append(widget)
         self.empty.hide()
         return widget
 
+    def set_model_names(self, names: dict[str, str]) -> None:
+        """How each model is called (its id is what the history keeps)."""
+        self._model_names = dict(names)
+
+    def _make_widget(self, role: str) -> MessageWidget:
+        widget = MessageWidget(role, self._style)
+        widget.model_names = self._model_names
+        widget.regenerateRequested.connect(self.regenerateRequested)
+        widget.editRequested.connect(self.editRequested)
+        widget.continueRequested.connect(self.continueRequested)
+        widget.set_max_bubble_width(self._bubble_width())
+        return widget
+
     def _refresh_actions(self) -> None:
         last_answer = next((w for w in reversed(self._widgets) if w.role == "assistant"), None)
+        at_end = bool(self._widgets) and self._widgets[-1] is last_answer
         for widget in self._widgets:
             if widget is self._streaming:
                 continue
             widget.set_actions_enabled(not self._busy)
             widget.regenerate_button.setVisible(widget is last_answer)
+            widget.continue_button.setVisible(
+                at_end and widget is last_answer and widget.can_continue
+            )
 
     def _bubble_width(self) -> int:
-        return max(240, int(self.column.width() * 0.8))
+        # From the visible width, not the column's: on a resize the column follows later,
+        # and a bubble sized from its old width would reach past the window's edge.
+        margins = self.column.parentWidget().layout().contentsMargins()  # type: ignore[union-attr]
+        room = self.scroll_area.viewport().width() - margins.left() - margins.right()
+        return max(160, int(min(room, COLUMN_MAX_WIDTH) * 0.8))
 
     # --- events ----------------------------------------------------------------------------
 
@@ -305,6 +392,8 @@ class ChatView(QWidget):
     def _on_scrolled(self, value: int) -> None:
         bar = self.scroll_area.verticalScrollBar()
         self._stick_to_bottom = value >= bar.maximum() - 8
+        if self._earlier and value <= EARLIER_MARGIN and bar.maximum() > 0:
+            self.show_earlier()
 
     @Slot(int, int)
     def _on_scroll_range_changed(self, _minimum: int, maximum: int) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 
 from PySide6.QtCore import QEvent, QSize, Qt, QTimer, Signal, Slot
-from PySide6.QtGui import QKeyEvent, QShowEvent
+from PySide6.QtGui import QKeyEvent, QResizeEvent, QShowEvent
 from PySide6.QtWidgets import (
     QFrame,
     QHBoxLayout,
@@ -27,6 +27,8 @@ from assistant.state import WindowState
 log = logging.getLogger(__name__)
 
 DRAFT_SAVE_DELAY_MS = 600
+PLACEHOLDER = "Ask anything…  (Enter sends, Shift+Enter adds a line)"
+SHORT_PLACEHOLDER = "Ask anything…"
 MAX_VISIBLE_LINES = 8
 
 
@@ -64,6 +66,16 @@ class MessageEdit(QPlainTextEdit):
 
     def sizeHint(self) -> QSize:
         return QSize(super().sizeHint().width(), self.height())
+
+    def minimumSizeHint(self) -> QSize:
+        return QSize(80, self.height())
+
+    def resizeEvent(self, event: QResizeEvent) -> None:
+        super().resizeEvent(event)
+        # A placeholder is never wrapped: a narrow box gets the short one instead of a clip.
+        room = self.viewport().width() - 2 * int(self.document().documentMargin())
+        fits = self.fontMetrics().horizontalAdvance(PLACEHOLDER) <= room
+        self.setPlaceholderText(PLACEHOLDER if fits else SHORT_PLACEHOLDER)
 
     def changeEvent(self, event: QEvent) -> None:
         super().changeEvent(event)
@@ -107,7 +119,7 @@ class Composer(QFrame):
         self._before_edit = ""
 
         self.edit = MessageEdit()
-        self.edit.setPlaceholderText("Ask anything…  (Enter sends, Shift+Enter adds a line)")
+        self.edit.setPlaceholderText(PLACEHOLDER)
         self.edit.setAccessibleName("Message")
         self.edit.setAccessibleDescription(
             "Type your message. Enter sends it, Shift+Enter starts a new line, "
@@ -136,7 +148,8 @@ class Composer(QFrame):
         self.cancel_edit_button = QToolButton()
         self.cancel_edit_button.setText("Cancel edit")
         self.cancel_edit_button.setAccessibleName("Cancel edit")
-        self.cancel_edit_button.clicked.connect(self.cancel_editing)
+        self.cancel_edit_button.setToolTip("Keep the question as it was (Esc)")
+        self.cancel_edit_button.clicked.connect(self._on_cancel_edit_clicked)
         editing = QHBoxLayout()
         editing.addWidget(self.editing_note, 1)
         editing.addWidget(self.cancel_edit_button)
@@ -184,7 +197,13 @@ class Composer(QFrame):
         self._busy = busy
         self._update_buttons()
         if had_focus:
-            (self.stop_button if busy else self.send_button).setFocus()
+            # Send turns into Stop and back: the keyboard follows, or goes to the text box
+            # when the button it would land on cannot take it (Send with nothing to send).
+            target = self.stop_button if busy else self.send_button
+            if target.isEnabled():
+                target.setFocus()
+            else:
+                self.focus_input()
 
     def start_editing(self, message_id: int, text: str) -> None:
         """Put an earlier question into the box; sending replaces it."""
@@ -202,6 +221,11 @@ class Composer(QFrame):
         self.editing_id = None
         self._editing_row.hide()
         self.set_text(self._before_edit)
+
+    @Slot()
+    def _on_cancel_edit_clicked(self) -> None:
+        self.cancel_editing()
+        self.focus_input()  # the button that had the focus is gone
 
     def restore_unsent(self, question: str) -> None:
         """Put back a question that was sent but never saved, ahead of anything typed since."""
@@ -259,3 +283,4 @@ class Composer(QFrame):
             self.stopRequested.emit()
         elif self.editing_id is not None:
             self.cancel_editing()
+            self.focus_input()

@@ -11,10 +11,13 @@ unexpected error is shown without also being in the log.
 
 from __future__ import annotations
 
+import inspect
 import logging
 import platform
 import sys
 import traceback
+import weakref
+from collections.abc import Callable, Sequence
 
 from PySide6.QtCore import Qt, Slot
 from PySide6.QtGui import QGuiApplication
@@ -64,9 +67,26 @@ def bug_report(details: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+FixAction = tuple[str, Callable[[], None]]
+
+
+class _Strong:
+    """A callable held as it is (a ``WeakMethod`` look-alike for plain functions)."""
+
+    def __init__(self, run: Callable[[], None]) -> None:
+        self._run = run
+
+    def __call__(self) -> Callable[[], None]:
+        return self._run
+
+
+"""A button offered with a problem: its label and what it does (the banner closes first)."""
+
+
 class ErrorBanner(QFrame):
-    """An inline notice: a message, what to do next, and a close button. For a bug it also
-    offers "Show report…", which opens the :class:`BugReportDialog` over its window."""
+    """An inline notice: a message, what to do next, buttons for the fix, and a close button.
+    For a bug it also offers "Show report…", which opens the :class:`BugReportDialog` over its
+    window."""
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -92,10 +112,15 @@ class ErrorBanner(QFrame):
         close.setAccessibleName("Dismiss problem")
         close.clicked.connect(self.hide)
 
+        self._fix_row = QHBoxLayout()
+        self._fix_row.setContentsMargins(0, 4, 0, 0)
+        self._fix_buttons: list[QPushButton] = []
+        self._fix_runs: list[Callable[[], Callable[[], None] | None]] = []
         text = QVBoxLayout()
         text.setSpacing(2)
         text.addWidget(self._message)
         text.addWidget(self._hint)
+        text.addLayout(self._fix_row)
         layout = QHBoxLayout(self)
         layout.setContentsMargins(12, 8, 8, 8)
         layout.addLayout(text, 1)
@@ -103,7 +128,10 @@ class ErrorBanner(QFrame):
         layout.addWidget(close, 0, Qt.AlignmentFlag.AlignTop)
         self.hide()
 
-    def show_problem(self, message: str, hint: str = "", details: str = "") -> None:
+    def show_problem(
+        self, message: str, hint: str = "", details: str = "", actions: Sequence[FixAction] = ()
+    ) -> None:
+        self._set_actions(actions)
         self._message.setText(message)
         self._hint.setText(hint)
         self._hint.setVisible(bool(hint))
@@ -117,6 +145,43 @@ class ErrorBanner(QFrame):
         its traceback in the log)."""
         message, hint, details = describe(exc, context)
         self.show_problem(prefix + message, hint, details)
+
+    def _set_actions(self, actions: Sequence[FixAction]) -> None:
+        while self._fix_row.count():
+            item = self._fix_row.takeAt(0)
+            widget = item.widget() if item is not None else None
+            if widget is not None:
+                widget.deleteLater()
+        self._fix_buttons = []
+        self._fix_runs = []
+        for label, run in actions:
+            button = QPushButton(label)
+            button.setAccessibleName(label.rstrip("…"))
+            button.clicked.connect(self._on_fix_clicked)
+            self._fix_row.addWidget(button)
+            self._fix_buttons.append(button)
+            # A window's own method is held weakly: the banner must not keep its window alive.
+            self._fix_runs.append(
+                weakref.WeakMethod(run) if inspect.ismethod(run) else _Strong(run)
+            )
+        if actions:
+            self._fix_row.addStretch(1)
+
+    @Slot()
+    def _on_fix_clicked(self) -> None:
+        sender = self.sender()
+        index = next((i for i, b in enumerate(self._fix_buttons) if b is sender), -1)
+        run = self._fix_runs[index]() if index >= 0 else None
+        self.hide()
+        if run is not None:
+            run()
+
+    def fix_labels(self) -> list[str]:
+        """The labels of the buttons offered with the problem shown."""
+        return [button.text() for button in self._fix_buttons]
+
+    def fix_button(self, label: str) -> QPushButton:
+        return next(b for b in self._fix_buttons if b.text() == label)
 
     def message(self) -> str:
         return self._message.text()

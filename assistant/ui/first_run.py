@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from PySide6.QtCore import Signal
+from PySide6.QtCore import QSize, QTimer, Signal
 from PySide6.QtWidgets import (
     QDialog,
     QFileDialog,
@@ -31,6 +31,7 @@ from assistant.ui.download_tasks import DownloadQueue, DownloadTask, TaskRunner
 from assistant.ui.errors import ErrorBanner
 from assistant.ui.model_manager import GGUF_FILTER, make_downloads
 from assistant.ui.model_widgets import DownloadRow, FitBadge
+from assistant.ui.window_geometry import available_area, clamp_minimum, keep_inside_screen
 
 OFFLINE_SENTENCE = (
     "Everything runs offline, on this computer: your questions, the answers and "
@@ -80,7 +81,7 @@ class FirstRunDialog(QDialog):
         self._row: DownloadRow | None = None
         self.setWindowTitle(f"Welcome to {APP_NAME}")
         self.setAccessibleName(f"Welcome to {APP_NAME}")
-        self.setMinimumWidth(600)
+        clamp_minimum(self, QSize(600, 0))
 
         title = QLabel(f"Welcome to {APP_NAME}", self)
         font = title.font()
@@ -226,9 +227,10 @@ class FirstRunDialog(QDialog):
         if layout is None:
             return
         layout.activate()
-        needed = layout.totalHeightForWidth(self.width())
+        needed = min(layout.totalHeightForWidth(self.width()), available_area(self).height())
         if needed > self.height():
             self.resize(self.width(), needed)
+            keep_inside_screen(self)
 
     def _set_busy(self, busy: bool) -> None:
         downloading = self.task is not None and self.task.active
@@ -257,6 +259,7 @@ class FirstRunDialog(QDialog):
     def _on_import_failed(self, exc: BaseException) -> None:
         self._set_busy(False)
         self.problem.show_exception(exc, "That file cannot be used: ", "Importing a model")
+        self._fit_height()  # the notice takes room: grow rather than squash the card
 
     def _on_model_installed(self, model_id: str) -> None:
         self._finish(model_id)
@@ -267,6 +270,8 @@ class FirstRunDialog(QDialog):
                 f"Download {self.spec.name} ({format_bytes(self.spec.size_bytes)})"
             )
         self._set_busy(False)
+        # The row under the card now says why: once it is laid out, make room for it.
+        QTimer.singleShot(0, self, self._fit_height)
 
     def _on_row_dismissed(self) -> None:
         if self._row is not None:

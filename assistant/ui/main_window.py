@@ -13,8 +13,14 @@ import binascii
 import logging
 from typing import TYPE_CHECKING, Any
 
-from PySide6.QtCore import QByteArray, Qt, QTimer, Slot
-from PySide6.QtGui import QAction, QCloseEvent, QGuiApplication, QKeySequence, QShowEvent
+from PySide6.QtCore import QByteArray, QSize, Qt, QTimer, Slot
+from PySide6.QtGui import (
+    QAction,
+    QCloseEvent,
+    QGuiApplication,
+    QKeySequence,
+    QShowEvent,
+)
 from PySide6.QtWidgets import (
     QApplication,
     QFrame,
@@ -23,6 +29,7 @@ from PySide6.QtWidgets import (
     QMainWindow,
     QMessageBox,
     QSplitter,
+    QToolButton,
     QVBoxLayout,
     QWidget,
 )
@@ -32,24 +39,32 @@ from assistant.chat.history import Message
 from assistant.errors import AssistantError
 from assistant.models.store import InstalledModel
 from assistant.settings import RELOAD_KEYS
+from assistant.ui import shortcuts
 from assistant.ui.chat_view import ChatView
 from assistant.ui.composer import Composer
-from assistant.ui.errors import ErrorBanner
+from assistant.ui.errors import ErrorBanner, FixAction
 from assistant.ui.model_picker import ModelPicker
 from assistant.ui.services import AppServices
 from assistant.ui.settings_dialog import SettingsDialog
 from assistant.ui.sidebar import Sidebar
 from assistant.ui.theme import apply_theme as style_application
 from assistant.ui.theme import is_dark
+from assistant.ui.window_chats import ChatListSection
+from assistant.ui.window_geometry import clamp_minimum, fit_window, keep_inside_screen
+from assistant.ui.window_models import ModelsSection
 
 if TYPE_CHECKING:
-    from assistant.models.catalog import Catalog
-    from assistant.models.hardware import Hardware
+    pass
 
 log = logging.getLogger(__name__)
 
+FIRST_SIZE = QSize(1100, 760)
+# The smallest window that still shows every control (header, chat, composer).
+MINIMUM_SIZE = QSize(480, 360)
+SIDEBAR_WIDTH = 260
 
-class MainWindow(QMainWindow):
+
+class MainWindow(ModelsSection, ChatListSection, QMainWindow):
     """The chat window: one front end of the app's ``services``, which it does not own.
     Closing it frees nothing; quitting the app (``services.shutdown``) does."""
 
@@ -70,12 +85,17 @@ class MainWindow(QMainWindow):
         self._request: int | None = None
         self._pending_question = ""
         self._focused_once = False
+        # The conversation open when it was deleted, so undoing the delete opens it again.
+        self._deleted_open: int | None = None
+        # None: the chat list follows the window's width; True/False: the user's choice.
+        self._sidebar_wanted: bool | None = None
         # What the model registry said at the last _reload_models(): read once per refresh.
         self._installed: list[InstalledModel] = []
         self._default_id: str | None = None
         self.setWindowTitle(APP_NAME)
         self.setAccessibleName(APP_NAME)
-        self.resize(1100, 760)
+        clamp_minimum(self, MINIMUM_SIZE)
+        fit_window(self, FIRST_SIZE)
 
         # Styled before the widgets exist, so each is polished once, in its final look.
         dark = self._style_application()
@@ -104,7 +124,16 @@ class MainWindow(QMainWindow):
         header = QFrame()
         header.setObjectName("ChatHeader")
         head = QHBoxLayout(header)
-        head.setContentsMargins(16, 8, 16, 8)
+        head.setContentsMargins(8, 8, 16, 8)
+        self.sidebar_button = QToolButton()
+        self.sidebar_button.setText("☰")
+        self.sidebar_button.setAccessibleName("Show or hide the chat list")
+        self.sidebar_button.setToolTip(
+            f"Show or hide the chat list ({shortcuts.native(shortcuts.TOGGLE_SIDEBAR)})"
+        )
+        self.sidebar_button.setAutoRaise(True)
+        self.sidebar_button.clicked.connect(self.toggle_sidebar)
+        head.addWidget(self.sidebar_button)
         head.addWidget(self.picker)
         head.addStretch(1)
 
@@ -120,13 +149,14 @@ class MainWindow(QMainWindow):
         right.addWidget(self.chat, 1)
         right.addWidget(self.composer)
 
-        splitter = QSplitter(Qt.Orientation.Horizontal)
+        self.splitter = splitter = QSplitter(Qt.Orientation.Horizontal)
         splitter.addWidget(self.sidebar)
         splitter.addWidget(pane)
         splitter.setStretchFactor(1, 1)
-        splitter.setSizes([260, 840])
+        splitter.setSizes([SIDEBAR_WIDTH, max(1, self.width() - SIDEBAR_WIDTH)])
         splitter.setChildrenCollapsible(False)
         splitter.setHandleWidth(1)
+        self.sidebar.setMinimumWidth(180)
         self.setCentralWidget(splitter)
         self.setTabOrder(self.composer.edit, self.composer.send_button)
 
@@ -138,35 +168,85 @@ class MainWindow(QMainWindow):
         return action
 
     def _build_menus(self) -> None:
-        self.new_chat_action = self._action("&New chat", "Ctrl+N", self.new_chat)
-        self.find_action = self._action("&Search chats", "Ctrl+F", self.sidebar.focus_search)
-        self.settings_action = self._action("&Settings…", "Ctrl+,", self.open_settings)
-        self.quit_action = self._action("&Quit", "Ctrl+Q", self.services.quit)
-        self.stop_action = self._action("S&top answer", "Esc", self.stop_answer)
+        self.new_chat_action = self._action("&New chat", shortcuts.NEW_CHAT, self.new_chat)
+        self.find_action = self._action(
+            "&Search chats", shortcuts.SEARCH, self.sidebar.focus_search
+        )
+        self.settings_action = self._action("&Settings…", shortcuts.SETTINGS, self.open_settings)
+        self.quit_action = self._action("&Quit", shortcuts.QUIT, self.services.quit)
+        self.stop_action = self._action("S&top answer", shortcuts.STOP, self.stop_answer)
         self.stop_action.setEnabled(False)
-        self.models_action = self._action("&Get models…", "Ctrl+M", self.open_model_manager)
+        self.models_action = self._action("&Get models…", shortcuts.MODELS, self.open_model_manager)
+        self.regenerate_action = self._action(
+            "&Regenerate answer", shortcuts.REGENERATE, self.regenerate_last
+        )
+        self.continue_action = self._action(
+            "C&ontinue answer", shortcuts.CONTINUE, self.continue_last
+        )
+        self.copy_last_action = self._action(
+            "&Copy last answer", shortcuts.COPY_LAST, self.copy_last_answer
+        )
+        self.previous_chat_action = self._action(
+            "&Previous chat", shortcuts.PREVIOUS_CHAT, self.previous_chat
+        )
+        self.next_chat_action = self._action("Ne&xt chat", shortcuts.NEXT_CHAT, self.next_chat)
+        self.toggle_sidebar_action = self._action(
+            "Chat &list", shortcuts.TOGGLE_SIDEBAR, self.toggle_sidebar
+        )
+        self.undo_delete_action = self._action(
+            "&Undo delete", shortcuts.UNDO_DELETE, self.undo_delete
+        )
+        self.export_md_action = self._action(
+            "&Export chat as Markdown…", shortcuts.EXPORT, self.export_markdown
+        )
+        self.export_json_action = QAction("Export chat as &JSON…", self)
+        self.export_json_action.triggered.connect(self.export_json)
+        self.import_action = self._action(
+            "&Import chat…", shortcuts.IMPORT, self._on_import_triggered
+        )
+        self.shortcuts_action = self._action(
+            "&Keyboard shortcuts", shortcuts.SHORTCUTS, self.show_shortcuts
+        )
         menu = self.menuBar()
         file_menu = menu.addMenu("&File")
         file_menu.addAction(self.new_chat_action)
+        file_menu.addSeparator()
+        for action in (self.export_md_action, self.export_json_action, self.import_action):
+            file_menu.addAction(action)
+        file_menu.addSeparator()
         file_menu.addAction(self.settings_action)
         file_menu.addSeparator()
         file_menu.addAction(self.quit_action)
         edit_menu = menu.addMenu("&Edit")
-        edit_menu.addAction(self.find_action)
-        edit_menu.addAction(self.stop_action)
+        for action in (self.undo_delete_action, self.find_action, self.copy_last_action):
+            edit_menu.addAction(action)
+        edit_menu.addSeparator()
+        for action in (self.stop_action, self.regenerate_action, self.continue_action):
+            edit_menu.addAction(action)
+        view_menu = menu.addMenu("&View")
+        for action in (
+            self.toggle_sidebar_action,
+            self.previous_chat_action,
+            self.next_chat_action,
+        ):
+            view_menu.addAction(action)
         menu.addMenu("&Models").addAction(self.models_action)
         about = QAction(f"&About {APP_NAME}", self)
         about.triggered.connect(self._on_about)
-        menu.addMenu("&Help").addAction(about)
+        help_menu = menu.addMenu("&Help")
+        help_menu.addAction(self.shortcuts_action)
+        help_menu.addAction(about)
 
     def _connect(self) -> None:
         self.sidebar.conversationSelected.connect(self.open_conversation)
         self.sidebar.newChatRequested.connect(self.new_chat)
         self.sidebar.conversationDeleted.connect(self._on_conversation_deleted)
+        self.sidebar.conversationRestored.connect(self._on_conversation_restored)
         self.sidebar.searchHitActivated.connect(self._on_search_hit)
         self.sidebar.problem.connect(self.show_problem)
         self.chat.regenerateRequested.connect(self._on_regenerate_requested)
         self.chat.editRequested.connect(self._on_edit_requested)
+        self.chat.continueRequested.connect(self._on_continue_requested)
         self.chat.getModelsRequested.connect(self.open_model_manager)
         self.composer.sendRequested.connect(self._on_send_requested)
         self.composer.stopRequested.connect(self.stop_answer)
@@ -185,142 +265,6 @@ class MainWindow(QMainWindow):
         runner.requestEnded.connect(self._on_request_ended)
         self.services.settingsChanged.connect(self._on_settings_changed)
         self.services.shuttingDown.connect(self._on_shutting_down)
-
-    # --- models ----------------------------------------------------------------------------
-
-    @property
-    def has_models(self) -> bool:
-        """Whether any model is installed (as of the last look at the registry)."""
-        return bool(self._installed)
-
-    def _reload_models(self) -> None:
-        """Read the installed models once and show them: the picker (with "Get models…" and
-        the model in use) and the empty page."""
-        self._installed = self.models.list_installed()
-        self._default_id = self.models.default_id()
-        current = self.picker.current_id() or self.runner.model_id or self._default_id
-        self.picker.set_models(self._installed, current)
-        self._update_empty_state()
-
-    def _load_default_model(self) -> None:
-        if self._default_id is not None:
-            self.load_model(self._default_id)
-
-    def load_model(self, model_id: str) -> None:
-        """Load an installed model on the worker; typing and reading go on meanwhile."""
-        self.banner.hide()
-        self.picker.set_current(model_id)
-        self.runner.load(model_id, self.settings)
-
-    @Slot(str)
-    def _on_model_chosen(self, model_id: str) -> None:
-        if model_id != self.runner.model_id or not self.runner.ready:
-            self.load_model(model_id)
-
-    @Slot(str)
-    def _on_load_started(self, model_id: str) -> None:
-        self.picker.show_loading()
-        self.status_label.setText(f"Loading {model_id}…")
-
-    @Slot(str, list)
-    def _on_loaded(self, model_id: str, warnings: list[str]) -> None:
-        if self.runner.loading:
-            return  # another model was asked for meanwhile
-        self.picker.show_ready()
-        self.status_label.setText(f"Ready: {model_id} runs on this computer.")
-        if self._default_id != model_id:
-            try:  # the model that worked is the one to load next time
-                self.models.set_default(model_id)
-            except AssistantError as exc:
-                log.warning("Could not remember %s as the default: %s", model_id, exc)
-            else:
-                self._default_id = model_id
-        if warnings:
-            self.show_problem(" ".join(warnings), "Answers may be less good than usual.")
-        self._update_empty_state()
-
-    @Slot(str, str, str, str)
-    def _on_load_failed(self, model_id: str, message: str, hint: str, details: str) -> None:
-        if not self.runner.loading:
-            self.picker.show_failed()
-        self.status_label.setText(f"Could not load {model_id}.")
-        self.show_problem(message, hint, details)
-
-    def catalog(self) -> Catalog:
-        return self.services.catalog()
-
-    def hardware(self) -> Hardware:
-        return self.services.hardware()
-
-    def _download_queue(self) -> Any:
-        downloads = self.services.downloads()
-        if not self._downloads_connected:
-            self._downloads_connected = True
-            # The one way installs reach this window: downloads (even one finishing while its
-            # window is closed) and imports in the model manager or the welcome screen.
-            downloads.modelInstalled.connect(self._on_model_installed)
-        return downloads
-
-    @Slot()
-    def open_model_manager(self) -> None:
-        """Show the model manager (one window, kept so downloads go on while chatting)."""
-        if self.model_manager is None:
-            try:
-                from assistant.ui.model_manager import ModelManagerWindow
-
-                self.model_manager = ModelManagerWindow(
-                    self.models,
-                    self.catalog(),
-                    self.hardware(),
-                    self,
-                    downloads=self._download_queue(),
-                )
-            except ImportError as exc:
-                log.warning("Model manager unavailable: %s", exc)
-                self.show_problem(
-                    "The model manager is not part of this installation.",
-                    "Reinstall Offline Assistant to get it back.",
-                )
-                return
-            except AssistantError as exc:
-                self.show_problem(exc.message, exc.hint)
-                return
-            self.model_manager.defaultChanged.connect(self._on_default_changed)
-        self.model_manager.show()
-        self.model_manager.raise_()
-        self.model_manager.activateWindow()
-
-    def open_first_run(self) -> bool:
-        """Show the welcome screen (no model yet); return whether it could be shown."""
-        try:
-            from assistant.ui.first_run import FirstRunDialog
-
-            self.first_run = FirstRunDialog(
-                self.models,
-                self.catalog(),
-                self.hardware(),
-                self,
-                downloads=self._download_queue(),
-            )
-        except (ImportError, AssistantError) as exc:
-            log.warning("Welcome screen unavailable: %s", exc)
-            return False
-        self.first_run.open()
-        return True
-
-    @Slot(str)
-    def _on_model_installed(self, model_id: str) -> None:
-        self._reload_models()
-        if self.runner.model_id is None or not (self.runner.ready or self.runner.loading):
-            self.load_model(model_id)
-
-    @Slot(str)
-    def _on_default_changed(self, model_id: str) -> None:
-        if model_id == (self._default_id or ""):
-            return  # already shown (the first install, which made itself the default)
-        self._reload_models()
-        if model_id and model_id != self.runner.model_id:
-            self.load_model(model_id)
 
     # --- conversations ---------------------------------------------------------------------
 
@@ -352,11 +296,6 @@ class MainWindow(QMainWindow):
         self.sidebar.select(conversation_id)
         self.setWindowTitle(f"{conversation.title or 'New chat'} — {APP_NAME}")
 
-    @Slot(int)
-    def _on_conversation_deleted(self, conversation_id: int) -> None:
-        if self.chat.conversation_id == conversation_id:
-            self.new_chat()
-
     @Slot(int, int)
     def _on_search_hit(self, conversation_id: int, message_id: int) -> None:
         self.open_conversation(conversation_id)
@@ -386,8 +325,10 @@ class MainWindow(QMainWindow):
 
     @Slot()
     def stop_answer(self) -> None:
-        """Stop this window's answer (and no other front end's); its text so far is kept."""
+        """Stop this window's answer (and no other front end's); its text so far is kept.
+        The keyboard goes back to the message box (the Stop button is about to go)."""
         self.runner.stop(self._request)
+        self.composer.focus_input()
 
     def _begin_request(self, request_id: int) -> None:
         self._request = request_id
@@ -426,6 +367,7 @@ class MainWindow(QMainWindow):
         self.chat.add_question(text)
         self.chat.begin_answer(self.runner.model_id)
         self.composer.clear_sent()
+        self.composer.focus_input()
 
     def _create_conversation(self) -> int | None:
         try:
@@ -458,6 +400,22 @@ class MainWindow(QMainWindow):
         self._begin_request(
             self.runner.regenerate(conversation_id, message_id, generation, client="chat")
         )
+        self.composer.focus_input()
+
+    @Slot(int)
+    def _on_continue_requested(self, message_id: int) -> None:
+        """Ask the model to go on from where the answer stopped; it grows in place."""
+        conversation_id = self.chat.conversation_id
+        if conversation_id is None or self.busy or self.runner.model_id is None:
+            return
+        if self.chat.continue_answer(message_id, self.runner.model_id) is None:
+            return
+        self._pending_question = ""
+        generation = self.settings.generation_settings()
+        self._begin_request(
+            self.runner.continue_answer(conversation_id, message_id, generation, client="chat")
+        )
+        self.composer.focus_input()
 
     @Slot(int, str)
     def _on_edit_requested(self, message_id: int, text: str) -> None:
@@ -514,7 +472,7 @@ class MainWindow(QMainWindow):
             self.chat.finish_answer(message)
         if message is not None:
             speed = message.stats.get("tokens_per_s")
-            done = "Stopped" if message.status == "interrupted" else "Answered"
+            done = f"Answer {message.outcome}" if message.outcome else "Answered"
             self.status_label.setText(done + (f" at {speed:.1f} tokens/s." if speed else "."))
         self.sidebar.refresh(select_id=self.chat.conversation_id)
 
@@ -552,6 +510,14 @@ class MainWindow(QMainWindow):
         # Changes reach this window (and every other) through services.settingsChanged.
         dialog = SettingsDialog(self.settings, self.paths.data, self._gpu_offload(), self)
         dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.finished.connect(self.composer.focus_input)
+        dialog.open()
+        return dialog
+
+    @Slot()
+    def show_shortcuts(self) -> shortcuts.ShortcutsDialog:
+        dialog = shortcuts.ShortcutsDialog(self)
+        dialog.finished.connect(self.composer.focus_input)
         dialog.open()
         return dialog
 
@@ -582,8 +548,14 @@ class MainWindow(QMainWindow):
             self.apply_theme()
 
     @Slot(str, str)
-    def show_problem(self, message: str, hint: str = "", details: str = "") -> None:
-        self.banner.show_problem(message, hint, details)
+    def show_problem(
+        self,
+        message: str,
+        hint: str = "",
+        details: str = "",
+        actions: list[FixAction] | None = None,
+    ) -> None:
+        self.banner.show_problem(message, hint, details, actions or [])
 
     @Slot()
     def _on_about(self) -> None:
@@ -608,7 +580,8 @@ class MainWindow(QMainWindow):
             geometry = QByteArray(base64.b64decode(saved, validate=True))
         except (binascii.Error, ValueError):
             return
-        self.restoreGeometry(geometry)  # Qt keeps it on a screen that exists now
+        self.restoreGeometry(geometry)  # Qt keeps it on a screen that exists now...
+        keep_inside_screen(self)  # ...but not inside it: saved at another scale, it may not fit
 
     def save_state(self) -> None:
         """Remember the draft and where the window was (written when the app quits)."""

@@ -30,22 +30,36 @@ from assistant.ui.markdown import Segment, Style, render
 EXTERNAL_SCHEMES = ("http", "https", "mailto")
 
 
-def format_footer(message: Message) -> str:
-    """The quiet line under an answer: model, tokens and speed, and whether it was cut short."""
+COPIED_FEEDBACK_MS = 1500
+
+
+def format_footer(message: Message, names: dict[str, str] | None = None) -> str:
+    """The quiet line under an answer: model, tokens and speed, and what happened to it when
+    it did not simply end (stopped by you, cut at the length limit, interrupted, failed)."""
     parts: list[str] = []
     if message.model:
-        parts.append(message.model)
+        parts.append((names or {}).get(message.model, message.model))
     tokens = message.stats.get("completion_tokens")
     if tokens:
         parts.append(f"{tokens} tokens")
     speed = message.stats.get("tokens_per_s")
     if speed:
         parts.append(f"{speed:.1f} tokens/s")
-    if message.status == "interrupted":
-        parts.append("stopped")
-    elif message.status == "error":
-        parts.append("failed")
+    if message.outcome:
+        parts.append(message.outcome)
     return " · ".join(parts)
+
+
+def show_copied(button: QToolButton, text: str = "Copy") -> None:
+    """Say "Copied" on a copy button for a moment."""
+    button.setText("Copied")
+    button.setAccessibleDescription("Copied to the clipboard")
+    QTimer.singleShot(COPIED_FEEDBACK_MS, button, lambda: _reset_copy(button, text))
+
+
+def _reset_copy(button: QToolButton, text: str) -> None:
+    button.setText(text)
+    button.setAccessibleDescription("")
 
 
 class RichTextView(QTextBrowser):
@@ -85,9 +99,23 @@ class RichTextView(QTextBrowser):
     def wheelEvent(self, event: QWheelEvent) -> None:
         event.ignore()  # let the chat page scroll
 
+    def scroll_sideways(self) -> None:
+        """Keep long lines (code) whole and let them scroll inside the view, rather than
+        wrapping them or clipping them at a narrow window's edge."""
+        self.setLineWrapMode(QTextBrowser.LineWrapMode.NoWrap)
+        self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAsNeeded)
+
+    def resizeEvent(self, event: Any) -> None:
+        super().resizeEvent(event)
+        self._on_document_size_changed(self.document().size())
+
     @Slot(QSize)
     def _on_document_size_changed(self, size: Any) -> None:
         height = math.ceil(size.height()) + 2 * self.frameWidth()
+        bar = self.horizontalScrollBar()
+        sideways = self.horizontalScrollBarPolicy() != Qt.ScrollBarPolicy.ScrollBarAlwaysOff
+        if sideways and size.width() > self.viewport().width():
+            height += bar.sizeHint().height()  # room for the scroll bar under the last line
         if height != self.height():
             self.setFixedHeight(height)
 
@@ -121,6 +149,7 @@ class CodeBlock(QFrame):
         head.addWidget(self.copy_button)
         self.view = RichTextView()
         self.view.setAccessibleName("Code")
+        self.view.scroll_sideways()
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.setSpacing(0)
@@ -138,12 +167,7 @@ class CodeBlock(QFrame):
     @Slot()
     def _on_copy_clicked(self) -> None:
         QGuiApplication.clipboard().setText(self.code)
-        self.copy_button.setText("Copied")
-        QTimer.singleShot(1500, self, self._on_copy_feedback_done)
-
-    @Slot()
-    def _on_copy_feedback_done(self) -> None:
-        self.copy_button.setText("Copy")
+        show_copied(self.copy_button)
 
 
 def _action(text: str, accessible: str, tip: str) -> QToolButton:
@@ -162,10 +186,12 @@ class MessageWidget(QFrame):
     Signals:
         regenerateRequested(int): message id of the answer to write again.
         editRequested(int, str): message id and text of the question to edit and resend.
+        continueRequested(int): message id of an answer cut short, to continue.
     """
 
     regenerateRequested = Signal(int)
     editRequested = Signal(int, str)
+    continueRequested = Signal(int)
 
     def __init__(self, role: str, style: Style, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -176,6 +202,7 @@ class MessageWidget(QFrame):
         self._style = style
         self._pieces: list[QWidget] = []
         self._max_bubble = 600
+        self.model_names: dict[str, str] = {}  # model id -> the name the window shows
         self.setAccessibleName("Your message" if role == "user" else "Answer")
 
         self.copy_button = _action("Copy", "Copy message", "Copy the text")
@@ -188,7 +215,14 @@ class MessageWidget(QFrame):
             "Edit this question and send it again (the answers after it are replaced)",
         )
         self.edit_button.clicked.connect(self._on_edit_clicked)
+        self.continue_button = _action(
+            "Continue", "Continue answer", "Ask the model to go on from where it stopped"
+        )
+        self.continue_button.clicked.connect(self._on_continue_clicked)
+        self.continue_button.hide()
+        self.can_continue = False
         self.footer = QLabel()
+        self.footer.setWordWrap(True)  # a narrow window wraps it rather than clipping
         self.footer.setObjectName("MessageFooter")
         small = self.footer.font()
         small.setPointSizeF(small.pointSizeF() * 0.88)
@@ -235,8 +269,8 @@ class MessageWidget(QFrame):
             self.thinking.hide()
             outer.addWidget(self.role_label)
             outer.addLayout(self.body)
-            actions.addWidget(self.footer)
-            actions.addStretch(1)
+            actions.addWidget(self.footer, 1)
+            actions.addWidget(self.continue_button)
             actions.addWidget(self.copy_button)
             actions.addWidget(self.regenerate_button)
             self.edit_button.hide()
@@ -294,8 +328,10 @@ class MessageWidget(QFrame):
         self.status = message.status
         self.copy_button.show()
         if self.role != "user":
-            self.footer.setText(format_footer(message))
+            self.footer.setText(format_footer(message, self.model_names))
             self.footer.setVisible(bool(self.footer.text()))
+            self.can_continue = message.can_continue
+            self.setAccessibleDescription(message.outcome)
             if message.status == "error" and not message.text:
                 self.set_text("*The answer failed.*")
                 self.text = ""
@@ -310,10 +346,13 @@ class MessageWidget(QFrame):
         self.thinking.setVisible(not self.text)
         self.copy_button.hide()
         self.regenerate_button.hide()
+        self.continue_button.hide()
+        self.can_continue = False
 
     def set_actions_enabled(self, enabled: bool) -> None:
         has_id = self.message_id is not None
         self.regenerate_button.setEnabled(enabled and has_id)
+        self.continue_button.setEnabled(enabled and has_id)
         self.edit_button.setEnabled(enabled and has_id)
         self.copy_button.setEnabled(self.status != "streaming")
 
@@ -339,6 +378,12 @@ class MessageWidget(QFrame):
     @Slot()
     def _on_copy_clicked(self) -> None:
         QGuiApplication.clipboard().setText(self.text)
+        show_copied(self.copy_button)
+
+    @Slot()
+    def _on_continue_clicked(self) -> None:
+        if self.message_id is not None:
+            self.continueRequested.emit(self.message_id)
 
     @Slot()
     def _on_regenerate_clicked(self) -> None:

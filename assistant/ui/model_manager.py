@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from PySide6.QtCore import QObject, Qt, Signal
+from PySide6.QtCore import QObject, QSize, Qt, Signal
 from PySide6.QtGui import QColor, QKeySequence, QPalette, QShortcut, QShowEvent
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -38,6 +38,7 @@ from assistant.models.store import InstalledModel, ModelStore, Removal
 from assistant.ui.download_tasks import DownloadQueue, DownloadTask, TaskRunner
 from assistant.ui.errors import ErrorBanner, describe
 from assistant.ui.model_widgets import DownloadRow, FitBadge, MessageBar
+from assistant.ui.window_geometry import clamp_minimum, fit_window
 
 GGUF_FILTER = "GGUF models (*.gguf);;All files (*)"
 _REPO_IN_URL = re.compile(r"^(?:https?://[^/]+/)?([\w.-]+/[\w.-]+?)(?:/.*)?$")
@@ -155,7 +156,8 @@ class ModelManagerWindow(QWidget):
         self._search_buttons: dict[tuple[str, str], QPushButton] = {}
         self.setWindowTitle("Models — Offline Assistant")
         self.setAccessibleName("Model manager")
-        self.resize(1100, 680)
+        clamp_minimum(self, QSize(640, 420))
+        fit_window(self, QSize(1100, 680))  # at scale 2 on a laptop: as much as fits
 
         self.message = MessageBar(self)
         self.problem = ErrorBanner(self)

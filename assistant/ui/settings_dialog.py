@@ -13,7 +13,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QUrl, Signal, Slot
+from PySide6.QtCore import QSize, QUrl, Signal, Slot
 from PySide6.QtGui import QDesktopServices
 from PySide6.QtWidgets import (
     QCheckBox,
@@ -35,6 +35,7 @@ from PySide6.QtWidgets import (
 
 from assistant.settings import GROUPS, RELOAD_KEYS, SCHEMA, Setting, Settings
 from assistant.ui.api_settings import API_GROUP, ApiRows
+from assistant.ui.window_geometry import clamp_minimum, fit_window
 
 log = logging.getLogger(__name__)
 
@@ -235,7 +236,8 @@ class SettingsDialog(QDialog):
         layout = QVBoxLayout(self)
         layout.addWidget(tabs)
         layout.addWidget(buttons)
-        self.resize(560, 460)
+        clamp_minimum(self, QSize(420, 320))
+        fit_window(self, QSize(560, 460))
         for setting in self._shown:
             show_value(self.editors[setting.key], settings[setting.key])
 

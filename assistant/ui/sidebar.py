@@ -1,16 +1,27 @@
-"""The list of conversations: new, rename (F2), delete with undo, and full-text search."""
+"""The list of conversations, grouped by date: new, rename (F2), delete with undo, and search.
+
+Moving through the list (arrow keys, Tab) only moves the highlight; Enter or a click opens a
+conversation. The search runs off the UI thread (``assistant.ui.history_search``).
+"""
 
 from __future__ import annotations
 
-import html
 import logging
+from datetime import datetime
 
-from PySide6.QtCore import QPoint, Qt, QTimer, Signal, Slot
-from PySide6.QtGui import QAction, QKeyEvent, QKeySequence
+from PySide6.QtCore import (
+    QEvent,
+    QItemSelectionModel,
+    QObject,
+    QPoint,
+    Qt,
+    QTimer,
+    Signal,
+    Slot,
+)
+from PySide6.QtGui import QAction, QKeyEvent, QKeySequence, QResizeEvent
 from PySide6.QtWidgets import (
     QAbstractItemView,
-    QFrame,
-    QHBoxLayout,
     QLabel,
     QLineEdit,
     QListWidget,
@@ -22,83 +33,39 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from assistant.chat.history import SNIPPET_END, SNIPPET_START, HistoryStore
+from assistant.chat.history import SNIPPET_END, SNIPPET_START, HistoryStore, SearchHit
 from assistant.errors import AssistantError
+from assistant.ui.history_search import HistorySearch
+from assistant.ui.sidebar_parts import (
+    RESULT_HTML_ROLE,
+    RenameDelegate,
+    ResultDelegate,
+    UndoBar,
+    date_group,
+    local_time,
+    result_html,
+)
 
 log = logging.getLogger(__name__)
 
 CONVERSATION_ROLE = Qt.ItemDataRole.UserRole
 MESSAGE_ROLE = Qt.ItemDataRole.UserRole + 1
 UNTITLED = "New chat"
-SEARCH_DELAY_MS = 200
-UNDO_SECONDS = 10
-
-
-def _result_label(title: str, snippet: str | None) -> QLabel:
-    """A search result: the conversation's title, and the matching words in bold."""
-    text = f"<b>{html.escape(title)}</b>"
-    if snippet is not None:
-        marked = html.escape(snippet)
-        marked = marked.replace(SNIPPET_START, "<b>").replace(SNIPPET_END, "</b>")
-        text += f"<br><span>{marked}</span>"
-    label = QLabel(text)
-    label.setTextFormat(Qt.TextFormat.RichText)
-    label.setWordWrap(True)
-    label.setContentsMargins(8, 5, 8, 5)
-    label.setAttribute(Qt.WidgetAttribute.WA_TransparentForMouseEvents)
-    return label
-
-
-class UndoBar(QFrame):
-    """ "Conversation deleted — Undo", for a few seconds.
-
-    Signals:
-        undoRequested(int): the conversation id to restore.
-    """
-
-    undoRequested = Signal(int)
-
-    def __init__(self, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        self.setObjectName("UndoBar")
-        self.conversation_id: int | None = None
-        self.label = QLabel()
-        self.label.setWordWrap(True)
-        self.undo_button = QPushButton("Undo")
-        self.undo_button.setAccessibleName("Undo delete")
-        self.undo_button.clicked.connect(self._on_undo_clicked)
-        layout = QHBoxLayout(self)
-        layout.setContentsMargins(10, 6, 6, 6)
-        layout.addWidget(self.label, 1)
-        layout.addWidget(self.undo_button)
-        self._timer = QTimer(self)
-        self._timer.setSingleShot(True)
-        self._timer.timeout.connect(self.hide)
-        self.hide()
-
-    def offer(self, conversation_id: int, title: str) -> None:
-        self.conversation_id = conversation_id
-        self.label.setText(f"Deleted \u201c{title}\u201d.")
-        self.setAccessibleDescription(f"Deleted {title}. Undo is available.")
-        self.show()
-        self._timer.start(UNDO_SECONDS * 1000)
-
-    @Slot()
-    def _on_undo_clicked(self) -> None:
-        self._timer.stop()
-        self.hide()
-        if self.conversation_id is not None:
-            self.undoRequested.emit(self.conversation_id)
-            self.conversation_id = None
+# Off the UI thread and cancelled by the next key, a search can start at once.
+SEARCH_DELAY_MS = 0
+RESULTS_PER_TURN = 10
+# Conversations listed at a time (more as the list is scrolled down).
+PAGE = 150
 
 
 class Sidebar(QWidget):
-    """Conversations, newest first, and a search box over all of them.
+    """Conversations, newest first under date headings, and a search box over all of them.
 
     Signals:
         conversationSelected(int): the user opened a conversation.
         newChatRequested(): the New chat button was pressed.
         conversationDeleted(int): a conversation was deleted (it can still be restored).
+        conversationRestored(int): a deleted conversation was brought back (undo).
         searchHitActivated(int, int): conversation id and message id (-1: its title matched).
         problem(str, str): message and hint of something that failed.
     """
@@ -106,6 +73,7 @@ class Sidebar(QWidget):
     conversationSelected = Signal(int)
     newChatRequested = Signal()
     conversationDeleted = Signal(int)
+    conversationRestored = Signal(int)
     searchHitActivated = Signal(int, int)
     problem = Signal(str, str)
 
@@ -115,6 +83,17 @@ class Sidebar(QWidget):
         self.setAttribute(Qt.WidgetAttribute.WA_StyledBackground, True)
         self._history = history
         self._filling = False
+        self._activate_first_result = False
+        self._final_query: str | None = None
+        self._items: dict[int, QListWidgetItem] = {}  # the list's item of each conversation
+        self._unshown: list[SearchHit] = []
+        self._more_results = QTimer(self)
+        self._more_results.setSingleShot(True)
+        self._more_results.setInterval(0)
+        self._more_results.timeout.connect(self._add_some_results)
+        self.searcher = HistorySearch(history.db_path, self)
+        self.searcher.resultsReady.connect(self._on_results_ready)
+        self.searcher.failed.connect(self.problem)
 
         self.new_button = QPushButton("+  New chat")
         self.new_button.setAccessibleName("New chat")
@@ -135,17 +114,21 @@ class Sidebar(QWidget):
 
         self.list = QListWidget()
         self.list.setAccessibleName("Conversations")
-        self.list.setEditTriggers(
-            QAbstractItemView.EditTrigger.EditKeyPressed
-            | QAbstractItemView.EditTrigger.SelectedClicked
-        )
+        self.list.setToolTip("Arrow keys move, Enter opens, F2 renames, Delete deletes")
+        # Renaming only by F2 or the menu: a click on the highlighted chat opens it.
+        self.list.setEditTriggers(QAbstractItemView.EditTrigger.EditKeyPressed)
+        self.list.setItemDelegate(RenameDelegate(self.list))
         self.list.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
         self.list.customContextMenuRequested.connect(self._on_context_menu)
         self.list.itemActivated.connect(self._on_item_activated)
-        self.list.currentItemChanged.connect(self._on_current_item_changed)
+        self.list.itemClicked.connect(self._on_item_activated)
         self.list.itemChanged.connect(self._on_item_renamed)
         self.list.setTextElideMode(Qt.TextElideMode.ElideRight)
         self.list.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.list.installEventFilter(self)
+        self.list.verticalScrollBar().valueChanged.connect(self._on_list_scrolled)
+        self._heading = ""
+        self._complete = False
 
         self.results = QListWidget()
         self.results.setAccessibleName("Search results")
@@ -153,9 +136,13 @@ class Sidebar(QWidget):
         self.results.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.results.itemActivated.connect(self._on_result_activated)
         self.results.itemClicked.connect(self._on_result_activated)
+        self.results.viewport().installEventFilter(self)
+        self.results.setItemDelegate(ResultDelegate(self.results))
+        self.results.setObjectName("SearchResults")
         self.no_results = QLabel("No conversation contains that.")
         self.no_results.setObjectName("EmptyHint")
         self.no_results.setAlignment(Qt.AlignmentFlag.AlignHCenter)
+        self.no_results.setWordWrap(True)
         self.no_results.hide()
         results_page = QWidget()
         results_layout = QVBoxLayout(results_page)
@@ -193,21 +180,29 @@ class Sidebar(QWidget):
 
     def current_id(self) -> int | None:
         item = self.list.currentItem()
-        return None if item is None else int(item.data(CONVERSATION_ROLE))
+        value = None if item is None else item.data(CONVERSATION_ROLE)
+        return None if value is None else int(value)
+
+    def conversation_ids(self) -> list[int]:
+        """The conversations listed, top to bottom (headings left out)."""
+        items = (self.list.item(row) for row in range(self.list.count()))
+        return [int(i.data(CONVERSATION_ROLE)) for i in items if i.data(CONVERSATION_ROLE)]
 
     def refresh(self, select_id: int | None = None) -> None:
-        """Re-read the conversations; keep (or move) the selection without emitting."""
+        """Re-read the conversations; keep (or move) the highlight without emitting."""
         keep = self.current_id() if select_id is None else select_id
+        shown = max(PAGE, len(self._items))
         self._filling = True
         try:
             self.list.clear()
-            for conversation in self._history.list_conversations():
-                item = QListWidgetItem(conversation.title or UNTITLED)
-                item.setData(CONVERSATION_ROLE, conversation.id)
-                item.setToolTip(conversation.title or UNTITLED)
-                item.setFlags(item.flags() | Qt.ItemFlag.ItemIsEditable)
-                self.list.addItem(item)
-                if conversation.id == keep:
+            self._items = {}
+            self._heading = ""
+            self._complete = False
+            self._add_page(shown)
+            if keep is not None and keep > 0:
+                self._load_until(keep)
+                item = self._items.get(keep)
+                if item is not None:
                     self.list.setCurrentItem(item)
             if keep is None or self.current_id() != keep:
                 self.list.setCurrentRow(-1)
@@ -217,27 +212,100 @@ class Sidebar(QWidget):
         if self.search.text().strip():
             self.run_search()
 
+    def _add_page(self, count: int = 0) -> None:
+        """List the next conversations: a heavy user's thousands are listed a page at a
+        time, as the list is scrolled, so the window opens as fast as with ten."""
+        if self._complete:
+            return
+        count = count or PAGE
+        page = self._history.list_conversations(limit=count, offset=len(self._items))
+        self._complete = len(page) < count
+        now = datetime.now().astimezone()
+        for conversation in page:
+            updated = local_time(conversation.updated_at)
+            group = date_group(updated, now)
+            if group != self._heading:
+                self._heading = group
+                self.list.addItem(self._heading_item(group))
+            title = conversation.title or UNTITLED
+            item = QListWidgetItem(title)
+            item.setData(CONVERSATION_ROLE, conversation.id)
+            item.setToolTip(f"{title}\n{updated.strftime('%A %d %B %Y, %H:%M')}")
+            item.setFlags(item.flags() | Qt.ItemFlag.ItemIsEditable)
+            self.list.addItem(item)
+            self._items[conversation.id] = item
+
+    def _load_until(self, conversation_id: int) -> None:
+        """List pages until ``conversation_id`` is listed (or every one is)."""
+        while conversation_id not in self._items and not self._complete:
+            self._add_page()
+
+    @Slot(int)
+    def _on_list_scrolled(self, value: int) -> None:
+        bar = self.list.verticalScrollBar()
+        if not self._complete and value >= bar.maximum() - 200:
+            was = self._filling
+            self._filling = True
+            try:
+                self._add_page()
+            finally:
+                self._filling = was
+
+    @staticmethod
+    def _heading_item(text: str) -> QListWidgetItem:
+        item = QListWidgetItem(text)
+        item.setFlags(Qt.ItemFlag.NoItemFlags)  # not selectable, not a tab stop
+        font = item.font()
+        font.setBold(True)
+        font.setPointSizeF(font.pointSizeF() * 0.85)
+        item.setFont(font)
+        item.setData(Qt.ItemDataRole.AccessibleTextRole, f"{text}:")
+        return item
+
+    def headings(self) -> list[str]:
+        items = (self.list.item(row) for row in range(self.list.count()))
+        return [i.text() for i in items if i.data(CONVERSATION_ROLE) is None]
+
     def select(self, conversation_id: int | None) -> None:
         """Highlight a conversation without emitting ``conversationSelected``."""
         self._filling = True
         try:
+            if conversation_id is not None:
+                self._load_until(conversation_id)
             self.list.setCurrentRow(-1)
             self.list.clearSelection()
-            for row in range(self.list.count()):
-                item = self.list.item(row)
-                if item.data(CONVERSATION_ROLE) == conversation_id:
-                    self.list.setCurrentItem(item)
-                    break
+            item = self._items.get(conversation_id) if conversation_id is not None else None
+            if item is not None:
+                self.list.setCurrentItem(item)
         finally:
             self._filling = False
 
+    def item_for(self, conversation_id: int) -> QListWidgetItem | None:
+        return self._items.get(conversation_id)
+
+    def point_at(self, conversation_id: int) -> None:
+        """Put the keyboard's focus mark on a conversation without highlighting or opening it."""
+        item = self._items.get(conversation_id)
+        if item is not None:
+            self._filling = True
+            try:
+                self.list.setCurrentItem(item, QItemSelectionModel.SelectionFlag.NoUpdate)
+            finally:
+                self._filling = False
+
+    def activate(self, conversation_id: int) -> None:
+        """Highlight and open a conversation, as a click on it does."""
+        self.select(conversation_id)
+        self.conversationSelected.emit(conversation_id)
+
     def titles(self) -> list[str]:
-        return [self.list.item(row).text() for row in range(self.list.count())]
+        items = (self.list.item(row) for row in range(self.list.count()))
+        return [i.text() for i in items if i.data(CONVERSATION_ROLE) is not None]
 
     @Slot()
     def rename_current(self) -> None:
         item = self.list.currentItem()
-        if item is not None:
+        if item is not None and item.data(CONVERSATION_ROLE) is not None:
             self.list.editItem(item)
 
     @Slot()
@@ -253,13 +321,22 @@ class Sidebar(QWidget):
         except AssistantError as exc:
             self.problem.emit(exc.message, exc.hint)
             return
-        row = self.list.currentRow()
-        self.refresh(select_id=-1)
+        ids = self.conversation_ids()
+        index = ids.index(conversation_id) if conversation_id in ids else 0
         self.undo_bar.offer(conversation_id, title)
-        self.conversationDeleted.emit(conversation_id)
-        if self.list.count():
-            self.list.setCurrentRow(min(max(row, 0), self.list.count() - 1))
+        self.conversationDeleted.emit(conversation_id)  # the window may show another chat
+        self.refresh(select_id=-1)
+        # The keyboard moves on to the neighbour (so Delete can be pressed again) without
+        # highlighting a chat that is not the one shown.
+        left = self.conversation_ids()
+        if left:
+            self.point_at(left[min(index, len(left) - 1)])
         self.list.setFocus()
+
+    @Slot()
+    def undo_delete(self) -> None:
+        """Bring back the conversation deleted last (the toast's Undo, or Ctrl+Z)."""
+        self.undo_bar.undo()
 
     @Slot(int)
     def restore(self, conversation_id: int) -> None:
@@ -268,12 +345,13 @@ class Sidebar(QWidget):
         except AssistantError as exc:
             self.problem.emit(exc.message, exc.hint)
             return
-        self.refresh(select_id=conversation_id)
+        self.refresh()
+        self.conversationRestored.emit(conversation_id)
 
     @Slot(QPoint)
     def _on_context_menu(self, position: QPoint) -> None:
         item = self.list.itemAt(position)
-        if item is None:
+        if item is None or item.data(CONVERSATION_ROLE) is None:
             return
         self.list.setCurrentItem(item)
         menu = QMenu(self)
@@ -283,19 +361,13 @@ class Sidebar(QWidget):
 
     @Slot(QListWidgetItem)
     def _on_item_activated(self, item: QListWidgetItem) -> None:
-        self.conversationSelected.emit(int(item.data(CONVERSATION_ROLE)))
-
-    @Slot(QListWidgetItem, QListWidgetItem)
-    def _on_current_item_changed(
-        self, current: QListWidgetItem | None, _previous: QListWidgetItem | None
-    ) -> None:
-        # Moving through the list with the arrow keys opens each conversation, as in a mail app.
-        if current is not None and not self._filling:
-            self.conversationSelected.emit(int(current.data(CONVERSATION_ROLE)))
+        value = item.data(CONVERSATION_ROLE)
+        if value is not None and not self._filling:
+            self.conversationSelected.emit(int(value))
 
     @Slot(QListWidgetItem)
     def _on_item_renamed(self, item: QListWidgetItem) -> None:
-        if self._filling:
+        if self._filling or item.data(CONVERSATION_ROLE) is None:
             return
         conversation_id = int(item.data(CONVERSATION_ROLE))
         title = " ".join(item.text().split())
@@ -310,6 +382,19 @@ class Sidebar(QWidget):
         finally:
             self._filling = False
 
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
+        if watched is self.list and event.type() == QEvent.Type.FocusIn:
+            # Tabbing in shows where the keyboard is without opening anything.
+            if self.list.currentItem() is None and self.conversation_ids():
+                self.point_at(self.conversation_ids()[0])
+        elif (
+            watched is self.results.viewport()
+            and isinstance(event, QResizeEvent)
+            and event.size().width() != event.oldSize().width()
+        ):
+            self._fit_results()  # rows wrap anew at another width
+        return super().eventFilter(watched, event)
+
     # --- search ----------------------------------------------------------------------------
 
     def focus_search(self) -> None:
@@ -322,39 +407,74 @@ class Sidebar(QWidget):
             self._search_timer.start()
         else:
             self._search_timer.stop()
+            self.searcher.cancel()
+            self._unshown = []
+            self._final_query = None
             self.pages.setCurrentIndex(0)
 
     @Slot()
     def run_search(self) -> None:
-        """Search now (the box also searches by itself shortly after typing stops)."""
+        """Search now, off the UI thread; results replace the list as they come."""
         self._search_timer.stop()
         query = self.search.text().strip()
         if not query:
             self.pages.setCurrentIndex(0)
             return
-        try:
-            hits = self._history.search(query)
-        except AssistantError as exc:
-            self.problem.emit(exc.message, exc.hint)
-            return
+        self._final_query = None
+        self.searcher.search(query)
+
+    @Slot(str, list, bool)
+    def _on_results_ready(self, query: str, hits: list[SearchHit], final: bool) -> None:
+        if query != self.search.text().strip():
+            return  # typed on meanwhile; the newer search reports soon
+        if not hits and not final:
+            return  # a better stage follows: keep what is shown until then
+        # Results are laid out a few per event-loop turn, so typing never waits for 50 of them.
         self.results.clear()
-        for hit in hits:
-            title = hit.conversation_title or UNTITLED
-            snippet = " ".join(hit.snippet.split())
-            plain = snippet.replace(SNIPPET_START, "").replace(SNIPPET_END, "")
-            item = QListWidgetItem()
-            item.setData(CONVERSATION_ROLE, hit.conversation_id)
-            item.setData(MESSAGE_ROLE, -1 if hit.message_id is None else hit.message_id)
-            spoken = title if hit.message_id is None else f"{title}: {plain}"
-            item.setData(Qt.ItemDataRole.AccessibleTextRole, spoken)
-            item.setToolTip(plain)
-            label = _result_label(title, None if hit.message_id is None else snippet)
-            item.setSizeHint(label.sizeHint())
-            self.results.addItem(item)
-            self.results.setItemWidget(item, label)
+        self._unshown = list(hits)
+        self._add_some_results()
         self.no_results.setVisible(not hits)
         self.results.setVisible(bool(hits))
         self.pages.setCurrentIndex(1)
+        if final:
+            self._final_query = query
+            if self._activate_first_result:
+                self._activate_first_result = False
+                if self.results.count():
+                    self.results.setCurrentRow(0)
+                    self._on_result_activated(self.results.item(0))
+
+    @Slot()
+    def _add_some_results(self) -> None:
+        batch, self._unshown = self._unshown[:RESULTS_PER_TURN], self._unshown[RESULTS_PER_TURN:]
+        for hit in batch:
+            self._add_result(hit)
+        if self._unshown:
+            self._more_results.start()
+
+    def _add_result(self, hit: SearchHit) -> None:
+        title = hit.conversation_title or UNTITLED
+        snippet = " ".join(hit.snippet.split())
+        plain = snippet.replace(SNIPPET_START, "").replace(SNIPPET_END, "")
+        item = QListWidgetItem()
+        item.setData(CONVERSATION_ROLE, hit.conversation_id)
+        item.setData(MESSAGE_ROLE, -1 if hit.message_id is None else hit.message_id)
+        spoken = title if hit.message_id is None else f"{title}: {plain}"
+        item.setData(Qt.ItemDataRole.AccessibleTextRole, spoken)
+        item.setToolTip(plain)
+        item.setData(
+            RESULT_HTML_ROLE, result_html(title, None if hit.message_id is None else snippet)
+        )
+        self.results.addItem(item)
+
+    def _fit_results(self) -> None:
+        self.results.doItemsLayout()  # rows are as tall as their text at the list's width
+
+    @property
+    def searching(self) -> bool:
+        """A query is typed and its final results have not all been shown yet."""
+        typed = bool(self.search.text().strip())
+        return typed and (self._final_query is None or bool(self._unshown))
 
     def result_count(self) -> int:
         return self.results.count() if self.pages.currentIndex() == 1 else 0
@@ -368,7 +488,9 @@ class Sidebar(QWidget):
 
     @Slot()
     def _on_search_return(self) -> None:
-        self.run_search()
+        if self.searching:
+            self._activate_first_result = True  # once the final results are in
+            return
         if self.results.count():
             self.results.setCurrentRow(0)
             self._on_result_activated(self.results.item(0))

@@ -29,7 +29,7 @@ from typing import Any
 from PySide6.QtCore import QObject, QThread, Signal, Slot
 
 from assistant.chat import conversation
-from assistant.chat.history import HistoryStore
+from assistant.chat.history import APP_CLOSED, HistoryStore
 from assistant.engine.base import (
     CancelToken,
     ChatMessage,
@@ -85,6 +85,9 @@ class AnswerRequest:
     loaded now): after removing ``replace_from`` and every later message (regenerate, edit and
     resend), and after saving ``question`` when given.
 
+    ``extend`` is the id of the conversation's last answer, cut short, to continue instead of
+    writing a new one: the new text is added to that answer.
+
     ``prepare`` may change the exact messages sent. ``client`` names the front end that asked
     (for logs). ``question_saved`` is set by the worker once the question is in the history.
 
@@ -97,6 +100,7 @@ class AnswerRequest:
     generation: GenerationSettings
     question: str | None = None
     replace_from: int | None = None
+    extend: int | None = None
     provider: str = LOCAL
     model: str | None = None
     prepare: Prepare | None = field(default=None, compare=False)
@@ -266,6 +270,8 @@ class ProviderWorker(QObject):
                 cancel=request.cancel,
                 on_chunk=text.add,
                 messages=messages,
+                extend=request.extend,
+                cancel_reason=self._cancel_reason,
             )
         except Exception as exc:
             text.flush()
@@ -276,6 +282,10 @@ class ProviderWorker(QObject):
         text.flush()
         request.outcome.stats = exchange.stats
         self.answerFinished.emit(rid, conversation_id, exchange.message.id)
+
+    def _cancel_reason(self) -> str:
+        """Why an answer was cancelled: the app quitting closes the gate before it cancels."""
+        return APP_CLOSED if self._closing.is_set() else "cancelled"
 
     @Slot()
     def shutdown(self) -> None:
@@ -362,6 +372,7 @@ class ModelRunner(QObject):
     ) -> None:
         super().__init__(parent)
         self.providers = providers
+        self._history = history
         self._lanes = {
             "model": _Lane("model", history, providers),
             "remote": _Lane("remote", history, providers),
@@ -446,7 +457,7 @@ class ModelRunner(QObject):
             request = _with_settings(request, self._settings)
         if not self._active:
             self.busyChanged.emit(True)
-        self._active[request.id] = _Active(request, lane)
+        self._active[request.id] = _Active(request, lane, text=self._continued_text(request))
         if self._closing:
             self._return(request.id)
             return request.id
@@ -489,6 +500,23 @@ class ModelRunner(QObject):
                 conversation_id, generation, question, replace_from=question_id, **options
             )
         )
+
+    def continue_answer(
+        self, conversation_id: int, answer_id: int, generation: GenerationSettings, **options: Any
+    ) -> int:
+        """Continue the answer ``answer_id`` (the conversation's last, cut at the length limit
+        or stopped) from its last word; the new text is added to it. ``text_so_far`` and
+        ``textReceived`` then cover the whole answer and the new text respectively."""
+        return self.submit(AnswerRequest(conversation_id, generation, extend=answer_id, **options))
+
+    def _continued_text(self, request: AnswerRequest) -> str:
+        if request.extend is None:
+            return ""
+        try:
+            messages = self._history.messages(request.conversation_id)
+        except Exception:  # deleted meanwhile: the worker reports it
+            return ""
+        return next((m.text for m in messages if m.id == request.extend), "")
 
     def stop(self, request_id: int | None) -> None:
         """Stop one request: at the next token if it is being written (its text so far is

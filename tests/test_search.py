@@ -1,0 +1,153 @@
+"""Searching a real history file: short words, stages best first, snippets, cancelling."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from assistant.chat.history import HistoryStore, Message
+from assistant.chat.migrations import open_connection
+from assistant.chat.search import (
+    SNIPPET_END,
+    SNIPPET_START,
+    HistorySearcher,
+    fts_query,
+    make_snippet,
+    search_stages,
+)
+from assistant.paths import app_paths
+
+
+@pytest.fixture
+def store() -> Iterator[HistoryStore]:
+    with HistoryStore(app_paths().history_db) as opened:
+        yield opened
+
+
+def test_short_words_match_whole_and_longer_ones_as_prefixes(store: HistoryStore) -> None:
+    chat = store.create_conversation(title="Pets")
+    cat = store.add_message(chat.id, "user", "my cat sleeps on the category page")
+    store.add_message(chat.id, "user", "a caterpillar")
+    assert fts_query("ca", prefix_from=3) == '"ca"'
+    assert fts_query("cat", prefix_from=3) == '"cat"*'
+    assert store.search("ca") == []  # two letters: the word "ca", not every word in ca…
+    assert [h.message_id for h in store.search("my ca")] == []
+    assert len(store.search("cat")) == 2  # three letters: a prefix
+    assert [h.message_id for h in store.search("cat sleeps")] == [cat.id]
+    assert [h.message_id for h in store.search("a")] != []  # the word "a" itself
+
+
+def test_snippet_is_centred_on_the_match() -> None:
+    text = " ".join(f"word{i}" for i in range(200)) + " the needle is here " + "tail " * 50
+    snippet = make_snippet(text, "needle")
+    assert f"{SNIPPET_START}needle{SNIPPET_END}" in snippet
+    assert snippet.startswith("…") and snippet.endswith("…")
+    before = snippet.split(SNIPPET_START)[0]
+    assert 10 < len(before) < 60  # some context before the match, not the text's start
+    assert make_snippet("Holiday in Lisbon", "lisb", prefix_from=3) == "Holiday in «Lisbon»"
+    assert make_snippet("Crème brûlée recipe", "creme") == "«Crème» brûlée recipe"
+
+
+def test_stages_rank_the_newest_first_then_everything(store: HistoryStore) -> None:
+    chat = store.create_conversation(title="Notes")
+    best = store.add_message(chat.id, "user", "kiwi kiwi kiwi kiwi")
+    for i in range(30):
+        store.add_message(chat.id, "user", f"kiwi and filler text number {i} " * 3)
+    conn = open_connection(store.db_path)
+    try:
+        stages = list(search_stages(conn, "kiwi", limit=5, window=10))
+    finally:
+        conn.close()
+    # exact words among the newest, the prefix among the newest, then everything ranked
+    assert [s.final for s in stages] == [False, False, True]
+    assert best.id not in [h.message_id for h in stages[0].hits]  # not among the newest 10
+    assert stages[-1].hits[0].message_id == best.id  # the final stage ranks all of them
+    assert all(len(s.hits) <= 5 for s in stages)
+
+
+def test_a_small_history_is_searched_in_one_final_stage(store: HistoryStore) -> None:
+    chat = store.create_conversation(title="Trip")
+    store.add_message(chat.id, "user", "pack a map")
+    searcher = HistorySearcher(store.db_path)
+    try:
+        stages = list(searcher.stages("a"))
+        assert [s.final for s in stages] == [True]
+        assert [h.conversation_id for h in stages[0].hits] == [chat.id]
+        (empty,) = searcher.stages("!!")
+        assert empty.final and not empty.hits
+    finally:
+        searcher.close()
+
+
+def test_a_search_no_longer_wanted_stops_quietly(store: HistoryStore) -> None:
+    chat = store.create_conversation(title="Lots")
+    for i in range(300):
+        store.add_message(chat.id, "user", f"apple banana cherry {i} " * 20)
+    searcher = HistorySearcher(store.db_path)
+    calls = 0
+
+    def wanted() -> bool:
+        nonlocal calls
+        calls += 1
+        return calls < 3  # a newer query arrives while this one runs
+
+    try:
+        stages = list(searcher.stages("app", wanted=wanted))
+        assert not any(s.final for s in stages)
+        # The same searcher answers the next query in full.
+        assert list(searcher.stages("banana"))[-1].final
+    finally:
+        searcher.close()
+
+
+def test_a_searcher_works_from_another_thread(store: HistoryStore) -> None:
+    chat = store.create_conversation(title="Threads")
+    store.add_message(chat.id, "user", "searching from a worker thread")
+    found: list[int | None] = []
+
+    def work() -> None:
+        searcher = HistorySearcher(Path(store.db_path))
+        try:
+            found.extend(h.message_id for h in list(searcher.stages("worker"))[-1].hits)
+        finally:
+            searcher.close()
+
+    thread = threading.Thread(target=work)
+    thread.start()
+    thread.join()
+    assert len(found) == 1
+
+
+@pytest.mark.parametrize(
+    ("status", "stats", "outcome", "can_continue"),
+    [
+        ("complete", {"stop_reason": "stop"}, "", False),
+        ("complete", {"stop_reason": "length"}, "cut at the length limit", True),
+        ("interrupted", {"stop_reason": "cancelled"}, "stopped by you", True),
+        ("interrupted", {"stop_reason": "app_closed"}, "interrupted when the app closed", True),
+        ("interrupted", {}, "interrupted: the app stopped before it finished", True),
+        ("error", {"error": "Out of memory."}, "failed: Out of memory.", False),
+        ("error", {}, "failed", False),
+    ],
+)
+def test_what_happened_to_an_answer(
+    status: str, stats: dict[str, str], outcome: str, can_continue: bool
+) -> None:
+    message = Message(1, 1, "assistant", "Some text", stats=stats, status=status)
+    assert message.outcome == outcome
+    assert message.can_continue is can_continue
+
+
+def test_exports_say_what_happened(store: HistoryStore) -> None:
+    chat = store.create_conversation(title="t")
+    store.add_message(chat.id, "user", "Tell me a story")
+    store.add_message(
+        chat.id, "assistant", "Once upon", stats={"stop_reason": "length"}, status="complete"
+    )
+    text = store.export_markdown(chat.id)
+    assert "*(answer cut at the length limit)*" in text
+    exported = store.export_json(chat.id)
+    assert exported["messages"][1]["stats"]["stop_reason"] == "length"
