@@ -1,0 +1,221 @@
+"""Linux packages from the PyInstaller bundle: a .deb and a portable AppDir tarball.
+
+Called by ``tools/build_installer.py linux``. Needs ``dpkg-deb`` (Debian/Ubuntu) and binutils'
+``objdump``; ``dpkg-shlibdeps`` (dpkg-dev) when present computes the system libraries the .deb
+depends on.
+
+Layout of the .deb::
+
+    /opt/offline-assistant/            the bundle (executable + _internal/)
+    /usr/bin/offline-assistant         -> /opt/offline-assistant/offline-assistant
+    /usr/share/applications/offline-assistant.desktop
+    /usr/share/icons/hicolor/*/apps/offline-assistant.{png,svg}
+    /usr/share/metainfo/io.github.offline_assistant.OfflineAssistant.metainfo.xml
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import tarfile
+import tempfile
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+LINUX = HERE / "linux"
+ICONS = ROOT / "assistant" / "resources" / "icons"
+PACKAGE = "offline-assistant"
+DESKTOP_FILE = LINUX / "offline-assistant.desktop"
+METAINFO = LINUX / "io.github.offline_assistant.OfflineAssistant.metainfo.xml"
+MAINTAINER = "Offline Assistant developers <offline-assistant@users.noreply.github.com>"
+DESCRIPTION = """\
+private AI assistant that runs small language models locally
+ Offline Assistant downloads a small language model once, then answers
+ without sending anything anywhere: a chat window, searchable history and
+ a command line (offline-assistant ask). Runs on any x86-64 processor
+ from 2009 on; uses the best instructions the processor has."""
+# Used when dpkg-shlibdeps is not available (a non-Debian build host): what the bundle leaves
+# to the system. PyInstaller never bundles glibc or the GL/EGL driver stack, and libstdc++ is
+# left out on purpose (see bundle_rules.SYSTEM_RUNTIME).
+FALLBACK_DEPENDS = [
+    "libstdc++6 (>= 12)",
+    "libgcc-s1",
+    "libgl1",
+    "libegl1",
+    "libxcb1",
+    "libfontconfig1",
+    "libxkbcommon0",
+    "libdbus-1-3",
+]
+
+
+def elf_files(folder: Path) -> list[Path]:
+    found = []
+    for path in folder.rglob("*"):
+        if path.is_file() and not path.is_symlink():
+            with path.open("rb") as handle:
+                if handle.read(4) == b"\x7fELF":
+                    found.append(path)
+    return sorted(found)
+
+
+def version_key(text: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in text.split("."))
+
+
+def min_glibc(folder: Path) -> str:
+    """The newest GLIBC_x.y symbol version any ELF file in ``folder`` asks for.
+
+    That is the oldest glibc the bundle runs on: the build host's glibc is a ceiling, not the
+    requirement, because most binaries (the manylinux wheels) were built against older ones.
+    """
+    newest = "2.2.5"
+    files = [str(p) for p in elf_files(folder)]
+    for start in range(0, len(files), 200):
+        out = subprocess.run(
+            ["objdump", "-p", *files[start : start + 200]],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        for found in re.findall(r"\bGLIBC_(\d+\.\d+(?:\.\d+)?)\b", out):
+            if version_key(found) > version_key(newest):
+                newest = found
+    return newest
+
+
+def shlib_depends(bundle: Path) -> list[str] | None:
+    """System packages the bundle's binaries need, from dpkg-shlibdeps; None if unavailable."""
+    if not shutil.which("dpkg-shlibdeps"):
+        return None
+    bundled_dirs = sorted({str(p.parent) for p in elf_files(bundle)})
+    with tempfile.TemporaryDirectory() as tmp:
+        (Path(tmp) / "debian").mkdir()
+        (Path(tmp) / "debian" / "control").write_text(
+            f"Source: {PACKAGE}\n\nPackage: {PACKAGE}\nArchitecture: amd64\n"
+        )
+        result = subprocess.run(
+            [
+                "dpkg-shlibdeps",
+                "-O",
+                "--ignore-missing-info",
+                "--warnings=0",
+                *(f"-l{d}" for d in bundled_dirs),
+                *(f"-e{p}" for p in elf_files(bundle)),
+            ],
+            cwd=tmp,
+            capture_output=True,
+            text=True,
+        )
+    match = re.search(r"shlibs:Depends=(.*)", result.stdout)
+    if result.returncode != 0 or not match:
+        print(result.stderr[-2000:])
+        return None
+    return [dep.strip() for dep in match.group(1).split(",") if dep.strip()]
+
+
+def depends_line(bundle: Path) -> tuple[str, str]:
+    """(Depends: value, minimum glibc)."""
+    glibc = min_glibc(bundle)
+    deps = shlib_depends(bundle) or FALLBACK_DEPENDS
+    # dpkg-shlibdeps states libc6 from its symbols files; state the measured floor instead.
+    deps = [d for d in deps if not d.startswith("libc6 ") and d != "libc6"]
+    return ", ".join([f"libc6 (>= {glibc})", *deps]), glibc
+
+
+def _tree_size_kib(folder: Path) -> int:
+    total = 0
+    for path in folder.rglob("*"):
+        if path.is_file() and not path.is_symlink():
+            total += path.stat().st_size
+    return (total + 1023) // 1024
+
+
+def build_deb(bundle: Path, out_dir: Path, version: str) -> tuple[Path, str]:
+    """Build ``offline-assistant_<version>_amd64.deb``; returns its path and the Depends line."""
+    depends, _glibc = depends_line(bundle)
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp) / "root"
+        opt = root / "opt" / PACKAGE
+        shutil.copytree(bundle, opt, symlinks=True)
+        (root / "usr" / "bin").mkdir(parents=True)
+        os.symlink(f"/opt/{PACKAGE}/{PACKAGE}", root / "usr" / "bin" / PACKAGE)
+        share = root / "usr" / "share"
+        _install(DESKTOP_FILE, share / "applications" / f"{PACKAGE}.desktop")
+        _install(METAINFO, share / "metainfo" / METAINFO.name)
+        for png in ICONS.glob("app-*.png"):
+            size = png.stem.split("-")[1]
+            _install(
+                png, share / "icons" / "hicolor" / f"{size}x{size}" / "apps" / f"{PACKAGE}.png"
+            )
+        _install(
+            ICONS / "app.svg", share / "icons" / "hicolor" / "scalable" / "apps" / f"{PACKAGE}.svg"
+        )
+        doc = share / "doc" / PACKAGE
+        doc.mkdir(parents=True)
+        (doc / "copyright").write_text(
+            "Offline Assistant\nLicense: Apache-2.0\n"
+            "The bundled third-party components (Python, Qt/PySide6, llama.cpp, numpy and\n"
+            f"others) keep their own licences; their notices are under /opt/{PACKAGE}/_internal.\n"
+        )
+        control = root / "DEBIAN" / "control"
+        control.parent.mkdir()
+        control.write_text(
+            f"Package: {PACKAGE}\n"
+            f"Version: {version}\n"
+            "Section: utils\n"
+            "Priority: optional\n"
+            "Architecture: amd64\n"
+            f"Maintainer: {MAINTAINER}\n"
+            f"Installed-Size: {_tree_size_kib(root)}\n"
+            f"Depends: {depends}\n"
+            "Homepage: https://github.com/offline-assistant/offline-assistant\n"
+            f"Description: {DESCRIPTION}\n"
+        )
+        # Desktop databases and icon caches refresh through dpkg triggers on current systems.
+        for path in root.rglob("*"):
+            if not path.is_symlink():
+                path.chmod(0o755 if path.is_dir() or os.access(path, os.X_OK) else 0o644)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        deb = out_dir / f"{PACKAGE}_{version}_amd64.deb"
+        subprocess.run(
+            ["dpkg-deb", "--root-owner-group", "-Zxz", "--build", str(root), str(deb)],
+            check=True,
+        )
+    return deb, depends
+
+
+def _install(source: Path, target: Path) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(source, target)
+
+
+APPRUN = """#!/bin/sh
+# Portable Offline Assistant: run from wherever this folder was unpacked.
+here="$(dirname "$(readlink -f "$0")")"
+exec "$here/offline-assistant" "$@"
+"""
+
+
+def build_tarball(bundle: Path, out_dir: Path, version: str) -> Path:
+    """An AppDir (AppRun, .desktop, icon at the top) packed as .tar.xz.
+
+    The folder is also a valid input for appimagetool, should an AppImage be wanted.
+    """
+    name = f"{PACKAGE}-{version}-linux-x86_64"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    archive = out_dir / f"{name}.tar.xz"
+    with tempfile.TemporaryDirectory() as tmp:
+        appdir = Path(tmp) / name
+        shutil.copytree(bundle, appdir, symlinks=True)
+        (appdir / "AppRun").write_text(APPRUN)
+        (appdir / "AppRun").chmod(0o755)
+        shutil.copy2(DESKTOP_FILE, appdir / f"{PACKAGE}.desktop")
+        shutil.copy2(ICONS / "app-256.png", appdir / f"{PACKAGE}.png")
+        os.symlink(f"{PACKAGE}.png", appdir / ".DirIcon")
+        with tarfile.open(archive, "w:xz") as tar:
+            tar.add(appdir, arcname=name)
+    return archive

@@ -1,0 +1,159 @@
+"""What goes into the PyInstaller bundle, and what is left out (used by offline-assistant.spec).
+
+Kept apart from the spec so the rules can be read and tested without running PyInstaller.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from pathlib import Path, PurePosixPath
+
+# Qt modules of the PySide6 wheel the app has no use for. QtCore/QtGui/QtWidgets/QtSvg are
+# used; QtNetwork and QtDBus stay possible (local sockets, the tray on Linux).
+_UNUSED_QT = """
+    Qt3DAnimation Qt3DCore Qt3DExtras Qt3DInput Qt3DLogic Qt3DRender QtBluetooth QtCharts
+    QtConcurrent QtDataVisualization QtDesigner QtGraphs QtGraphsWidgets QtHelp QtHttpServer
+    QtLocation QtMultimedia QtMultimediaWidgets QtNfc QtOpenGL QtOpenGLWidgets QtPdf
+    QtPdfWidgets QtPositioning QtPrintSupport QtQml QtQuick QtQuick3D QtQuickControls2
+    QtQuickTest QtQuickWidgets QtRemoteObjects QtScxml QtSensors QtSerialBus QtSerialPort
+    QtSpatialAudio QtSql QtStateMachine QtSvgWidgets QtTest QtTextToSpeech QtUiTools
+    QtWebChannel QtWebEngineCore QtWebEngineQuick QtWebEngineWidgets QtWebSockets QtWebView QtXml
+"""
+# Python packages the app never imports but that analysis would follow through optional imports.
+EXCLUDED_MODULES = [
+    "tkinter",
+    "_tkinter",
+    "idlelib",
+    "lib2to3",
+    "pydoc_data",
+    "test",
+    "IPython",
+    "matplotlib",
+    "PIL",
+    "pandas",
+    "scipy",
+    "torch",
+    "tensorflow",
+    "numpy.f2py",
+    "numpy.distutils",
+    # llama-cpp-python's OpenAI-compatible server (FastAPI); the app has its own front ends.
+    "llama_cpp.server",
+    *(f"PySide6.{name}" for name in _UNUSED_QT.split()),
+]
+
+# Imported only at run time by Qt (the SVG app icon goes through the SVG image/icon plugins).
+EXTRA_IMPORTS = ["PySide6.QtSvg"]
+
+# Qt plugin folders the app never loads: designer/QML tooling, embedded-Linux input and display
+# back ends, SQL drivers, printing, network-status back ends, the Wayland *compositor* side.
+DROPPED_PLUGIN_FOLDERS = {
+    "designer",
+    "egldeviceintegrations",
+    "generic",
+    "networkinformation",
+    "printsupport",
+    "qmllint",
+    "qmltooling",
+    "sqldrivers",
+    "vectorimageformats",
+    "wayland-graphics-integration-server",
+}
+# Single plugins left out: image formats the app never shows (pdf pulls in QtPdf), the
+# virtual keyboard (pulls in Qt Quick), the GTK 3 theme (would drag GTK into the bundle; the
+# XDG portal theme still gives native file dialogs), embedded-display platforms.
+DROPPED_PLUGINS = {
+    "qpdf",
+    "qtiff",
+    "qwebp",
+    "qtga",
+    "qwbmp",
+    "qtvirtualkeyboardplugin",
+    "qgtk3",
+    "qeglfs",
+    "qlinuxfb",
+    "qminimalegl",
+    "qvnc",
+    "qvkkhrdisplay",
+}
+# Qt libraries only the dropped plugins and modules need.
+DROPPED_QT_LIBS = re.compile(
+    r"Qt6(Pdf|Quick|Qml|VirtualKeyboard|EglFS|Labs|Lottie|Designer|Help|ShaderTools|"
+    r"WaylandCompositor|WlShellIntegration|OpenGLWidgets|Sql|Test)"
+)
+# Linux: the C++ runtime comes from the system (every desktop has a new enough one, and a
+# bundled old libstdc++ breaks the system's GPU drivers that Qt loads: they need a newer one).
+SYSTEM_RUNTIME = re.compile(r"^(libstdc\+\+\.so|libgcc_s\.so)")
+
+
+def version(root: Path) -> str:
+    """The app's version, read from the source without importing it."""
+    text = (root / "assistant" / "__init__.py").read_text(encoding="utf-8")
+    match = re.search(r'^__version__\s*=\s*"([^"]+)"', text, re.MULTILINE)
+    if not match:
+        raise ValueError("no __version__ in assistant/__init__.py")
+    return match.group(1)
+
+
+def package_modules(root: Path) -> list[str]:
+    """Every module of the ``assistant`` package, including ones imported lazily."""
+    package = root / "assistant"
+    names = []
+    for path in sorted(package.rglob("*.py")):
+        if "__pycache__" in path.parts:
+            continue
+        parts = list(path.relative_to(root).with_suffix("").parts)
+        if parts[-1] == "__init__":
+            parts.pop()
+        names.append(".".join(parts))
+    return names
+
+
+def package_data(root: Path) -> list[tuple[str, str]]:
+    """(source file, folder in the bundle) for every non-Python file of the package."""
+    package = root / "assistant"
+    out = []
+    for path in sorted(package.rglob("*")):
+        if path.is_dir() or path.suffix in {".py", ".pyc"} or "__pycache__" in path.parts:
+            continue
+        out.append((str(path), str(path.parent.relative_to(root))))
+    return out
+
+
+def _plugin_kept(dest: PurePosixPath) -> bool:
+    parts = dest.parts
+    if "plugins" not in parts:
+        return True
+    index = parts.index("plugins")
+    if len(parts) <= index + 2:
+        return True
+    folder = parts[index + 1]
+    if folder in DROPPED_PLUGIN_FOLDERS:
+        return False
+    stem = dest.name.split(".")[0].removeprefix("lib")
+    return stem not in DROPPED_PLUGINS
+
+
+def keep(dest_name: str, source: str, engine_lib: Path, system: str) -> bool:
+    """Whether one entry of PyInstaller's table of contents goes into the bundle."""
+    dest = PurePosixPath(dest_name.replace("\\", "/"))
+    name = dest.name
+    # llama.cpp comes only from the portable build, never from the virtualenv.
+    if dest.parts[:2] == ("llama_cpp", "lib") or re.match(r"^(lib)?(llama|ggml|mtmd)", name):
+        return Path(source).resolve().parent == engine_lib
+    if "translations" in dest.parts and "Qt" in dest.parts:
+        return False  # the app's text is English; Qt's own strings need no catalogue
+    if not _plugin_kept(dest):
+        return False
+    if DROPPED_QT_LIBS.search(name):
+        return False
+    return not (system == "Linux" and SYSTEM_RUNTIME.match(name))
+
+
+def filter_toc(
+    toc: Iterable[tuple[str, str, str]], engine_lib: Path, system: str | None = None
+) -> list[tuple[str, str, str]]:
+    import platform
+
+    system = system or platform.system()
+    return [entry for entry in toc if keep(entry[0], entry[1], engine_lib, system)]
