@@ -89,7 +89,8 @@ def min_glibc(folder: Path) -> str:
 
 def shlib_depends(bundle: Path) -> list[str] | None:
     """System packages the bundle's binaries need, from dpkg-shlibdeps; None if unavailable."""
-    if not shutil.which("dpkg-shlibdeps"):
+    # Only a Debian-family host knows which Debian package provides each system library.
+    if not shutil.which("dpkg-shlibdeps") or not Path("/etc/debian_version").exists():
         return None
     bundled_dirs = sorted({str(p.parent) for p in elf_files(bundle)})
     with tempfile.TemporaryDirectory() as tmp:
