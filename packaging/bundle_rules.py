@@ -6,7 +6,7 @@ Kept apart from the spec so the rules can be read and tested without running PyI
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path, PurePosixPath
 
 # Qt modules of the PySide6 wheel the app has no use for. QtCore/QtGui/QtWidgets/QtSvg are
@@ -39,6 +39,16 @@ EXCLUDED_MODULES = [
     "numpy.distutils",
     # llama-cpp-python's OpenAI-compatible server (FastAPI); the app has its own front ends.
     "llama_cpp.server",
+    # Development tools that optional imports of pydantic and anyio would drag in.
+    "mypy",
+    "hypothesis",
+    "pytest",
+    "_pytest",
+    "py",
+    "rich",
+    # Hugging Face's Xet transfer client (11 MB): the app downloads with its own resumable
+    # transfer; huggingface_hub runs without it.
+    "hf_xet",
     *(f"PySide6.{name}" for name in _UNUSED_QT.split()),
 ]
 
@@ -150,10 +160,70 @@ def keep(dest_name: str, source: str, engine_lib: Path, system: str) -> bool:
     return not (system == "Linux" and SYSTEM_RUNTIME.match(name))
 
 
+TocEntry = tuple[str, str, str]
+
+
 def filter_toc(
-    toc: Iterable[tuple[str, str, str]], engine_lib: Path, system: str | None = None
-) -> list[tuple[str, str, str]]:
+    toc: Iterable[TocEntry], engine_lib: Path, system: str | None = None
+) -> tuple[list[TocEntry], list[TocEntry]]:
+    """Split PyInstaller's table of contents into (kept, dropped)."""
     import platform
 
     system = system or platform.system()
-    return [entry for entry in toc if keep(entry[0], entry[1], engine_lib, system)]
+    kept: list[TocEntry] = []
+    dropped: list[TocEntry] = []
+    for entry in toc:
+        (kept if keep(entry[0], entry[1], engine_lib, system) else dropped).append(entry)
+    return kept, dropped
+
+
+def prune_orphans(
+    kept: list[TocEntry],
+    dropped: list[TocEntry],
+    get_imports: Callable[[str], Iterable[tuple[str, str | None]]],
+) -> list[TocEntry]:
+    """Leave out the libraries that only dropped binaries needed.
+
+    PyInstaller collected the dependencies of every plugin before the rules above dropped
+    some (the GTK 3 theme plugin alone brings GTK, cairo and pango). A library at the top of
+    the bundle that a dropped binary needs and no kept binary needs goes too. ``get_imports``
+    is PyInstaller's ``bindepend.get_imports`` (ldd on Linux: transitive).
+    """
+
+    def needs(entries: list[TocEntry]) -> set[str] | None:
+        names: set[str] = set()
+        for _dest, source, kind in entries:
+            if kind not in {"BINARY", "EXTENSION"}:
+                continue
+            try:
+                names |= {PurePosixPath(name).name for name, _ in get_imports(source)}
+            except Exception:
+                return None  # cannot tell what this one needs: prune nothing
+        return names
+
+    def top_level_name(entry: TocEntry) -> str | None:
+        dest = entry[0].replace("\\", "/")
+        return None if "/" in dest else dest
+
+    def closure(start: set[str] | None) -> set[str] | None:
+        # get_imports lists direct dependencies on Windows and macOS: follow them through the
+        # top-level libraries until nothing new turns up.
+        names = start
+        while names is not None:
+            more = needs([e for e in kept if top_level_name(e) in names])
+            if more is None:
+                return None
+            if more <= names:
+                break
+            names = names | more
+        return names
+
+    from_dropped = closure(needs(dropped))
+    if not from_dropped:
+        return kept
+    candidates = [e for e in kept if top_level_name(e) in from_dropped]
+    others = [e for e in kept if top_level_name(e) not in from_dropped]
+    needed = closure(needs(others))
+    if needed is None:
+        return kept
+    return [e for e in kept if e not in candidates or top_level_name(e) in needed]

@@ -114,9 +114,9 @@ def build(out: Path, work: Path | None = None, jobs: int | None = None) -> Path:
         shutil.rmtree(lib_dir)
     lib_dir.mkdir(parents=True)
     for path in _built_libraries(build_dir):
-        # Keep the soname links' names as real files: ctypes loads libllama.so, the loader
-        # then asks for libggml.so.0; PyInstaller copies files, not links.
-        shutil.copy2(path, lib_dir / Path(path).name, follow_symlinks=True)
+        # Links stay links (libllama.so -> libllama.so.0 -> libllama.so.0.5.0): ctypes opens
+        # the first name, the loader asks for the second; PyInstaller keeps such links.
+        shutil.copy2(path, lib_dir / Path(path).name, follow_symlinks=False)
     stamp.write_text(version + "\n")
     return lib_dir
 

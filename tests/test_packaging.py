@@ -98,6 +98,47 @@ def test_unused_qt_parts_are_left_out(tmp_path: Path, dest: str, kept: bool) -> 
     assert bundle_rules.keep(dest, f"/src/{dest}", tmp_path, "Linux") is kept
 
 
+def test_libraries_only_dropped_plugins_needed_are_left_out() -> None:
+    imports = {
+        # Direct dependencies only, as on Windows and macOS.
+        "/q/libqgtk3.so": ["libgtk-3.so.0", "libQt6Gui.so.6", "libfontconfig.so.1"],
+        "/usr/lib/libgtk-3.so.0": ["libcairo.so.2", "libfreetype.so.6"],
+        "/q/libqxcb.so": ["libQt6Gui.so.6", "libxcb-cursor.so.0"],
+        "/q/libQt6Gui.so.6": ["libfontconfig.so.1"],
+        "/usr/lib/libfontconfig.so.1": ["libfreetype.so.6"],
+    }
+    kept = [
+        ("PySide6/Qt/plugins/platforms/libqxcb.so", "/q/libqxcb.so", "BINARY"),
+        ("libQt6Gui.so.6", "/q/libQt6Gui.so.6", "BINARY"),
+        ("libgtk-3.so.0", "/usr/lib/libgtk-3.so.0", "BINARY"),
+        ("libcairo.so.2", "/usr/lib/libcairo.so.2", "BINARY"),
+        ("libxcb-cursor.so.0", "/usr/lib/libxcb-cursor.so.0", "BINARY"),
+        ("libfontconfig.so.1", "/usr/lib/libfontconfig.so.1", "BINARY"),
+        ("libfreetype.so.6", "/usr/lib/libfreetype.so.6", "BINARY"),
+        ("libpython3.11.so.1.0", "/usr/lib/libpython3.11.so.1.0", "BINARY"),
+    ]
+    dropped = [("PySide6/Qt/plugins/platformthemes/libqgtk3.so", "/q/libqgtk3.so", "BINARY")]
+
+    def get_imports(path: str) -> list[tuple[str, str | None]]:
+        return [(name, None) for name in imports.get(path, [])]
+
+    names = [dest for dest, _, _ in bundle_rules.prune_orphans(kept, dropped, get_imports)]
+    assert "libgtk-3.so.0" not in names and "libcairo.so.2" not in names
+    # freetype: needed by gtk (dropped) and by fontconfig, which Qt needs: kept.
+    assert {
+        "libQt6Gui.so.6",
+        "libxcb-cursor.so.0",
+        "libfontconfig.so.1",
+        "libfreetype.so.6",
+    } <= set(names)
+    assert "libpython3.11.so.1.0" in names  # loaded by the bootloader, needed by no library
+
+    def failing(path: str) -> list[tuple[str, str | None]]:
+        raise OSError("ldd failed")
+
+    assert bundle_rules.prune_orphans(kept, dropped, failing) == kept  # unsure: keep all
+
+
 def test_windows_keeps_its_c_runtime(tmp_path: Path) -> None:
     assert bundle_rules.keep("libstdc++.so.6", "/x/libstdc++.so.6", tmp_path, "Windows")
 
