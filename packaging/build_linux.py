@@ -49,6 +49,7 @@ FALLBACK_DEPENDS = [
     "libfontconfig1",
     "libxkbcommon0",
     "libdbus-1-3",
+    "libexpat1",
 ]
 
 

@@ -91,9 +91,11 @@ DROPPED_QT_LIBS = re.compile(
     r"Qt6(Pdf|Quick|Qml|VirtualKeyboard|EglFS|Labs|Lottie|Designer|Help|ShaderTools|"
     r"WaylandCompositor|WlShellIntegration|OpenGLWidgets|Sql|Test)"
 )
-# Linux: the C++ runtime comes from the system (every desktop has a new enough one, and a
-# bundled old libstdc++ breaks the system's GPU drivers that Qt loads: they need a newer one).
-SYSTEM_RUNTIME = re.compile(r"^(libstdc\+\+\.so|libgcc_s\.so)")
+# Linux: left to the system. The C++ runtime: every desktop has a new enough one, and a
+# bundled old libstdc++ breaks the GPU drivers Qt loads, which need the system's. Expat: ABI
+# stable for twenty years, and the build host's copy alone would raise the glibc floor (2.36
+# on Debian 12, where everything else needs at most 2.35, the glibc of Ubuntu 22.04).
+SYSTEM_RUNTIME = re.compile(r"^(libstdc\+\+\.so|libgcc_s\.so|libexpat\.so)")
 
 
 def version(root: Path) -> str:

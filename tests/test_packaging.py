@@ -91,6 +91,7 @@ def test_engine_libraries_come_only_from_the_portable_build(tmp_path: Path) -> N
         ("PySide6/Qt/lib/libQt6Network.so.6", True),
         ("libstdc++.so.6", False),
         ("libgcc_s.so.1", False),
+        ("libexpat.so.1", False),
         ("numpy.libs/libscipy_openblas64_.so", True),
     ],
 )
