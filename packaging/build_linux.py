@@ -114,7 +114,10 @@ def shlib_depends(bundle: Path) -> list[str] | None:
         )
     match = re.search(r"shlibs:Depends=(.*)", result.stdout)
     if result.returncode != 0 or not match:
-        print(result.stderr[-2000:])
+        errors = [line for line in result.stderr.splitlines() if "error" in line]
+        print(
+            "dpkg-shlibdeps failed; using the fixed list of dependencies:", *errors[:10], sep="\n"
+        )
         return None
     return [dep.strip() for dep in match.group(1).split(",") if dep.strip()]
 
@@ -184,7 +187,7 @@ def build_deb(bundle: Path, out_dir: Path, version: str) -> tuple[Path, str]:
         out_dir.mkdir(parents=True, exist_ok=True)
         deb = out_dir / f"{PACKAGE}_{version}_amd64.deb"
         subprocess.run(
-            ["dpkg-deb", "--root-owner-group", "-Zxz", "--build", str(root), str(deb)],
+            ["dpkg-deb", "--root-owner-group", "-Zxz", "-z9", "--build", str(root), str(deb)],
             check=True,
         )
     return deb, depends

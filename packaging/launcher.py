@@ -205,9 +205,10 @@ def load_engine_backends(folder: Path) -> list[str]:
     for backend libraries; loading them from the bundle first makes both searches moot.
     Returns the names of the devices found (empty: no backend this computer can use).
     """
-    names = {"nt": "ggml.dll", "darwin": "libggml.dylib"}
+    # The names portable_engine.shipped_names gives ggml on each system.
+    names = {"nt": "ggml.dll", "darwin": "libggml.0.dylib"}
     key = "nt" if os.name == "nt" else sys.platform if sys.platform == "darwin" else "linux"
-    path = folder / names.get(key, "libggml.so")
+    path = folder / names.get(key, "libggml.so.0")
     if not path.exists():
         return ["(built in)"]  # a build without loadable backends (macOS with Metal)
     ggml = ctypes.CDLL(str(path), mode=getattr(os, "RTLD_GLOBAL", 0))

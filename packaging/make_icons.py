@@ -69,7 +69,8 @@ def render_pngs(svg: Path, sizes: tuple[int, ...]) -> dict[int, bytes]:
         data = QByteArray()
         buffer = QBuffer(data)
         buffer.open(QIODevice.OpenModeFlag.WriteOnly)
-        image.save(buffer, b"PNG")
+        # The stubs say bytes, the binding wants str (PySide6 6.11).
+        image.save(buffer, "PNG")  # type: ignore[call-overload]
         buffer.close()
         out[size] = bytes(data.data())
     return out

@@ -22,6 +22,7 @@ from __future__ import annotations
 import glob
 import os
 import platform
+import re
 import shutil
 import subprocess
 import sys
@@ -113,24 +114,46 @@ def build(out: Path, work: Path | None = None, jobs: int | None = None) -> Path:
     if lib_dir.exists():
         shutil.rmtree(lib_dir)
     lib_dir.mkdir(parents=True)
-    for path in _built_libraries(build_dir):
-        # Links stay links (libllama.so -> libllama.so.0 -> libllama.so.0.5.0): ctypes opens
-        # the first name, the loader asks for the second; PyInstaller keeps such links.
-        shutil.copy2(path, lib_dir / Path(path).name, follow_symlinks=False)
+    for name, path in shipped_names(_built_libraries(build_dir)).items():
+        shutil.copy2(path, lib_dir / name, follow_symlinks=True)
     stamp.write_text(version + "\n")
     return lib_dir
 
 
-def _built_libraries(build_dir: Path) -> list[str]:
+def _built_libraries(build_dir: Path) -> list[Path]:
     patterns = ["**/*.so", "**/*.so.*", "**/*.dylib", "**/*.dll"]
-    found: list[str] = []
+    found: set[Path] = set()
     for pattern in patterns:
-        found += glob.glob(str(build_dir / pattern), recursive=True)
+        found |= {Path(p) for p in glob.glob(str(build_dir / pattern), recursive=True)}
     names = ("llama", "ggml", "mtmd")
-    keep = [p for p in found if Path(p).name.removeprefix("lib").startswith(names)]
-    if not any("llama" in Path(p).name for p in keep):
+    keep = [p for p in found if p.name.removeprefix("lib").startswith(names)]
+    if not any("llama" in p.name for p in keep):
         raise SystemExit(f"no llama library was built under {build_dir}")
-    return sorted(set(keep))
+    return sorted(keep)
+
+
+def shipped_names(paths: list[Path]) -> dict[str, Path]:
+    """One real file per library, under the one name something asks for.
+
+    CMake leaves libllama.so -> libllama.so.0 -> libllama.so.0.5.0. PyInstaller would keep
+    only the last name, which nothing opens: ctypes opens ``libllama.so`` (llama_cpp's
+    loader), the dynamic loader asks for the soname ``libggml.so.0`` (``libggml.0.dylib`` on
+    macOS). Shipping each file once under that name also avoids three copies of each.
+    """
+    groups: dict[Path, list[Path]] = {}
+    for path in paths:
+        groups.setdefault(path.resolve(), []).append(path)
+    chosen: dict[str, Path] = {}
+    for real, names in groups.items():
+        by_name = {p.name: p for p in names}
+        plain = [n for n in by_name if re.fullmatch(r"[^.]+\.(so|dylib|dll)", n)]
+        soname = [n for n in by_name if re.fullmatch(r"[^.]+(\.so\.\d+|\.\d+\.dylib)", n)]
+        if real.name.removeprefix("lib").startswith(("llama.", "mtmd.")) and plain:
+            name = plain[0]  # opened by the Python bindings through ctypes
+        else:
+            name = (soname or plain or [real.name])[0]
+        chosen[name] = real
+    return chosen
 
 
 if __name__ == "__main__":

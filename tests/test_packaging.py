@@ -31,6 +31,7 @@ import build_linux  # noqa: E402
 import bundle_rules  # noqa: E402
 import launcher  # noqa: E402
 import make_icons  # noqa: E402
+import portable_engine  # noqa: E402
 
 BUNDLE = os.environ.get("OA_TEST_BUNDLE")
 needs_bundle = pytest.mark.skipif(not BUNDLE, reason="set OA_TEST_BUNDLE to a built bundle")
@@ -70,6 +71,30 @@ def test_engine_libraries_come_only_from_the_portable_build(tmp_path: Path) -> N
     assert keep("libggml-base.so.0", str(engine / "libggml-base.so.0"), engine, "Linux")
     assert not keep("llama_cpp/lib/libllama.so", f"{venv_lib}/libllama.so", engine, "Linux")
     assert not keep("libggml-cpu.so", f"{venv_lib}/libggml-cpu.so", engine, "Linux")
+
+
+def test_engine_ships_each_library_once_under_the_name_that_is_opened(tmp_path: Path) -> None:
+    for real, links in {
+        "libllama.so.0.5.0": ["libllama.so.0", "libllama.so"],
+        "libggml.so.0.25.3": ["libggml.so.0", "libggml.so"],
+        "libggml-base.so.0.25.3": ["libggml-base.so.0", "libggml-base.so"],
+        "libggml-cpu-haswell.so": [],
+        "libggml-base.0.25.3.dylib": ["libggml-base.0.dylib", "libggml-base.dylib"],
+        "libllama.0.5.0.dylib": ["libllama.0.dylib", "libllama.dylib"],
+    }.items():
+        (tmp_path / real).write_bytes(b"\x7fELF")
+        for link in links:
+            (tmp_path / link).symlink_to(real)
+    names = portable_engine.shipped_names(sorted(tmp_path.iterdir()))
+    assert sorted(names) == [
+        "libggml-base.0.dylib",  # macOS install name
+        "libggml-base.so.0",  # the soname the loader asks for
+        "libggml-cpu-haswell.so",  # a CPU variant, found by ggml's own scan
+        "libggml.so.0",  # opened by the launcher (launcher.load_engine_backends)
+        "libllama.dylib",
+        "libllama.so",  # opened by llama_cpp through ctypes
+    ]
+    assert names["libllama.so"] == tmp_path / "libllama.so.0.5.0"
 
 
 @pytest.mark.parametrize(
