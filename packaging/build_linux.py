@@ -63,6 +63,28 @@ def elf_files(folder: Path) -> list[Path]:
     return sorted(found)
 
 
+def strip_bundle(folder: Path) -> int:
+    """Strip the symbol tables PyInstaller left (libpython: 23 MB -> 5 MB); returns bytes saved.
+
+    Only files that still have a symbol table, and never one that auditwheel rewrote with
+    patchelf (in a ``*.libs`` folder, or pointing its RUNPATH at one): stripping those breaks
+    them. ``--strip-unneeded`` keeps what the dynamic loader needs, as Debian's dh_strip does.
+    """
+    saved = 0
+    for path in elf_files(folder):
+        if any(part.endswith(".libs") for part in path.parts):
+            continue
+        info = subprocess.run(
+            ["readelf", "-S", "-d", str(path)], capture_output=True, text=True
+        ).stdout
+        if ".symtab" not in info or re.search(r"R(UN)?PATH.*\.libs", info):
+            continue
+        before = path.stat().st_size
+        subprocess.run(["strip", "--strip-unneeded", str(path)], check=True)
+        saved += before - path.stat().st_size
+    return saved
+
+
 def version_key(text: str) -> tuple[int, ...]:
     return tuple(int(part) for part in text.split("."))
 

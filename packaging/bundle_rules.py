@@ -46,6 +46,14 @@ EXCLUDED_MODULES = [
     "_pytest",
     "py",
     "rich",
+    # The OpenAI SDK and pydantic (9 MB of Python, a 5 MB extension): llama-cpp-python imports
+    # the SDK only in create_chat_completion_openai_v1 and huggingface_hub pydantic only for
+    # webhooks, neither of which the app calls. A feature that imports one of these must take
+    # it off this list (tests/test_packaging.py fails until it does).
+    "openai",
+    "pydantic",
+    "pydantic_core",
+    "jiter",
     # Hugging Face's Xet transfer client (11 MB): the app downloads with its own resumable
     # transfer; huggingface_hub runs without it.
     "hf_xet",
@@ -85,10 +93,11 @@ DROPPED_PLUGINS = {
     "qminimalegl",
     "qvnc",
     "qvkkhrdisplay",
+    "wl-shell-plugin",  # the obsolete wl_shell protocol; xdg-shell is what compositors speak
 }
 # Qt libraries only the dropped plugins and modules need.
 DROPPED_QT_LIBS = re.compile(
-    r"Qt6(Pdf|Quick|Qml|VirtualKeyboard|EglFS|Labs|Lottie|Designer|Help|ShaderTools|"
+    r"Qt6(Pdf|Quick|Qml|VirtualKeyboard|EglFS|EglFs|Labs|Lottie|Designer|Help|ShaderTools|"
     r"WaylandCompositor|WlShellIntegration|OpenGLWidgets|Sql|Test)"
 )
 # Linux: left to the system. The C++ runtime: every desktop has a new enough one, and a

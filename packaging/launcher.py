@@ -212,8 +212,18 @@ def load_engine_backends(folder: Path) -> list[str]:
     if not path.exists():
         return ["(built in)"]  # a build without loadable backends (macOS with Metal)
     ggml = ctypes.CDLL(str(path), mode=getattr(os, "RTLD_GLOBAL", 0))
+    # ggml announces the variant it loaded on stderr; that belongs in the debug output, not in
+    # front of every answer of `offline-assistant ask`. The engine installs its own log later.
+    log_callback = ctypes.CFUNCTYPE(None, ctypes.c_int, ctypes.c_char_p, ctypes.c_void_p)(
+        lambda _level, text, _user: _debug((text or b"").decode(errors="replace").strip())
+    )
+    ggml.ggml_log_set.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
+    ggml.ggml_log_set(ctypes.cast(log_callback, ctypes.c_void_p), None)
     ggml.ggml_backend_load_all_from_path.argtypes = [ctypes.c_char_p]
-    ggml.ggml_backend_load_all_from_path(os.fsencode(folder))
+    try:
+        ggml.ggml_backend_load_all_from_path(os.fsencode(folder))
+    finally:
+        ggml.ggml_log_set(None, None)
     ggml.ggml_backend_dev_count.restype = ctypes.c_size_t
     ggml.ggml_backend_dev_get.restype = ctypes.c_void_p
     ggml.ggml_backend_dev_get.argtypes = [ctypes.c_size_t]

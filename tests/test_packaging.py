@@ -176,6 +176,24 @@ def test_used_qt_modules_are_not_excluded() -> None:
     assert "PySide6.QtQuick" in excluded
 
 
+def test_the_app_imports_nothing_the_bundle_leaves_out() -> None:
+    import ast
+
+    excluded = set(bundle_rules.EXCLUDED_MODULES)
+    for path in (ROOT / "assistant").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                names = [node.module]
+            else:
+                continue
+            for name in names:
+                parts = name.split(".")
+                prefixes = {".".join(parts[: i + 1]) for i in range(len(parts))}
+                assert not prefixes & excluded, f"{path.name} imports {name}: see bundle_rules"
+
+
 def test_version_is_read_from_the_package() -> None:
     assert bundle_rules.version(ROOT) == assistant.__version__
 

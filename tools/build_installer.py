@@ -54,7 +54,8 @@ def check_tools(target: str) -> None:
             f"PyInstaller is not installed for {sys.executable}; run: "
             f"{sys.executable} -m pip install -e '.[build]'"
         ) from None
-    needed = ["cmake"] + {"linux": ["dpkg-deb", "objdump"], "windows": [], "macos": []}[target]
+    linux = ["dpkg-deb", "objdump", "readelf", "strip"]
+    needed = ["cmake"] + {"linux": linux, "windows": [], "macos": []}[target]
     missing = [tool for tool in needed if not shutil.which(tool)]
     if missing:
         raise SystemExit(f"missing build tools: {', '.join(missing)}")
@@ -115,6 +116,8 @@ def main(argv: list[str] | None = None) -> int:
         import build_linux
 
         bundle = bundles / "offline-assistant"
+        saved = build_linux.strip_bundle(bundle)
+        print(f"stripped: {saved / 1e6:.1f} MB of symbol tables")
         deb, depends = build_linux.build_deb(bundle, dist, version)
         print(f"Depends: {depends}")
         outputs += [deb, build_linux.build_tarball(bundle, dist, version)]
