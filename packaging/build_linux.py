@@ -144,12 +144,62 @@ def shlib_depends(bundle: Path) -> list[str] | None:
     return [dep.strip() for dep in match.group(1).split(",") if dep.strip()]
 
 
+# Part of glibc itself: covered by the libc6 floor.
+GLIBC_SONAMES = {"libc.so.6", "libm.so.6", "libpthread.so.0", "libdl.so.2", "librt.so.1",
+                 "libutil.so.1", "libresolv.so.2", "ld-linux-x86-64.so.2"}  # fmt: skip
+
+
+def system_sonames(bundle: Path) -> set[str]:
+    """Libraries the bundle's binaries need and do not carry: the system must provide them."""
+    needed: set[str] = set()
+    files = [str(p) for p in elf_files(bundle)]
+    for start in range(0, len(files), 200):
+        out = subprocess.run(
+            ["objdump", "-p", *files[start : start + 200]], capture_output=True, text=True
+        ).stdout
+        needed |= set(re.findall(r"^\s+NEEDED\s+(\S+)$", out, re.MULTILINE))
+    bundled = {p.name for p in bundle.rglob("*")}
+    return needed - bundled - GLIBC_SONAMES
+
+
+def packages_for(sonames: set[str]) -> list[str] | None:
+    """The Debian packages holding ``sonames`` on this host; None when that cannot be told."""
+    if not shutil.which("dpkg") or not shutil.which("ldconfig"):
+        return None
+    cache = subprocess.run(["ldconfig", "-p"], capture_output=True, text=True).stdout
+    paths = dict(re.findall(r"^\s+(\S+) \(libc6,x86-64\S*\) => (\S+)$", cache, re.MULTILINE))
+    packages = set()
+    for soname in sorted(sonames):
+        if soname not in paths:
+            print(f"warning: {soname} is needed but not installed on this host")
+            continue
+        path = paths[soname]
+        # Merged /usr: ldconfig may say /lib where dpkg recorded /usr/lib, or the reverse.
+        candidates = [path, "/usr" + path if path.startswith("/lib") else path[4:]]
+        for candidate in candidates:
+            owner = subprocess.run(["dpkg", "-S", candidate], capture_output=True, text=True)
+            if owner.returncode == 0:
+                break
+        if owner.returncode == 0:
+            packages.add(owner.stdout.split(":")[0].strip())
+    return sorted(packages)
+
+
 def depends_line(bundle: Path) -> tuple[str, str]:
-    """(Depends: value, minimum glibc)."""
+    """(Depends: value, minimum glibc).
+
+    Only what the bundle leaves to the system: dpkg-shlibdeps alone would also list the
+    packages of the libraries the bundle carries, with the build host's minimum versions
+    (libssl3 >= 3.0.3 would keep the package off Ubuntu 22.04, which does not need it).
+    """
     glibc = min_glibc(bundle)
-    deps = shlib_depends(bundle) or FALLBACK_DEPENDS
-    # dpkg-shlibdeps states libc6 from its symbols files; state the measured floor instead.
-    deps = [d for d in deps if not d.startswith("libc6 ") and d != "libc6"]
+    packages = packages_for(system_sonames(bundle))
+    if packages is None:
+        deps = FALLBACK_DEPENDS
+    else:
+        # Minimum versions, where dpkg-shlibdeps knows them, for the packages that remain.
+        versions = {d.split(" ")[0]: d for d in shlib_depends(bundle) or []}
+        deps = [versions.get(name, name) for name in packages if name != "libc6"]
     return ", ".join([f"libc6 (>= {glibc})", *deps]), glibc
 
 
