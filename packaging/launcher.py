@@ -256,15 +256,24 @@ def wants_gui(argv: list[str]) -> bool:
     } & set(argv)
 
 
-def preflight(argv: list[str]) -> int | None:
-    """Checks before the app is imported; an exit code when it cannot start."""
-    restore_environment()
+def check_cpu(argv: list[str]) -> None:
+    """Exit with a sentence when this processor cannot run the bundle (see rthook_cpu.py)."""
     features = cpu_features()
     _debug(f"cpu features: {' '.join(sorted(features)) if features else 'unknown'}")
     missing = missing_cpu_features(features)
     if missing:
         show_fatal(cpu_message(missing), wants_gui(argv))
-        return 1
+        raise SystemExit(1)
+
+
+def preflight(argv: list[str]) -> int | None:
+    """Checks before the app is imported; an exit code when it cannot start."""
+    restore_environment()
+    if not getattr(sys, "frozen", False):
+        try:
+            check_cpu(argv)  # frozen, the runtime hook has done it before anything loaded
+        except SystemExit as stop:
+            return int(stop.code or 1)
     folder = engine_lib_dir()
     if folder is not None:
         try:
