@@ -458,7 +458,9 @@ def test_bundle_answers_with_the_real_model(
 ) -> None:
     if cpu and not shutil.which("qemu-x86_64"):
         pytest.skip("qemu-user")
-    prefix = ["qemu-x86_64", "-cpu", cpu] if cpu else []
+    # PyInstaller's bootloader re-executes itself; a plain `qemu-x86_64 exe` would emulate only
+    # the first process. run-emulated.sh emulates both (a private binfmt_misc, Linux >= 6.7).
+    prefix = [str(PACKAGING / "linux" / "run-emulated.sh"), cpu] if cpu else []
     result = subprocess.run(
         [*prefix, str(_exe()), "ask", "--model-path", str(model_path), "--temperature", "0",
          "What is the capital of France?"],
@@ -472,7 +474,7 @@ def test_bundle_answers_with_the_real_model(
 @pytest.mark.skipif(not shutil.which("qemu-x86_64"), reason="qemu-user")
 def test_bundle_refuses_a_too_old_cpu_with_a_sentence(tmp_path: Path) -> None:
     result = subprocess.run(
-        ["qemu-x86_64", "-cpu", "core2duo", str(_exe()), "--version"],
+        [str(PACKAGING / "linux" / "run-emulated.sh"), "core2duo", str(_exe()), "--version"],
         capture_output=True, text=True, env=_bundle_env(tmp_path), timeout=600,
     )  # fmt: skip
     assert result.returncode == 1
