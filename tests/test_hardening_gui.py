@@ -66,7 +66,9 @@ def test_a_damaged_history_opens_the_recovery_screen_and_recovers(
     window.show()
     for message, hint in startup.notes:
         window.show_problem(message, hint)
-    assert window.sidebar.list.count() == 40  # every conversation salvaged is in the list
+    assert (
+        len(window.sidebar.conversation_ids()) == 40
+    )  # every conversation salvaged is in the list
     assert "Recovered 40 conversation(s)" in window.banner.message()
     history = startup.services.history
     assert sum(len(history.messages(c.id)) for c in history.list_conversations()) >= 200
@@ -110,7 +112,7 @@ def test_a_read_only_data_folder_still_shows_the_history(
         window = MainWindow(startup.services)
         qtbot.addWidget(window)
         assert startup.services.history.read_only
-        assert window.sidebar.list.count() == 1
+        assert len(window.sidebar.conversation_ids()) == 1
         assert any("can be read but not changed" in message for message, _ in startup.notes)
         startup.services.shutdown()
 

@@ -71,14 +71,16 @@ def check_bind(host: str, *, allow_network: bool, token: str | None) -> list[str
     if not allow_network:
         raise ApiConfigError(
             f"Refusing to listen on {host}: other computers could then use the model.",
-            hint="Use 127.0.0.1 (this computer only), or add --allow-network if you mean it "
-            "(a token is then required).",
+            hint="Listen on 127.0.0.1 (this computer only), or allow the network explicitly "
+            "if you mean it (a token is then required).",
+            command=f"offline-assistant serve --host {host} --allow-network",
         )
     if not token:
         raise ApiConfigError(
             f"Refusing to listen on {host} without a token: anyone on the network could use "
             "the model.",
-            hint="Drop --no-token: clients then send the token shown at start.",
+            hint="Keep the token: clients then send the token shown at start.",
+            command=f"offline-assistant serve --host {host} --allow-network",
         )
     return [NETWORK_WARNING.format(host=host)]
 
@@ -444,8 +446,8 @@ class ApiServer:
             sock.close()
             raise ApiConfigError(
                 f"The local API cannot listen on {self.address} ({exc.strerror or exc}).",
-                hint="Another program may use this port: pick another one in Settings → "
-                "Local API, or with --port.",
+                hint="Another program may use this port: pick another one in Settings → Local API.",
+                command="offline-assistant serve --port PORT",
             ) from exc
         sock.listen(128)
         sock.setblocking(False)
