@@ -234,10 +234,17 @@ def register_cloud(
 
 
 def open_provider(
-    config: CloudConfig, name: str, allowed: Callable[[], bool] = lambda: True
+    config: CloudConfig,
+    name: str,
+    allowed: Callable[[], bool] = lambda: True,
+    model: str | None = None,
 ) -> CloudProvider:
-    """A provider to use directly (the CLI, "Test connection")."""
+    """A provider to use directly (the CLI, "Test connection"); ``model`` instead of the
+    definition's own."""
     config.get(name)  # a clear error for an unknown name, before anything else
     return CloudProvider(
-        lambda: config.get(name), lambda: secrets.get_cloud_key(name), allowed=allowed
+        lambda: config.get(name),
+        lambda: secrets.get_cloud_key(name),
+        model=model,
+        allowed=allowed,
     )

@@ -136,20 +136,34 @@ def keyring_available() -> bool:
     return chained is None or any(not isinstance(b, fail.Keyring) for b in chained)
 
 
+def cloud_key_env(provider: str) -> str:
+    """The environment variable that may hold the key (for headless machines with no
+    keyring, the way ``HF_TOKEN`` does for the Hub): set by the user, never written by us."""
+    return "OFFLINE_ASSISTANT_KEY_" + "".join(c if c.isalnum() else "_" for c in provider.upper())
+
+
 def get_cloud_key(provider: str) -> str | None:
     """The key of cloud provider ``provider``: the one held for this session, else the
-    keyring's."""
-    key = _session_keys.get(provider) or get_secret(_CLOUD_PREFIX + provider)
+    keyring's, else the environment's."""
+    key = (
+        _session_keys.get(provider)
+        or get_secret(_CLOUD_PREFIX + provider)
+        or os.environ.get(cloud_key_env(provider), "").strip()
+        or None
+    )
     if key:
         _seen.add(key)
     return key
 
 
 def cloud_key_source(provider: str) -> str | None:
-    """``"session"``, ``"keyring"`` or ``None``: where the provider's key is kept."""
+    """``"session"``, ``"keyring"``, the environment variable's name, or ``None``: where the
+    provider's key comes from."""
     if provider in _session_keys:
         return "session"
-    return "keyring" if get_secret(_CLOUD_PREFIX + provider) else None
+    if get_secret(_CLOUD_PREFIX + provider):
+        return "keyring"
+    return cloud_key_env(provider) if os.environ.get(cloud_key_env(provider)) else None
 
 
 def set_cloud_key(provider: str, key: str) -> None:

@@ -25,7 +25,7 @@ EXIT_INTERRUPTED = 130
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from assistant.cli import ask_cmd, history_cmd, models_cmd
+    from assistant.cli import ask_cmd, cloud_cmd, history_cmd, models_cmd
 
     parser = argparse.ArgumentParser(
         prog="offline-assistant",
@@ -37,6 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     ask_cmd.register(subparsers)
     models_cmd.register(subparsers)
     history_cmd.register(subparsers)
+    cloud_cmd.register(subparsers)
     return parser
 
 

@@ -26,6 +26,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     ask.add_argument(
         "--json", action="store_true", help="print one JSON object at the end instead of streaming"
     )
+    from assistant.cli.cloud_cmd import add_ask_options
+
+    add_ask_options(ask)
     ask.set_defaults(func=run_ask)
 
     chat = subparsers.add_parser(
@@ -129,6 +132,10 @@ def _print_dropped(dropped: list[ChatMessage]) -> None:
 
 
 def run_ask(args: argparse.Namespace) -> int:
+    if getattr(args, "cloud", None):
+        from assistant.cli.cloud_cmd import run_cloud_ask
+
+        return run_cloud_ask(args)
     session = _Session(args)
     session.load_model(args.model, args.model_path)
     conversation_id = session.open_conversation(args.conversation)
