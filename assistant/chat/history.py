@@ -455,6 +455,8 @@ class HistoryStore:
             heading = headings[message.role]
             if message.role == "assistant" and message.model:
                 heading += f" ({message.model})"
+            if message.role == "assistant" and message.provider not in (None, "local"):
+                heading += f" — cloud: {message.provider}"
             lines += [f"## {heading}", "", message.text, ""]
             if message.status == "interrupted":
                 lines += ["*(answer stopped before it was finished)*", ""]

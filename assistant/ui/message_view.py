@@ -33,6 +33,8 @@ EXTERNAL_SCHEMES = ("http", "https", "mailto")
 def format_footer(message: Message) -> str:
     """The quiet line under an answer: model, tokens and speed, and whether it was cut short."""
     parts: list[str] = []
+    if message.provider and message.provider != "local":
+        parts.append(f"☁ cloud: {message.provider}")  # what left the machine is marked
     if message.model:
         parts.append(message.model)
     tokens = message.stats.get("completion_tokens")
