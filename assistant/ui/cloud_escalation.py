@@ -195,7 +195,8 @@ class CloudEscalation(QObject):
         text = status_text(enabled, mode, label)
         if not enabled:
             text += " (cloud off)"
-        self.mode_button.setText(("🔒 " if text.startswith("Local") else "☁ ") + text)
+        # U+2601 is in the common UI fonts; a lock emoji is not (it shows as a box).
+        self.mode_button.setText(text if text.startswith("Local") else "☁ " + text)
         self.mode_button.setAccessibleDescription(text)
         self.ask_button.setVisible(enabled)
         self.ask_action.setEnabled(enabled)
@@ -266,6 +267,10 @@ class CloudEscalation(QObject):
         self.advisor.hide()
         conversation_id = window.chat.conversation_id
         if window.busy:
+            window.show_problem(
+                "An answer is still being written.",
+                "Ask a cloud model once it is finished, or stop it first.",
+            )
             return None
         if not self.settings["cloud_enabled"]:
             self._offer_settings("Cloud models are switched off, so nothing can be sent.")
@@ -530,6 +535,7 @@ class LedgerDialog(QDialog):
             )
             for column, value in enumerate(values):
                 self.table.setItem(row, column, QTableWidgetItem(value))
+        self.table.resizeColumnsToContents()
         empty = QLabel("Nothing has been sent to a cloud model." if not entries else "")
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
         export = buttons.addButton("Export…", QDialogButtonBox.ButtonRole.ActionRole)

@@ -201,7 +201,10 @@ class CloudSettingsDialog(QDialog):
         self.kind_box.setCurrentIndex(self.kind_box.findData(endpoint.kind))
         self.url_edit.setText(endpoint.base_url)
         self.model_edit.setText(endpoint.model)
-        self.preset_box.setCurrentIndex(max(0, self.preset_box.findData(endpoint.name)))
+        preset = self.preset_box.findData(endpoint.name)
+        self.preset_box.setCurrentIndex(
+            preset if preset >= 0 else self.preset_box.findData(CUSTOM)
+        )
         self.key_edit.clear()
         self._show_key_state(endpoint.name)
         self.status.clear()
