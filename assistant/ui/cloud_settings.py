@@ -202,9 +202,7 @@ class CloudSettingsDialog(QDialog):
         self.url_edit.setText(endpoint.base_url)
         self.model_edit.setText(endpoint.model)
         preset = self.preset_box.findData(endpoint.name)
-        self.preset_box.setCurrentIndex(
-            preset if preset >= 0 else self.preset_box.findData(CUSTOM)
-        )
+        self.preset_box.setCurrentIndex(preset if preset >= 0 else self.preset_box.findData(CUSTOM))
         self.key_edit.clear()
         self._show_key_state(endpoint.name)
         self.status.clear()
