@@ -378,10 +378,10 @@ class CloudEscalation(QObject):
     ) -> int | None:
         """Send exactly ``messages``; the ledger entry is written on the worker just before."""
         window = self.window
-        if window.busy or endpoint.name not in self.services.providers:
-            register_cloud(self.services.providers, self.config, self.services.cloud_allowed)
         if window.busy:
             return None
+        if endpoint.name not in self.services.providers:  # added since the app started
+            register_cloud(self.services.providers, self.config, self.services.cloud_allowed)
         sent = _Sent(conversation_id)
         exact = list(messages)
 
