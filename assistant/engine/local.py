@@ -451,6 +451,7 @@ class LocalEngine:
                 # the logits for the next sample sit in the last batch.
                 drafts: list[int] = []
                 logits_at = -1
+                round_accepted = 0
                 while True:
                     if cancel is not None and cancel.cancelled:
                         stop_reason = "cancelled"
@@ -463,14 +464,18 @@ class LocalEngine:
                     if first_token_at is None:
                         first_token_at = time.perf_counter()
                     accepted = bool(drafts) and token == drafts[0]
+                    settled = False  # this round of drafts is over: all taken, or one missed
                     if accepted:
                         drafts.pop(0)
+                        round_accepted += 1
+                        settled = not drafts
                     elif drafts:
                         self._drop_drafts(drafts)
+                        settled = True
                     if lookup is not None:
                         lookup.push(token)
-                        if accepted:
-                            lookup.record(1)
+                        if settled:
+                            lookup.record(round_accepted)
                     if is_end(self._vocab, token):
                         break
                     stats.completion_tokens += 1
@@ -498,6 +503,7 @@ class LocalEngine:
                     if drafts:
                         self._decode_drafts(token, drafts)
                         logits_at = 0
+                        round_accepted = 0
                     else:
                         self._decode([token])
                         logits_at = -1
@@ -511,6 +517,11 @@ class LocalEngine:
                 raise
             except BaseException:
                 stop_reason = "error"
+                # What the context holds after a failed decode is unknown: neither reuse nor
+                # save it.
+                self._unsaved = False
+                llama.reset()
+                llama._ctx.kv_cache_clear()
                 raise
             finally:
                 if stop_reason != "error":

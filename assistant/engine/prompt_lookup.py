@@ -17,8 +17,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-NGRAM_SIZES = (3, 2)
-"""Longest first; single tokens match too often to be worth a batch."""
+NGRAM_SIZES = (3, 2, 1)
+"""Longest first. A single token often matches by chance in a chat; in a rewrite it is what
+finds the way back to the source after a corrected word."""
 MAX_DRAFT = 8
 WARMUP_DRAFTED = 32
 """Judge the acceptance rate only after this many drafted tokens."""
@@ -64,7 +65,8 @@ class PromptLookup:
         return []
 
     def record(self, accepted: int) -> None:
-        """Count accepted drafts; turn drafting off when too few of them pass."""
+        """Count the drafts of a settled round that were accepted; turn drafting off when too
+        few of them pass."""
         self.accepted += accepted
         if self.drafted >= WARMUP_DRAFTED and self.accepted < MIN_ACCEPTANCE * self.drafted:
             self.enabled = False
