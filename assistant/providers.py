@@ -71,7 +71,9 @@ def load_gguf(path: Path, settings: ProviderSettings, model_id: str) -> ChatProv
     )
 
 
-_STATE_CACHES: dict[Path, StateCache] = {}
+_STATE_CACHE: list[StateCache] = []
+"""The process's state cache (a process uses one cache folder; a new folder, as each test
+has, replaces it)."""
 
 
 def state_cache_folder() -> Path:
@@ -82,8 +84,8 @@ def state_cache_folder() -> Path:
 
 
 def shared_state_cache(settings: ProviderSettings) -> StateCache | None:
-    """This process's cache of saved model states (one per cache folder, shared by every
-    engine it loads), with the budgets in ``settings``; None when ``model_memory`` is off."""
+    """This process's cache of saved model states (shared by every engine it loads), with the
+    budgets in ``settings``; None when ``model_memory`` is off."""
     from assistant.engine.state_cache import StateCache, default_memory_budget
     from assistant.models.hardware import MIB, detect_hardware
 
@@ -92,15 +94,12 @@ def shared_state_cache(settings: ProviderSettings) -> StateCache | None:
     ram_mb = int(_setting(settings, "model_memory_ram_mb", 0))
     memory = ram_mb * MIB if ram_mb else default_memory_budget(detect_hardware())
     disk = int(_setting(settings, "model_memory_disk_mb", 4096)) * MIB
-    folder = state_cache_folder()
-    cache = _STATE_CACHES.get(folder)
-    if cache is None or (cache.folder is None) != (disk == 0):
-        cache = _STATE_CACHES[folder] = StateCache(
-            folder if disk else None, memory_budget=memory, disk_budget=disk
-        )
+    folder = state_cache_folder() if disk else None
+    if _STATE_CACHE and _STATE_CACHE[0].folder == folder:
+        _STATE_CACHE[0].set_budgets(memory=memory, disk=disk)
     else:
-        cache.set_budgets(memory=memory, disk=disk)
-    return cache
+        _STATE_CACHE[:] = [StateCache(folder, memory_budget=memory, disk_budget=disk)]
+    return _STATE_CACHE[0]
 
 
 def _setting(settings: ProviderSettings, key: str, default: Any) -> Any:

@@ -262,7 +262,11 @@ def test_edits_regenerates_system_prompts_and_models_never_misuse_a_state(
 
         changed = [ChatMessage("system", "You are a terse pirate."), FIRST[1]]
         text, stats = _ask(engine, changed)
-        assert stats.evaluated_prompt_tokens >= stats.prompt_tokens - 5
+        # Only what the context itself shares ("<|im_start|>system\nYou are a") is reused.
+        shared = common_prefix(
+            engine.fit_prompt(FIRST, GREEDY)[0], engine.fit_prompt(changed, GREEDY)[0]
+        )
+        assert stats.evaluated_prompt_tokens == stats.prompt_tokens - shared
         assert (text, stats.evaluated_prompt_tokens) == _counted(_stayed(fresh, FIRST, changed))
     finally:
         engine.close()
