@@ -151,21 +151,31 @@ def test_a_damaged_file_is_discarded_with_a_log_line(
     assert not path.exists()
 
 
-def test_prompt_lookup_drafts_what_followed_and_gives_up_when_wrong() -> None:
+def test_prompt_lookup_drafts_what_followed() -> None:
     lookup = PromptLookup([1, 2, 3, 4, 5, 6, 7, 8, 9])
     for token in (0, 2, 3):
         lookup.push(token)
-    assert lookup.propose(4) == [4, 5, 6, 7]
+    assert lookup.propose(9) == [4, 5, 6, 7]  # the first draft is short
     assert lookup.propose(2) == [4, 5]
     for token in (50, 51, 52):
         lookup.push(token)
     assert lookup.propose(4) == []
 
-    doubtful = PromptLookup([1, 2, 3, 4] * 20)
-    while doubtful.enabled:
-        assert doubtful.propose(8)
-        doubtful.record(0)
-    assert doubtful.propose(8) == []
+
+def test_prompt_lookup_drafts_longer_when_right_and_backs_off_when_wrong() -> None:
+    lookup = PromptLookup([1, 2, 3, 4] * 20)
+    assert len(lookup.propose(20)) == 4
+    lookup.record(4, 4)
+    assert len(lookup.propose(20)) == 8  # all taken: longer
+    lookup.record(0, 8)  # all missed: shorter, after a pause
+    assert [lookup.propose(20) for _ in range(2)] == [[], []]
+    assert len(lookup.propose(20)) == 4
+    lookup.record(0, 4)  # missed again: a longer pause
+    assert [lookup.propose(20) for _ in range(4)] == [[]] * 4
+    assert len(lookup.propose(20)) == 2
+    lookup.record(1, 2)  # partly taken: one more than was taken
+    assert len(lookup.propose(20)) == 2
+    assert lookup.acceptance == 5 / 20
 
 
 # --- the engine, with the real model ----------------------------------------------------------
@@ -187,8 +197,7 @@ def _ask(engine: LocalEngine, messages: list[ChatMessage]) -> tuple[str, Generat
 
 
 def _afresh(engine: LocalEngine, messages: list[ChatMessage]) -> str:
-    engine._llama.reset()
-    engine._llama._ctx.kv_cache_clear()
+    engine.clear_context()
     text, stats = _ask(engine, messages)
     assert stats.evaluated_prompt_tokens == stats.prompt_tokens
     return text

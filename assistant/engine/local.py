@@ -22,8 +22,6 @@ from __future__ import annotations
 
 import codecs
 import ctypes
-import hashlib
-import json
 import logging
 import random
 import threading
@@ -38,7 +36,7 @@ from llama_cpp import Llama
 from llama_cpp._internals import LlamaBatch
 
 from assistant.disk import format_bytes
-from assistant.engine import llama_log
+from assistant.engine import kv_state, llama_log
 from assistant.engine.base import (
     CancelToken,
     ChatMessage,
@@ -129,7 +127,9 @@ class LocalEngine:
         self._closed = False
 
         self.state_cache = state_cache
-        self.fingerprint = self._fingerprint(n_gpu_layers if hardware.gpu_offload else 0)
+        self.fingerprint = kv_state.context_fingerprint(
+            self._llama, self.path, n_gpu_layers if hardware.gpu_offload else 0
+        )
         # The context holds tokens no saved state holds yet (saved when the context moves on).
         self._unsaved = False
         self.prompt_lookup = prompt_lookup
@@ -199,6 +199,14 @@ class LocalEngine:
         preamble = partial(self._preamble_end, messages, tokens)
         generation._chunks = self._produce(generation, tokens, stops, settings, cancel, preamble)
         return generation
+
+    def clear_context(self) -> None:
+        """Forget what the context holds, without saving it: the next prompt is read in full
+        (or from a saved state). For measurements and tests."""
+        with self._lock:
+            self._llama.reset()
+            self._llama._ctx.kv_cache_clear()
+            self._unsaved = False
 
     def count_tokens(self, text: str) -> int:
         return len(self._llama.tokenize(text.encode("utf-8"), add_bos=False, special=False))
@@ -324,40 +332,16 @@ class LocalEngine:
         other, _stops = self._tokenize_chat(variant)
         return common_prefix(other, tokens)
 
-    def _fingerprint(self, n_gpu_layers: int) -> str:
-        """What a saved state must match besides its tokens: this model file, and every
-        setting that changes what the KV cache holds or how it is laid out."""
-        stat = self.path.stat()
-        with open(self.path, "rb") as handle:
-            head = hashlib.sha256(handle.read(1 << 20)).hexdigest()
-        params = self._llama.context_params
-        parts = {
-            "model": [stat.st_size, stat.st_mtime_ns, head],
-            "n_ctx": self._llama.n_ctx(),
-            "kv": [params.type_k, params.type_v, params.flash_attn_type, params.swa_full],
-            "rope": [params.rope_freq_base, params.rope_freq_scale, params.rope_scaling_type],
-            "yarn": [params.yarn_ext_factor, params.yarn_attn_factor, params.yarn_orig_ctx],
-            "offload": [n_gpu_layers, params.offload_kqv],
-            "engine": llama_cpp.__version__,
-        }
-        return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
-
     def _save_state(self) -> None:
         """Hand the context's state to the cache, if it holds anything not saved yet."""
         cache = self.state_cache
         llama = self._llama
         if cache is None or not self._unsaved or llama.n_tokens < cache.min_tokens:
             return
-        ctx = llama._ctx.ctx
-        size = llama_cpp.llama_state_seq_get_size(ctx, 0)
-        data = bytearray(size)
-        view = (ctypes.c_uint8 * size).from_buffer(data)
-        written = llama_cpp.llama_state_seq_get_data(ctx, view, size, 0)
-        del view  # releases the buffer, so it may shrink
-        if written <= 0:
+        data = kv_state.copy_out(llama)
+        if data is None:
             log.warning("llama.cpp returned no state for %d tokens.", llama.n_tokens)
             return
-        del data[written:]
         cache.put(self.fingerprint, llama._input_ids.tolist(), data)
         self._unsaved = False
 
@@ -366,20 +350,10 @@ class LocalEngine:
         A state llama.cpp refuses is discarded; the context is then empty."""
         llama = self._llama
         held = len(match.state.tokens)
-        llama._ctx.kv_cache_clear()
-        data = match.data
-        view = (ctypes.c_uint8 * len(data)).from_buffer(data)
-        read = llama_cpp.llama_state_seq_set_data(llama._ctx.ctx, view, len(data), 0)
-        del view
-        memory = llama_cpp.llama_get_memory(llama._ctx.ctx)
-        restored = read == len(data) and llama_cpp.llama_memory_seq_pos_max(memory, 0) == held - 1
-        if restored and match.usable < held:
-            restored = llama._ctx.kv_cache_seq_rm(0, match.usable, -1)
-        if not restored:
+        if not kv_state.copy_in(llama, match.data, held, match.usable):
             log.warning("llama.cpp refused a saved state of %d tokens; reading afresh.", held)
             assert self.state_cache is not None
             self.state_cache.discard(match.state)
-            llama._ctx.kv_cache_clear()
             llama.reset()
             return False
         llama.input_ids[: match.usable] = match.state.tokens[: match.usable]
@@ -451,7 +425,7 @@ class LocalEngine:
                 # the logits for the next sample sit in the last batch.
                 drafts: list[int] = []
                 logits_at = -1
-                round_accepted = 0
+                round_accepted = round_drafted = 0
                 while True:
                     if cancel is not None and cancel.cancelled:
                         stop_reason = "cancelled"
@@ -475,7 +449,7 @@ class LocalEngine:
                     if lookup is not None:
                         lookup.push(token)
                         if settled:
-                            lookup.record(round_accepted)
+                            lookup.record(round_accepted, round_drafted)
                     if is_end(self._vocab, token):
                         break
                     stats.completion_tokens += 1
@@ -503,7 +477,7 @@ class LocalEngine:
                     if drafts:
                         self._decode_drafts(token, drafts)
                         logits_at = 0
-                        round_accepted = 0
+                        round_accepted, round_drafted = 0, len(drafts)
                     else:
                         self._decode([token])
                         logits_at = -1

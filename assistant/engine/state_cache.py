@@ -42,6 +42,7 @@ import zlib
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -122,8 +123,9 @@ class SavedState:
     data: bytearray | None = None
     path: Path | None = None
 
-    @property
+    @cached_property
     def key(self) -> str:
+        """Names the state (and its file): the same tokens of the same model, the same key."""
         return f"{self.fingerprint[:16]}-{_token_hash(self.tokens)[:40]}"
 
 
