@@ -12,6 +12,7 @@ import pytest
 from PySide6.QtWidgets import (
     QAbstractButton,
     QAbstractSpinBox,
+    QCheckBox,
     QComboBox,
     QDoubleSpinBox,
     QFormLayout,
@@ -78,6 +79,8 @@ def test_every_setting_in_a_group_has_an_editor_with_the_schemas_range(
         elif isinstance(editor, QComboBox):
             items = [(editor.itemData(i), editor.itemText(i)) for i in range(editor.count())]
             assert tuple(items) == declared.choices
+        elif isinstance(editor, QCheckBox):
+            assert declared.kind is bool
         else:
             assert isinstance(editor, QPlainTextEdit) and declared.multiline
     # The labels and names people know from before.
