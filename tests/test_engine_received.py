@@ -129,9 +129,7 @@ def test_generation_stops_at_a_stop_string(engine: LocalEngine) -> None:
     stop = next(w for w in words if 0 < full_text.index(w) < len(full_text) // 3)
     before = full_text[: full_text.index(stop)]
 
-    tokens, dropped, template_stops = engine.fit_prompt(messages, settings)
-    stopped = Generation(iter(()), dropped=dropped)
-    stopped._chunks = engine._produce(stopped, tokens, (*template_stops, stop), settings, None)
+    stopped = engine.stream_chat(messages, replace(settings, stop=(stop,)))
     text = stopped.run()
 
     assert text == before

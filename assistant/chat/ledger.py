@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import logging
 import sqlite3
 import threading
 from dataclasses import asdict, dataclass, field
@@ -22,6 +23,8 @@ from typing import Any
 from assistant.chat.consent import MODES, Mode
 from assistant.chat.migrations import iso, migrate, open_connection, transaction, utc_now
 from assistant.engine.base import ChatMessage, GenerationStats
+
+log = logging.getLogger(__name__)
 
 LEDGER_FORMAT = "offline-assistant.cloud-ledger"
 
@@ -51,8 +54,16 @@ class CloudLedger:
 
     def __init__(self, db_path: Path) -> None:
         self._lock = threading.Lock()
-        self._conn = open_connection(db_path)
-        migrate(self._conn)
+        try:
+            self._conn = open_connection(db_path)
+            migrate(self._conn)
+        except (sqlite3.Error, OSError) as exc:
+            # The history is read-only, damaged or could not be made (the app then runs on
+            # what it can read): keep this session's record in memory rather than not start.
+            log.warning("The cloud ledger is kept in memory for this session: %s", exc)
+            self._conn = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
+            self._conn.row_factory = sqlite3.Row
+            migrate(self._conn)
 
     def close(self) -> None:
         with self._lock:
