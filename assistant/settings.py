@@ -399,13 +399,12 @@ SCHEMA: tuple[Setting, ...] = (
     ),
     Setting(
         "prompt_lookup",
-        False,
+        True,
         bool,
         label="Write copied text faster",
         group="Model",
         tooltip="When an answer repeats parts of the question (fix, rewrite, edit), guess the "
-        "next words from the question and check them in one step; the answer is the same. "
-        "Pays off with larger models; small ones on a CPU can get slower",
+        "next words from the question and check them in one step; the answer is the same",
         reload_model=True,
     ),
 )
