@@ -190,6 +190,11 @@ def _close_all_widgets_and_threads() -> list[str]:
     app = QApplication.instance()
     if app is None:
         return []
+    # A runner left running keeps its llama.cpp model in memory (100+ MB each): free them
+    # properly before stray threads are ended, or a long run grows until it swaps.
+    from assistant.ui.worker import ModelRunner
+
+    ModelRunner.shutdown_all()
     for widget in QApplication.topLevelWidgets():
         try:
             widget.close()

@@ -22,9 +22,10 @@ import itertools
 import logging
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, ClassVar
 
 from PySide6.QtCore import QObject, QThread, Signal, Slot
 
@@ -359,6 +360,9 @@ class ModelRunner(QObject):
     questionReturned = Signal(int, int, str)
     requestEnded = Signal(int)
 
+    # Every runner not yet garbage: a test harness (or an embedding app) can end them all.
+    _live: ClassVar[weakref.WeakSet[ModelRunner]] = weakref.WeakSet()
+
     _modelLoadRequested = Signal(object)
     _modelAnswerRequested = Signal(object)
     _remoteAnswerRequested = Signal(object)
@@ -403,6 +407,17 @@ class ModelRunner(QObject):
         self.ready = False
         for lane in self._lanes.values():
             lane.thread.start()
+        ModelRunner._live.add(self)
+
+    @classmethod
+    def shutdown_all(cls, timeout_ms: int = 10_000) -> None:
+        """Shut down every runner still alive (their models are freed); for a test harness
+        that must not leave a loaded model behind when a test forgot to quit its services."""
+        for runner in list(cls._live):
+            try:
+                runner.shutdown(timeout_ms)
+            except RuntimeError:  # its C++ side is already gone
+                continue
 
     # --- state -----------------------------------------------------------------------------
 
