@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -329,6 +330,10 @@ def test_a_client_leaving_mid_stream_frees_the_model_at_once(
     assert recorder.stats[left].stop_reason == "cancelled"
     assert recorder.stats[left].completion_tokens < 200
     assert recorder.stats[after].stop_reason == "stop"
+    # The slot is given back on the queue's thread just after the last byte is sent.
+    deadline = time.monotonic() + 10
+    while recorder.queue._slots.held and time.monotonic() < deadline:
+        time.sleep(0.01)
     assert recorder.queue._slots.held == 0
 
 
