@@ -115,10 +115,8 @@ class ConversationNotFoundError(HistoryError):
     pass
 
 
-class HistoryDamagedError(HistoryError):
-    """The history database is damaged (found at start or at any read or write). The store
-    stops writing to the file; front ends offer to move it aside and recover what can be read
-    (:mod:`assistant.chat.recovery`). ``path`` is the damaged file."""
+class _NamesAPath(AssistantError):
+    """An error about one path, kept as ``path`` for the front end that offers the fix."""
 
     def __init__(
         self,
@@ -130,6 +128,14 @@ class HistoryDamagedError(HistoryError):
     ) -> None:
         super().__init__(message, hint=hint, command=command)
         self.path = path
+
+
+class HistoryDamagedError(_NamesAPath, HistoryError):
+    """The history database is damaged (found at start or at any read or write). The store
+    stops writing to the file; front ends offer to move it aside and recover what can be read
+    (:mod:`assistant.chat.recovery`). ``path`` is the damaged file."""
+
+    # ``path`` is taken by _NamesAPath.
 
 
 class HistoryReadOnlyError(HistoryError):
@@ -148,20 +154,11 @@ class ImportFormatError(HistoryError):
 # --- the file system and input ----------------------------------------------------------------
 
 
-class FileAccessError(AssistantError):
+class FileAccessError(_NamesAPath, AssistantError):
     """A path cannot be used: no permission, a symlink loop, not a regular file, not a folder.
     ``path`` is the path named."""
 
-    def __init__(
-        self,
-        path: object,
-        message: str,
-        *,
-        hint: str | None = None,
-        command: str | None = None,
-    ) -> None:
-        super().__init__(message, hint=hint, command=command)
-        self.path = path
+    # ``path`` is taken by _NamesAPath.
 
 
 class FilePermissionError(FileAccessError):
