@@ -142,3 +142,108 @@ def new_api_token() -> str:
     token = "oa-" + secrets.token_urlsafe(32)
     set_secret(API_TOKEN_NAME, token)
     return token
+
+
+# --- cloud API keys --------------------------------------------------------------------------
+# One keyring entry per cloud provider ("cloud-key:NAME"). Where no keyring works, a key may be
+# held in this process's memory for the session only: it is never written anywhere.
+
+_CLOUD_PREFIX = "cloud-key:"
+_session_keys: dict[str, str] = {}
+_seen: set[str] = set()  # every secret this process handled, so scrub() can hide it
+
+
+def keyring_available() -> bool:
+    """Whether a real keyring is there to store secrets (not keyring's "fail" backend, which
+    headless sessions without a Secret Service get)."""
+    from keyring.backends import fail
+
+    backend = keyring.get_keyring()
+    if isinstance(backend, fail.Keyring):
+        return False
+    chained = getattr(backend, "backends", None)  # the chainer: usable if any backend is
+    return chained is None or any(not isinstance(b, fail.Keyring) for b in chained)
+
+
+def cloud_key_env(provider: str) -> str:
+    """The environment variable that may hold the key (for headless machines with no
+    keyring, the way ``HF_TOKEN`` does for the Hub): set by the user, never written by us."""
+    return "OFFLINE_ASSISTANT_KEY_" + "".join(c if c.isalnum() else "_" for c in provider.upper())
+
+
+def get_cloud_key(provider: str) -> str | None:
+    """The key of cloud provider ``provider``: the one held for this session, else the
+    keyring's, else the environment's."""
+    key = (
+        _session_keys.get(provider)
+        or get_secret(_CLOUD_PREFIX + provider)
+        or os.environ.get(cloud_key_env(provider), "").strip()
+        or None
+    )
+    if key:
+        _seen.add(key)
+    return key
+
+
+def cloud_key_source(provider: str) -> str | None:
+    """``"session"``, ``"keyring"``, the environment variable's name, or ``None``: where the
+    provider's key comes from."""
+    if provider in _session_keys:
+        return "session"
+    if get_secret(_CLOUD_PREFIX + provider):
+        return "keyring"
+    return cloud_key_env(provider) if os.environ.get(cloud_key_env(provider)) else None
+
+
+def set_cloud_key(provider: str, key: str) -> None:
+    """Store ``key`` in the keyring; ``SecretStoreError`` when there is no usable keyring (the
+    front end may then offer :func:`hold_cloud_key_for_session`)."""
+    key = key.strip()
+    if not key:
+        raise ValueError("the key is empty")
+    _seen.add(key)
+    if not keyring_available():
+        raise SecretStoreError(
+            "There is no system keyring to keep the key in.",
+            hint="The key can be held in memory until the app quits, and asked for again "
+            "next time; it is never saved to a file.",
+        )
+    try:
+        keyring.set_password(SERVICE, _CLOUD_PREFIX + provider, key)
+    except keyring.errors.KeyringError as exc:
+        raise SecretStoreError(
+            "The system keyring could not store the key.",
+            hint="Unlock the keyring and try again, or keep the key in memory for this "
+            "session only.",
+        ) from exc
+    _session_keys.pop(provider, None)
+
+
+def hold_cloud_key_for_session(provider: str, key: str) -> None:
+    """Keep ``key`` in this process's memory only, until it ends."""
+    key = key.strip()
+    if not key:
+        raise ValueError("the key is empty")
+    _seen.add(key)
+    _session_keys[provider] = key
+
+
+def delete_cloud_key(provider: str) -> bool:
+    """Forget the provider's key, in the keyring and in memory; ``False`` when there was none."""
+    held = _session_keys.pop(provider, None) is not None
+    try:
+        stored = delete_secret(_CLOUD_PREFIX + provider)
+    except SecretStoreError:
+        if not held:
+            raise
+        stored = False
+    return held or stored
+
+
+def scrub(text: str) -> str:
+    """``text`` with every secret this process has handled replaced by ``[hidden]``: for bug
+    reports and anything else that may leave the app."""
+    for secret in sorted(_seen, key=len, reverse=True):
+        if len(secret) >= 6:
+            text = text.replace(secret, "[hidden]")
+    return text

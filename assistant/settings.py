@@ -274,6 +274,8 @@ SCHEMA: tuple[Setting, ...] = (
         group="Appearance and data",
         choices=(("system", "Same as the system"), ("light", "Light"), ("dark", "Dark")),
     ),
+    # Cloud (issue 11): the global switch and what the consent preview remembers. Providers
+    # (name, URL, model) are in cloud.json, keys in the keyring; neither is a setting.
     Setting("cloud_enabled", False, bool, label="Allow sending questions to a cloud model"),
     # Tray and quick ask
     Setting(
@@ -350,6 +352,11 @@ SCHEMA: tuple[Setting, ...] = (
         group="Local API",
         tooltip="Off: what other programs ask is answered and forgotten",
     ),
+    # Cloud
+    Setting("cloud_provider", "", str, label="Cloud provider offered first"),
+    Setting("cloud_latest_only", False, bool, label="Send only the latest question"),
+    Setting("cloud_redact", True, bool, label="Redact personal details before sending"),
+    Setting("cloud_advisor", True, bool, label="Suggest asking a cloud model"),
 )
 _BY_KEY = {setting.key: setting for setting in SCHEMA}
 

@@ -700,6 +700,8 @@ class HistoryStore:
             heading = headings[message.role]
             if message.role == "assistant" and message.model:
                 heading += f" ({message.model})"
+            if message.role == "assistant" and message.provider not in (None, "local"):
+                heading += f" — cloud: {message.provider}"
             lines += [f"## {heading}", "", message.text, ""]
             if message.outcome:
                 lines += [f"*(answer {message.outcome})*", ""]

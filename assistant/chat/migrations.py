@@ -100,12 +100,49 @@ def _m003_soft_delete(conn: sqlite3.Connection) -> None:
     )
 
 
+def _m004_cloud_consent(conn: sqlite3.Connection) -> None:
+    # Each conversation's cloud mode (no row: Local only), and the ledger of every request
+    # that left the machine. A ledger row outlives its conversation (SET NULL): what was sent
+    # stays on record after the chat is deleted.
+    _run(
+        conn,
+        """CREATE TABLE cloud_modes (
+            conversation_id INTEGER PRIMARY KEY
+                REFERENCES conversations(id) ON DELETE CASCADE,
+            mode TEXT NOT NULL CHECK (mode IN ('local', 'ask', 'allowed')),
+            provider TEXT,
+            changed_at TEXT NOT NULL
+        )""",
+        """CREATE TABLE cloud_ledger (
+            id INTEGER PRIMARY KEY,
+            created_at TEXT NOT NULL,
+            conversation_id INTEGER REFERENCES conversations(id) ON DELETE SET NULL,
+            message_id INTEGER,
+            provider TEXT NOT NULL,
+            model TEXT NOT NULL,
+            endpoint TEXT NOT NULL DEFAULT '',
+            sent TEXT NOT NULL DEFAULT '[]',
+            sent_messages INTEGER NOT NULL DEFAULT 0,
+            sent_chars INTEGER NOT NULL DEFAULT 0,
+            received_chars INTEGER NOT NULL DEFAULT 0,
+            prompt_tokens INTEGER,
+            completion_tokens INTEGER,
+            cost_usd REAL,
+            status TEXT NOT NULL DEFAULT 'sending'
+                CHECK (status IN ('sending', 'complete', 'interrupted', 'error')),
+            error TEXT NOT NULL DEFAULT ''
+        )""",
+        "CREATE INDEX cloud_ledger_by_time ON cloud_ledger (created_at)",
+    )
+
+
 Migration = tuple[str, Callable[[sqlite3.Connection], None]]
 
 MIGRATIONS: list[Migration] = [
     ("001_initial_schema", _m001_initial_schema),
     ("002_full_text_search", _m002_full_text_search),
     ("003_soft_delete", _m003_soft_delete),
+    ("004_cloud_consent", _m004_cloud_consent),
 ]
 
 

@@ -34,6 +34,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     ask.add_argument(
         "--json", action="store_true", help="print one JSON object at the end instead of streaming"
     )
+    from assistant.cli.cloud_cmd import add_ask_options
+
+    add_ask_options(ask)
     ask.set_defaults(func=run_ask)
 
     chat = subparsers.add_parser(
@@ -170,6 +173,10 @@ def _print_dropped(dropped: list[ChatMessage]) -> None:
 
 def run_ask(args: argparse.Namespace) -> int:
     conversation.check_question(args.question)  # before a model is loaded or a chat made
+    if getattr(args, "cloud", None):
+        from assistant.cli.cloud_cmd import run_cloud_ask
+
+        return run_cloud_ask(args)
     session = _Session(args)
     if args.conversation is not None:  # a wrong number is told before the model loads
         session.history.get_conversation(args.conversation)

@@ -36,6 +36,7 @@ from PySide6.QtWidgets import (
 
 from assistant import APP_NAME, __version__
 from assistant.errors import AssistantError
+from assistant.secrets import scrub
 
 log = logging.getLogger(__name__)
 
@@ -45,10 +46,11 @@ def describe(exc: BaseException, context: str = "") -> tuple[str, str, str]:
     problems, which need no report. A bug's traceback is also logged, after ``context`` (what
     was being done)."""
     if isinstance(exc, AssistantError):
-        return exc.message, exc.hint, ""
-    details = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+        return scrub(exc.message), scrub(exc.hint), ""
+    # A secret (an API key) must not reach the log or a report, whatever carried it here.
+    details = scrub("".join(traceback.format_exception(type(exc), exc, exc.__traceback__)))
     log.error("%s:\n%s", context or "Unexpected error", details)
-    return f"Something went wrong: {type(exc).__name__}: {exc}", "", details
+    return scrub(f"Something went wrong: {type(exc).__name__}: {exc}"), "", details
 
 
 def bug_report(details: str) -> str:
@@ -62,7 +64,7 @@ def bug_report(details: str) -> str:
         f"Python {sys.version.split()[0]} on {platform.platform()}",
         f"PySide6 {pyside_version}",
         "",
-        details.rstrip(),
+        scrub(details.rstrip()),
     ]
     return "\n".join(lines) + "\n"
 

@@ -110,6 +110,10 @@ class MainWindow(ModelsSection, ChatListSection, QMainWindow):
         self._build_layout()
         self._build_menus()
         self._connect()
+        # Cloud models, only with the user's consent (issue 11): a module of its own.
+        from assistant.ui.cloud_escalation import CloudEscalation
+
+        self.cloud = CloudEscalation(self)
         QGuiApplication.styleHints().colorSchemeChanged.connect(self._on_color_scheme_changed)
         self._restore_geometry()
         self._reload_models()
@@ -136,6 +140,7 @@ class MainWindow(ModelsSection, ChatListSection, QMainWindow):
         head.addWidget(self.sidebar_button)
         head.addWidget(self.picker)
         head.addStretch(1)
+        self.header_layout = head  # other parts add their controls here (cloud models)
 
         pane = QWidget()
         right = QVBoxLayout(pane)
@@ -148,6 +153,7 @@ class MainWindow(ModelsSection, ChatListSection, QMainWindow):
         right.addLayout(banner_row)
         right.addWidget(self.chat, 1)
         right.addWidget(self.composer)
+        self.pane_layout = right
 
         self.splitter = splitter = QSplitter(Qt.Orientation.Horizontal)
         splitter.addWidget(self.sidebar)
@@ -333,6 +339,14 @@ class MainWindow(ModelsSection, ChatListSection, QMainWindow):
     def _begin_request(self, request_id: int) -> None:
         self._request = request_id
         self._set_busy(True)
+
+    def follow_request(self, request_id: int, answerer: str) -> None:
+        """Show an answer another part of the window submitted (a cloud answer) as this
+        window's own: streamed into the chat, stoppable, its failure shown."""
+        self.banner.hide()
+        self._pending_question = ""
+        self._begin_request(request_id)
+        self.chat.begin_answer(answerer)
 
     @Slot(str)
     def _on_send_requested(self, text: str) -> None:

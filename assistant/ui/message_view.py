@@ -37,6 +37,8 @@ def format_footer(message: Message, names: dict[str, str] | None = None) -> str:
     """The quiet line under an answer: model, tokens and speed, and what happened to it when
     it did not simply end (stopped by you, cut at the length limit, interrupted, failed)."""
     parts: list[str] = []
+    if message.provider and message.provider != "local":
+        parts.append(f"☁ cloud: {message.provider}")  # what left the machine is marked
     if message.model:
         parts.append((names or {}).get(message.model, message.model))
     tokens = message.stats.get("completion_tokens")

@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, Any
 from PySide6.QtCore import QCoreApplication, QFileSystemWatcher, QObject, Signal, Slot
 
 from assistant.chat.history import HistoryStore
+from assistant.chat.ledger import CloudLedger
+from assistant.cloud import CloudConfig, register_cloud
 from assistant.models.store import ModelStore
 from assistant.paths import AppPaths, app_paths
 from assistant.providers import FileLoader, ProviderRegistry, load_gguf, local_provider
@@ -75,6 +77,10 @@ class AppServices(QObject):
         self._hardware = hardware
         self._downloads: DownloadQueue | None = None
         self.providers = ProviderRegistry([local_provider(self.models, load_file)])
+        # Cloud providers (remote lane), reachable only while the global switch is on.
+        self.cloud = CloudConfig.for_paths(paths)
+        self.ledger = CloudLedger(self.history.db_path)
+        register_cloud(self.providers, self.cloud, self.cloud_allowed)
         self.runner = ModelRunner(self.history, self.providers, parent=self)
         self._shut_down = False
         self.settings.add_listener(self._on_settings_changed)
@@ -119,6 +125,10 @@ class AppServices(QObject):
 
             self._downloads = make_downloads(self.models, self.catalog(), self.hardware(), self)
         return self._downloads
+
+    def cloud_allowed(self) -> bool:
+        """The global cloud switch (read by cloud providers at every request)."""
+        return bool(self.settings["cloud_enabled"]) and not self._shut_down
 
     @property
     def shutting_down(self) -> bool:
@@ -180,6 +190,7 @@ class AppServices(QObject):
             try:
                 _try("purge deleted chats", self.history.purge_deleted)
             finally:
+                _try("close the cloud ledger", self.ledger.close)
                 _try("close the history", self.history.close)
         else:  # it may still write the answer in progress: leave the history to it
             log.warning("The model worker is still running; the history is left open.")
