@@ -320,3 +320,22 @@ def test_with_cloud_off_nothing_connects_beyond_loopback(
     assert main(["models", "list"]) == 0
     capsys.readouterr()
     assert network_guard == []
+
+
+def test_a_closed_window_is_freed_at_once(qtbot: QtBot) -> None:
+    """The cloud part must not hold its window in a reference cycle: a closed window is
+    gone without waiting for the garbage collector (tests and a long session count on it)."""
+    import gc
+    import weakref
+
+    services = AppServices(app_paths().ensure())
+    try:
+        gc.disable()
+        window = MainWindow(services)
+        freed = weakref.ref(window)
+        window.close()
+        del window
+        assert freed() is None
+    finally:
+        gc.enable()
+        services.shutdown()

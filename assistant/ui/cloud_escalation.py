@@ -19,7 +19,7 @@ import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from PySide6.QtCore import QObject, Qt, Slot
 from PySide6.QtGui import QAction, QKeySequence
@@ -109,7 +109,9 @@ class CloudEscalation(QObject):
 
     def __init__(self, window: MainWindow) -> None:
         super().__init__(window)
-        self.window = window
+        # The window is reached through Qt's parent link, never a Python attribute: a
+        # reference cycle would keep a closed window (and its widgets) alive until the
+        # garbage collector happens to run.
         self.services = window.services
         self.settings = window.settings
         self.ledger: CloudLedger = self.services.ledger
@@ -164,6 +166,10 @@ class CloudEscalation(QObject):
         window.new_chat_action.triggered.connect(self._on_new_chat)
         self.services.settingsChanged.connect(self._on_settings_changed)
         self.refresh()
+
+    @property
+    def window(self) -> MainWindow:
+        return cast("MainWindow", self.parent())
 
     # --- what may leave the machine ------------------------------------------------------------
 
