@@ -144,7 +144,7 @@ def test_two_loads_at_once_leave_stderr_as_it_was(model_path: Path) -> None:
     def load() -> None:
         try:
             engines.append(LocalEngine(model_path, n_ctx=512))
-        except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
+        except BaseException as exc:  # reported by the assertion below
             errors.append(exc)
 
     threads = [threading.Thread(target=load) for _ in range(3)]
