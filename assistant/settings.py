@@ -392,12 +392,13 @@ SCHEMA: tuple[Setting, ...] = (
     ),
     Setting(
         "prompt_lookup",
-        True,
+        False,
         bool,
         label="Write copied text faster",
         group="Model",
         tooltip="When an answer repeats parts of the question (fix, rewrite, edit), guess the "
-        "next words from the question and check them in one step; the answer is the same",
+        "next words from the question and check them in one step; the answer is the same. "
+        "Pays off with larger models; small ones on a CPU can get slower",
         reload_model=True,
     ),
 )

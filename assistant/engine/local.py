@@ -82,7 +82,7 @@ class LocalEngine:
         n_gpu_layers: int = 0,
         hardware: Hardware | None = None,
         state_cache: StateCache | None = None,
-        prompt_lookup: bool = True,
+        prompt_lookup: bool = False,
     ) -> None:
         self.path = Path(model_path)
         self.info: GGUFInfo = read_gguf_info(self.path)
@@ -162,7 +162,7 @@ class LocalEngine:
         try:
             prompt_lookup = bool(settings["prompt_lookup"])
         except KeyError:  # settings of an older shape (a snapshot, a test's dict)
-            prompt_lookup = True
+            prompt_lookup = False
         return cls(
             model_path,
             model_id=model_id,
