@@ -194,7 +194,10 @@ def _close_all_widgets_and_threads() -> list[str]:
     # properly before stray threads are ended, or a long run grows until it swaps.
     from assistant.ui.worker import ModelRunner
 
-    ModelRunner.shutdown_all()
+    # Generous: a load in progress ends before the runner can free it, and on a busy machine a
+    # load takes far longer than usual. A runner still loading when the next test starts
+    # would load a second model next to that test's own.
+    ModelRunner.shutdown_all(timeout_ms=120_000)
     for widget in QApplication.topLevelWidgets():
         try:
             widget.close()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -128,6 +130,34 @@ def _long_history(turns: int) -> list[ChatMessage]:
         messages.append(ChatMessage("assistant", "Rivers flow to the sea. " * 8))
     messages.append(ChatMessage("user", "What is the capital of France?"))
     return messages
+
+
+def test_two_loads_at_once_leave_stderr_as_it_was(model_path: Path) -> None:
+    """llama-cpp-python silences a load by pointing the process's stderr at /dev/null and back;
+    two loads in two threads (a front end's model and a leftover one being freed) must not
+    leave it pointing at /dev/null."""
+    before = os.fstat(2)
+    stream = sys.stderr
+    engines: list[LocalEngine] = []
+    errors: list[BaseException] = []
+
+    def load() -> None:
+        try:
+            engines.append(LocalEngine(model_path, n_ctx=512))
+        except BaseException as exc:  # reported by the assertion below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=load) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for loaded in engines:
+        loaded.close()
+    assert not errors and len(engines) == 3
+    after = os.fstat(2)
+    assert (after.st_dev, after.st_ino) == (before.st_dev, before.st_ino)
+    assert sys.stderr is stream
 
 
 def test_overflow_drop_oldest_keeps_system_prompt(model_path: Path) -> None:

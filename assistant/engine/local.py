@@ -55,6 +55,12 @@ from assistant.models.hardware import Hardware, detect_hardware, estimate_memory
 
 log = logging.getLogger(__name__)
 
+_LOADING = threading.Lock()
+"""One model load at a time in a process. Loading quietly, llama-cpp-python points the
+process's stdout and stderr (file descriptors 1 and 2, and ``sys.stdout``/``sys.stderr``) at
+/dev/null and back; two loads overlapping in two threads would restore each other's /dev/null
+and leave the process's stderr silenced for good."""
+
 DEFAULT_CONTEXT = 4096
 
 
@@ -95,7 +101,7 @@ class LocalEngine:
         self.warnings: list[str] = []
         self._check_memory(hardware)
 
-        with llama_log.capture() as lines:
+        with _LOADING, llama_log.capture() as lines:
             try:
                 self._llama = Llama(
                     model_path=str(self.path),
