@@ -15,10 +15,14 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from assistant.engine.base import ChatProvider, ProviderKind
 from assistant.errors import AssistantError
+from assistant.paths import app_paths
+
+if TYPE_CHECKING:
+    from assistant.engine.state_cache import StateCache
 
 LOCAL = "local"
 
@@ -57,10 +61,52 @@ class ProviderEntry:
 
 
 def load_gguf(path: Path, settings: ProviderSettings, model_id: str) -> ChatProvider:
-    """Load a GGUF with the user's settings (imported here: llama.cpp is slow to import)."""
+    """Load a GGUF with the user's settings (imported here: llama.cpp is slow to import), with
+    the process's shared cache of saved model states, so every front end, every model load
+    and the next process continue conversations without reading them again."""
     from assistant.engine.local import LocalEngine
 
-    return LocalEngine.from_settings(path, settings, model_id=model_id)
+    return LocalEngine.from_settings(
+        path, settings, model_id=model_id, state_cache=shared_state_cache(settings)
+    )
+
+
+_STATE_CACHE: list[StateCache] = []
+"""The process's state cache (a process uses one cache folder; a new folder, as each test
+has, replaces it)."""
+
+
+def state_cache_folder() -> Path:
+    """Where saved model states live: ``model-state`` in the cache folder."""
+    from assistant.engine.state_cache import FOLDER_NAME
+
+    return app_paths().cache / FOLDER_NAME
+
+
+def shared_state_cache(settings: ProviderSettings) -> StateCache | None:
+    """This process's cache of saved model states (shared by every engine it loads), with the
+    budgets in ``settings``; None when ``model_memory`` is off."""
+    from assistant.engine.state_cache import StateCache, default_memory_budget
+    from assistant.models.hardware import MIB, detect_hardware
+
+    if not _setting(settings, "model_memory", True):
+        return None
+    ram_mb = int(_setting(settings, "model_memory_ram_mb", 0))
+    memory = ram_mb * MIB if ram_mb else default_memory_budget(detect_hardware())
+    disk = int(_setting(settings, "model_memory_disk_mb", 4096)) * MIB
+    folder = state_cache_folder() if disk else None
+    if _STATE_CACHE and _STATE_CACHE[0].folder == folder:
+        _STATE_CACHE[0].set_budgets(memory=memory, disk=disk)
+    else:
+        _STATE_CACHE[:] = [StateCache(folder, memory_budget=memory, disk_budget=disk)]
+    return _STATE_CACHE[0]
+
+
+def _setting(settings: ProviderSettings, key: str, default: Any) -> Any:
+    try:
+        return settings[key]
+    except KeyError:  # a snapshot from before the setting existed
+        return default
 
 
 class _ModelFiles(Protocol):

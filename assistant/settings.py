@@ -357,6 +357,57 @@ SCHEMA: tuple[Setting, ...] = (
     Setting("cloud_latest_only", False, bool, label="Send only the latest question"),
     Setting("cloud_redact", True, bool, label="Redact personal details before sending"),
     Setting("cloud_advisor", True, bool, label="Suggest asking a cloud model"),
+    # Model memory: saved KV states of conversations, and drafting answers from the prompt.
+    Setting(
+        "model_memory",
+        True,
+        bool,
+        label="Remember what the model has read",
+        group="Model",
+        tooltip="Keep the model's reading of each conversation, so switching back, the command "
+        "line and a restart continue without reading the whole chat again",
+        reload_model=True,
+    ),
+    Setting(
+        "model_memory_ram_mb",
+        0,
+        int,
+        label="Memory for it (MB)",
+        group="Model",
+        minimum=0,
+        maximum=65536,
+        step=256,
+        special_value_text="Automatic",
+        accessible_name="Memory for remembered conversations in megabytes",
+        tooltip="RAM kept for recently used conversations; Automatic takes a share of this "
+        "computer's memory",
+        reload_model=True,
+    ),
+    Setting(
+        "model_memory_disk_mb",
+        4096,
+        int,
+        label="Disk space for it (MB)",
+        group="Model",
+        minimum=0,
+        maximum=1048576,
+        step=512,
+        special_value_text="Off",
+        accessible_name="Disk space for remembered conversations in megabytes",
+        tooltip="Saved in the cache folder, oldest first out; Off keeps them in memory only",
+        reload_model=True,
+    ),
+    Setting(
+        "prompt_lookup",
+        False,
+        bool,
+        label="Write copied text faster",
+        group="Model",
+        tooltip="When an answer repeats parts of the question (fix, rewrite, edit), guess the "
+        "next words from the question and check them in one step; the answer is the same. "
+        "Pays off with larger models; small ones on a CPU can get slower",
+        reload_model=True,
+    ),
 )
 _BY_KEY = {setting.key: setting for setting in SCHEMA}
 

@@ -79,7 +79,8 @@ def test_schema_declares_what_the_dialog_and_the_engine_need() -> None:
     shown = [s for s in SCHEMA if s.group is not None]
     assert {s.group for s in shown} == set(GROUPS)
     assert all(s.label for s in SCHEMA)
-    assert {"context_size", "threads", "gpu_layers"} == RELOAD_KEYS
+    model_memory = {"model_memory", "model_memory_ram_mb", "model_memory_disk_mb", "prompt_lookup"}
+    assert {"context_size", "threads", "gpu_layers"} | model_memory == RELOAD_KEYS
     assert setting("overflow_policy").choice_values == OVERFLOW_POLICIES
     for declared in shown:
         if declared.kind in (int, float) and not declared.choices:

@@ -23,6 +23,7 @@ from assistant.cli.arguments import (
 from assistant.engine.base import ChatMessage, GenerationSettings
 from assistant.errors import AssistantError, HistoryDamagedError, InvalidTextError, NoModelError
 from assistant.paths import app_paths
+from assistant.providers import load_gguf
 from assistant.settings import Settings
 
 
@@ -91,16 +92,26 @@ class _Session:
         return replace(base, **changes)
 
     def load_model(self, model_id: str | None, model_path: Path | None) -> None:
-        from assistant.engine.local import LocalEngine  # loading llama.cpp takes a moment
-
         path, name = resolve_model(model_id, model_path)
         # Load the new model before letting go of the old one: if it fails, the chat goes on.
-        loaded = LocalEngine.from_settings(path, self.settings, model_id=name)
+        # Through the local provider's loader: it brings the saved model states, so continuing
+        # a conversation here does not read it all again.
+        loaded = load_gguf(path, self.settings, name)
         if self.engine is not None:
             self.engine.close()
         self.engine = loaded
         for warning in self.engine.warnings:
             print(f"warning: {warning}", file=sys.stderr)
+
+    def close(self) -> None:
+        """Free the model; its state is saved and written before this returns."""
+        if self.engine is not None:
+            cache = getattr(self.engine, "state_cache", None)
+            self.engine.close()
+            self.engine = None
+            if cache is not None:
+                cache.flush()
+        self.history.close()
 
     def open_conversation(self, conversation_id: int | None) -> int:
         """The saved conversation to continue, or a new one."""
@@ -178,6 +189,13 @@ def run_ask(args: argparse.Namespace) -> int:
 
         return run_cloud_ask(args)
     session = _Session(args)
+    try:
+        return _ask(session, args)
+    finally:
+        session.close()
+
+
+def _ask(session: _Session, args: argparse.Namespace) -> int:
     if args.conversation is not None:  # a wrong number is told before the model loads
         session.history.get_conversation(args.conversation)
     session.load_model(args.model, args.model_path)
@@ -229,6 +247,13 @@ def _read_line() -> str:
 
 def run_chat(args: argparse.Namespace) -> int:
     session = _Session(args)
+    try:
+        return _chat(session, args)
+    finally:
+        session.close()
+
+
+def _chat(session: _Session, args: argparse.Namespace) -> int:
     if args.conversation is not None:
         session.history.get_conversation(args.conversation)
     session.load_model(args.model, args.model_path)

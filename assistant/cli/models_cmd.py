@@ -72,6 +72,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     token.add_argument("action", choices=("set", "clear", "status"))
     token.set_defaults(func=_offline(run_token))
 
+    from assistant.cli import state_cmd
+
+    state_cmd.register(commands)
+
 
 def _offline(handler: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
     def guarded(args: argparse.Namespace) -> int:

@@ -6,6 +6,16 @@ A llama context is not thread-safe: one ``LocalEngine`` is owned by one worker a
 Follow-up turns reuse the KV cache: the new prompt is compared token by token with what the
 context already holds, and only the part after the common prefix is evaluated. Time to first
 token therefore tracks the length of the new message, not of the whole conversation.
+
+With a :class:`~assistant.engine.state_cache.StateCache` attached, the context's state also
+outlives a switch to another conversation, the engine and the process: before the context is
+given to a prompt that shares little with it (another chat, a quick ask) or the engine closes,
+its state is saved; a prompt the context cannot serve starts from the saved state sharing the
+longest prefix with it. A long fixed preamble (the system prompt) is saved on its own, so new
+chats that share it start from it.
+
+Answers may also be decoded speculatively with drafts from the prompt
+(:mod:`assistant.engine.prompt_lookup`): same tokens, fewer passes over the model.
 """
 
 from __future__ import annotations
@@ -16,15 +26,17 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any, Protocol
 
 import llama_cpp
 from llama_cpp import Llama
+from llama_cpp._internals import LlamaBatch
 
 from assistant.disk import format_bytes
-from assistant.engine import llama_log
+from assistant.engine import kv_state, llama_log
 from assistant.engine.base import (
     CancelToken,
     ChatMessage,
@@ -35,6 +47,8 @@ from assistant.engine.base import (
     StopReason,
 )
 from assistant.engine.prompt import FALLBACK_WARNING, PromptFormat, StopScanner
+from assistant.engine.prompt_lookup import PromptLookup
+from assistant.engine.state_cache import StateCache, StateMatch, common_prefix
 from assistant.errors import ContextOverflowError, InsufficientMemoryError
 from assistant.models.gguf_file import GGUFInfo, explain_load_failure, read_gguf_info
 from assistant.models.hardware import Hardware, detect_hardware, estimate_memory
@@ -73,6 +87,8 @@ class LocalEngine:
         n_threads: int | None = None,
         n_gpu_layers: int = 0,
         hardware: Hardware | None = None,
+        state_cache: StateCache | None = None,
+        prompt_lookup: bool = False,
     ) -> None:
         self.path = Path(model_path)
         self.info: GGUFInfo = read_gguf_info(self.path)
@@ -116,21 +132,57 @@ class LocalEngine:
         self._lock = threading.Lock()
         self._closed = False
 
+        self.state_cache = state_cache
+        self.fingerprint = kv_state.context_fingerprint(
+            self._llama, self.path, n_gpu_layers if hardware.gpu_offload else 0
+        )
+        # The context holds tokens no saved state holds yet (saved when the context moves on).
+        self._unsaved = False
+        self.prompt_lookup = prompt_lookup
+        # Drafts need the tail of the cache to be removable; sliding-window and recurrent
+        # memories cannot drop single positions.
+        raw_model = model.model
+        self._can_draft = not (
+            llama_cpp.llama_model_n_swa(raw_model) > 0
+            or llama_cpp.llama_model_is_recurrent(raw_model)
+            or llama_cpp.llama_model_is_hybrid(raw_model)
+        )
+        self._draft_batch: LlamaBatch | None = None
+        self.last_drafts = (0, 0)
+        """Drafted and accepted tokens of the last answer (for benchmarks and tests)."""
+
     @classmethod
     def from_settings(
-        cls, model_path: Path | str, settings: _EngineSettings, *, model_id: str | None = None
+        cls,
+        model_path: Path | str,
+        settings: _EngineSettings,
+        *,
+        model_id: str | None = None,
+        state_cache: StateCache | None = None,
     ) -> LocalEngine:
         """Load a model with the context size, threads and GPU layers the user chose
-        (``context_size``, ``threads``, ``gpu_layers`` of ``assistant.settings.Settings``)."""
+        (``context_size``, ``threads``, ``gpu_layers``, ``prompt_lookup`` of
+        ``assistant.settings.Settings``)."""
         gpu = str(settings["gpu_layers"])
         layers = -1 if gpu == "auto" else 0 if gpu == "off" else int(gpu)
+        try:
+            prompt_lookup = bool(settings["prompt_lookup"])
+        except KeyError:  # settings of an older shape (a snapshot, a test's dict)
+            prompt_lookup = False
         return cls(
             model_path,
             model_id=model_id,
             n_ctx=settings["context_size"],
             n_threads=settings["threads"] or None,
             n_gpu_layers=layers,
+            state_cache=state_cache,
+            prompt_lookup=prompt_lookup,
         )
+
+    def attach_state_cache(self, cache: StateCache | None) -> None:
+        """Save and restore this engine's states in ``cache`` from now on (None: stop)."""
+        with self._lock:
+            self.state_cache = cache
 
     # --- provider interface --------------------------------------------------------------
 
@@ -150,18 +202,32 @@ class LocalEngine:
     ) -> Generation:
         tokens, dropped, stops = self.fit_prompt(messages, settings)
         generation = Generation(iter(()), dropped=dropped)
-        generation._chunks = self._produce(generation, tokens, stops, settings, cancel)
+        preamble = partial(self._preamble_end, messages, tokens)
+        generation._chunks = self._produce(generation, tokens, stops, settings, cancel, preamble)
         return generation
+
+    def clear_context(self) -> None:
+        """Forget what the context holds, without saving it: the next prompt is read in full
+        (or from a saved state). For measurements and tests."""
+        with self._lock:
+            self._llama.reset()
+            self._llama._ctx.kv_cache_clear()
+            self._unsaved = False
 
     def count_tokens(self, text: str) -> int:
         return len(self._llama.tokenize(text.encode("utf-8"), add_bos=False, special=False))
 
     def close(self) -> None:
-        """Free the model. The engine cannot answer afterwards (llama.cpp's memory is gone)."""
+        """Free the model. The engine cannot answer afterwards (llama.cpp's memory is gone).
+        With a state cache, the context's state is saved first (written in the background;
+        ``StateCache.flush`` waits for it)."""
         with self._lock:
             if not self._closed:
-                self._closed = True
-                self._llama.close()
+                try:
+                    self._save_state()
+                finally:
+                    self._closed = True
+                    self._llama.close()
 
     # --- prompt fitting --------------------------------------------------------------------
 
@@ -233,25 +299,75 @@ class LocalEngine:
         )
         return tokens, rendered.stop
 
-    # --- generation ------------------------------------------------------------------------
+    # --- what the context holds ------------------------------------------------------------
 
     def _reuse_cache(self, tokens: list[int]) -> int:
-        """Keep the cached prefix shared with ``tokens``; return how many tokens it saves."""
+        """Keep the cached prefix shared with ``tokens``, or restore a saved state sharing a
+        longer one; return how many tokens are already in the context."""
         llama = self._llama
         cached = llama.n_tokens
-        prefix = 0
-        for held, wanted in zip(llama._input_ids[:cached], tokens, strict=False):
-            if held != wanted:
-                break
-            prefix += 1
+        prefix = common_prefix(llama._input_ids, tokens)
         # The last prompt token is always evaluated again: sampling needs its fresh logits.
         reuse = min(prefix, len(tokens) - 1)
+        cache = self.state_cache
+        match: StateMatch | None = None
+        if cache is not None and len(tokens) - 1 - reuse >= cache.min_tokens:
+            match = cache.find(self.fingerprint, tokens, better_than=reuse)
+        if cache is not None and cached - reuse >= cache.min_tokens:
+            # The context moves on to another prompt (another chat, an edit): keep what it
+            # held, so coming back costs a restore instead of a read.
+            self._save_state()
+        if match is not None:
+            return match.usable if self._restore(match) else 0
         if reuse > 0 and llama._ctx.kv_cache_seq_rm(-1, reuse, -1):
             llama.n_tokens = reuse
             return reuse
         llama.reset()
         llama._ctx.kv_cache_clear()
         return 0
+
+    def _preamble_end(self, messages: list[ChatMessage], tokens: list[int]) -> int:
+        """How many leading tokens of ``tokens`` do not depend on the conversation itself: the
+        system prompt and the template's opening, up to the first user message's text. Found
+        by rendering the chat again with another first message and comparing."""
+        first = next((i for i, m in enumerate(messages) if m.role != "system"), None)
+        if not first:  # no system prompt, or nothing after it
+            return 0
+        variant = list(messages[: first + 1])
+        variant[first] = ChatMessage(variant[first].role, "\u2063")
+        other, _stops = self._tokenize_chat(variant)
+        return common_prefix(other, tokens)
+
+    def _save_state(self) -> None:
+        """Hand the context's state to the cache, if it holds anything not saved yet."""
+        cache = self.state_cache
+        llama = self._llama
+        if cache is None or not self._unsaved or llama.n_tokens < cache.min_tokens:
+            return
+        data = kv_state.copy_out(llama)
+        if data is None:
+            log.warning("llama.cpp returned no state for %d tokens.", llama.n_tokens)
+            return
+        cache.put(self.fingerprint, llama._input_ids.tolist(), data)
+        self._unsaved = False
+
+    def _restore(self, match: StateMatch) -> bool:
+        """Load a saved state into the context and keep its first ``match.usable`` tokens.
+        A state llama.cpp refuses is discarded; the context is then empty."""
+        llama = self._llama
+        held = len(match.state.tokens)
+        if not kv_state.copy_in(llama, match.data, held, match.usable):
+            log.warning("llama.cpp refused a saved state of %d tokens; reading afresh.", held)
+            assert self.state_cache is not None
+            self.state_cache.discard(match.state)
+            llama.reset()
+            return False
+        llama.input_ids[: match.usable] = match.state.tokens[: match.usable]
+        llama.n_tokens = match.usable
+        self._unsaved = False
+        return True
+
+    # --- generation ------------------------------------------------------------------------
 
     def _produce(
         self,
@@ -260,6 +376,7 @@ class LocalEngine:
         stops: tuple[str, ...],
         settings: GenerationSettings,
         cancel: CancelToken | None,
+        preamble_end: Callable[[], int],
     ) -> Iterator[str]:
         stats = GenerationStats(
             model=self.model_id, provider=self.provider_name, prompt_tokens=len(tokens)
@@ -270,15 +387,28 @@ class LocalEngine:
             first_token_at: float | None = None
             stop_reason: StopReason = "stop"
             llama = self._llama
+            lookup: PromptLookup | None = None
             try:
                 reused = self._reuse_cache(tokens)
                 pending = tokens[reused:]
                 stats.evaluated_prompt_tokens = len(pending)
-                for start in range(0, len(pending), llama.n_batch):
-                    if cancel is not None and cancel.cancelled:
-                        stop_reason = "cancelled"
-                        return
-                    self._decode(pending[start : start + llama.n_batch])
+                # A new chat reading its system prompt afresh: keep that part on its own, so
+                # the next chat with the same prompt starts from it.
+                cache = self.state_cache
+                split = 0
+                if cache is not None and len(pending) > cache.min_tokens:
+                    boundary = preamble_end()
+                    if reused < boundary < len(tokens) - 1 and boundary >= cache.min_tokens:
+                        split = boundary - reused
+                for part in (pending[:split], pending[split:]):
+                    for start in range(0, len(part), llama.n_batch):
+                        if cancel is not None and cancel.cancelled:
+                            stop_reason = "cancelled"
+                            return
+                        self._decode(part[start : start + llama.n_batch])
+                    if part and split:
+                        self._save_state()
+                        split = 0
 
                 llama.set_seed(
                     settings.seed if settings.seed is not None else random.getrandbits(31)
@@ -290,11 +420,18 @@ class LocalEngine:
                     temp=settings.temperature,
                     repeat_penalty=settings.repeat_penalty,
                 )
+                if self.prompt_lookup and self._can_draft:
+                    lookup = PromptLookup(tokens)
                 decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
                 scanner = StopScanner(stops + tuple(settings.stop))
                 trim_start = self._format.uses_fallback
                 to_piece = self._token_bytes
                 is_end = llama_cpp.llama_vocab_is_eog
+                # Drafted tokens already in the context after the last accepted one, and where
+                # the logits for the next sample sit in the last batch.
+                drafts: list[int] = []
+                logits_at = -1
+                round_accepted = round_drafted = 0
                 while True:
                     if cancel is not None and cancel.cancelled:
                         stop_reason = "cancelled"
@@ -303,9 +440,22 @@ class LocalEngine:
                     if full or stats.completion_tokens >= settings.max_tokens:
                         stop_reason = "length"
                         break
-                    token = sampler.sample(llama._ctx, -1)
+                    token = sampler.sample(llama._ctx, logits_at)
                     if first_token_at is None:
                         first_token_at = time.perf_counter()
+                    accepted = bool(drafts) and token == drafts[0]
+                    settled = False  # this round of drafts is over: all taken, or one missed
+                    if accepted:
+                        drafts.pop(0)
+                        round_accepted += 1
+                        settled = not drafts
+                    elif drafts:
+                        self._drop_drafts(drafts)
+                        settled = True
+                    if lookup is not None:
+                        lookup.push(token)
+                        if settled:
+                            lookup.record(round_accepted, round_drafted)
                     if is_end(self._vocab, token):
                         break
                     stats.completion_tokens += 1
@@ -319,7 +469,26 @@ class LocalEngine:
                         yield text
                     if scanner.stopped:
                         break
-                    self._decode([token])
+                    if accepted:  # already in the context: its logits are the next position's
+                        llama.input_ids[llama.n_tokens] = token
+                        llama.n_tokens += 1
+                        logits_at += 1
+                        continue
+                    if lookup is not None:
+                        room = min(
+                            settings.max_tokens - stats.completion_tokens - 1,
+                            self.n_ctx - llama.n_tokens - 2,
+                        )
+                        drafts = lookup.propose(room)
+                    if drafts:
+                        self._decode_drafts(token, drafts)
+                        logits_at = 0
+                        round_accepted, round_drafted = 0, len(drafts)
+                    else:
+                        self._decode([token])
+                        logits_at = -1
+                if drafts:
+                    self._drop_drafts(drafts)
                 tail = scanner.feed(decoder.decode(b"", final=True)) + scanner.flush()
                 if tail:
                     yield tail
@@ -328,8 +497,19 @@ class LocalEngine:
                 raise
             except BaseException:
                 stop_reason = "error"
+                # What the context holds after a failed decode is unknown: neither reuse nor
+                # save it.
+                self._unsaved = False
+                llama.reset()
+                llama._ctx.kv_cache_clear()
                 raise
             finally:
+                if stop_reason != "error":
+                    # Drafts left after a stop: the context must hold what n_tokens says.
+                    llama._ctx.kv_cache_seq_rm(0, llama.n_tokens, -1)
+                self.last_drafts = (
+                    (lookup.drafted, lookup.accepted) if lookup is not None else (0, 0)
+                )
                 ended = time.perf_counter()
                 stats.stop_reason = stop_reason
                 stats.dropped_messages = len(generation.dropped)
@@ -357,6 +537,30 @@ class LocalEngine:
             )
         llama.input_ids[llama.n_tokens : llama.n_tokens + count] = tokens
         llama.n_tokens += count
+        self._unsaved = True
+
+    def _decode_drafts(self, token: int, drafts: list[int]) -> None:
+        """Evaluate ``token`` (accepted) and ``drafts`` (not yet) in one batch, with logits
+        for every position, so each draft can be checked against what the model samples."""
+        llama = self._llama
+        batch_tokens = [token, *drafts]
+        if self._draft_batch is None:
+            self._draft_batch = LlamaBatch(n_tokens=64, embd=0, n_seq_max=1, verbose=False)
+        batch = self._draft_batch
+        batch.set_batch(batch_tokens, llama.n_tokens, logits_all=True)
+        if llama_cpp.llama_decode(llama._ctx.ctx, batch.batch):
+            raise InsufficientMemoryError(
+                "The engine ran out of room while writing the answer.",
+                hint="Lower the context size or start a new conversation.",
+            )
+        llama.input_ids[llama.n_tokens] = token
+        llama.n_tokens += 1
+        self._unsaved = True
+
+    def _drop_drafts(self, drafts: list[int]) -> None:
+        """Remove drafts that were not accepted from the context."""
+        self._llama._ctx.kv_cache_seq_rm(0, self._llama.n_tokens, -1)
+        drafts.clear()
 
     def _token_bytes(self, token: int) -> bytes:
         """The bytes of one token (cached). Multi-byte characters may span several tokens."""
