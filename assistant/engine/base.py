@@ -111,6 +111,10 @@ class Generation:
 
 ProviderKind = Literal["local", "remote"]
 
+LoadProgress = Callable[[float], bool]
+"""Told how far a model load is (0.0 to 1.0, increasing, at most ~10 times a second, 1.0 last);
+returning ``False`` cancels the load (the loader then raises ``assistant.errors.Cancelled``)."""
+
 
 class ChatProvider(Protocol):
     """Anything that can answer a conversation: the local engine, a cloud API.

@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import llama_cpp
-from llama_cpp import Llama
 
 from assistant.disk import format_bytes
 from assistant.engine import llama_log
@@ -31,9 +30,11 @@ from assistant.engine.base import (
     Generation,
     GenerationSettings,
     GenerationStats,
+    LoadProgress,
     ProviderKind,
     StopReason,
 )
+from assistant.engine.load_progress import open_llama
 from assistant.engine.prompt import FALLBACK_WARNING, PromptFormat, StopScanner
 from assistant.errors import ContextOverflowError, InsufficientMemoryError
 from assistant.models.gguf_file import GGUFInfo, explain_load_failure, read_gguf_info
@@ -67,7 +68,9 @@ class LocalEngine:
         n_threads: int | None = None,
         n_gpu_layers: int = 0,
         hardware: Hardware | None = None,
+        progress: LoadProgress | None = None,
     ) -> None:
+        """``progress`` hears how far the load is and may cancel it (``Cancelled`` is raised)."""
         self.path = Path(model_path)
         self.info: GGUFInfo = read_gguf_info(self.path)
         self.model_id = model_id or self.path.stem
@@ -81,7 +84,8 @@ class LocalEngine:
 
         with llama_log.capture() as lines:
             try:
-                self._llama = Llama(
+                self._llama = open_llama(
+                    progress,
                     model_path=str(self.path),
                     n_ctx=self.n_ctx,
                     n_batch=512,
@@ -112,7 +116,12 @@ class LocalEngine:
 
     @classmethod
     def from_settings(
-        cls, model_path: Path | str, settings: _EngineSettings, *, model_id: str | None = None
+        cls,
+        model_path: Path | str,
+        settings: _EngineSettings,
+        *,
+        model_id: str | None = None,
+        progress: LoadProgress | None = None,
     ) -> LocalEngine:
         """Load a model with the context size, threads and GPU layers the user chose
         (``context_size``, ``threads``, ``gpu_layers`` of ``assistant.settings.Settings``)."""
@@ -124,6 +133,7 @@ class LocalEngine:
             n_ctx=settings["context_size"],
             n_threads=settings["threads"] or None,
             n_gpu_layers=layers,
+            progress=progress,
         )
 
     # --- provider interface --------------------------------------------------------------
