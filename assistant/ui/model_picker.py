@@ -3,7 +3,14 @@
 from __future__ import annotations
 
 from PySide6.QtCore import Signal, Slot
-from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QProgressBar, QWidget
+from PySide6.QtWidgets import (
+    QComboBox,
+    QHBoxLayout,
+    QLabel,
+    QProgressBar,
+    QPushButton,
+    QWidget,
+)
 
 from assistant.models.store import InstalledModel
 
@@ -16,10 +23,12 @@ class ModelPicker(QWidget):
     Signals:
         modelChosen(str): the user picked an installed model (its id).
         getModelsRequested(): the user picked "Get models…".
+        cancelLoadRequested(): the user asked to stop loading the model.
     """
 
     modelChosen = Signal(str)
     getModelsRequested = Signal()
+    cancelLoadRequested = Signal()
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -33,11 +42,15 @@ class ModelPicker(QWidget):
         self.combo.setPlaceholderText("No model")
         self.combo.activated.connect(self._on_activated)
         self.progress = QProgressBar()
-        self.progress.setRange(0, 0)  # busy: llama.cpp does not report how far a load is
         self.progress.setMaximumWidth(120)
         self.progress.setTextVisible(False)
         self.progress.setAccessibleName("Loading the model")
         self.progress.hide()
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setAccessibleName("Cancel loading the model")
+        self.cancel_button.setToolTip("Stop loading this model")
+        self.cancel_button.clicked.connect(self.cancelLoadRequested)
+        self.cancel_button.hide()
         self.state = QLabel()
         self.state.setObjectName("EmptyHint")
         label = QLabel("&Model")
@@ -47,6 +60,7 @@ class ModelPicker(QWidget):
         layout.addWidget(label)
         layout.addWidget(self.combo)
         layout.addWidget(self.progress)
+        layout.addWidget(self.cancel_button)
         layout.addWidget(self.state)
         self._current: str | None = None
 
@@ -80,17 +94,33 @@ class ModelPicker(QWidget):
             self.combo.setCurrentIndex(index)
             self._on_activated(index)
 
-    def show_loading(self) -> None:
+    def show_loading(self, fraction: float | None = None) -> None:
+        """Loading; ``fraction`` is how far (``None``: not known yet, a busy bar)."""
+        if fraction is None:
+            self.progress.setRange(0, 0)
+        else:
+            self.progress.setRange(0, 100)
+            self.progress.setValue(round(fraction * 100))
         self.progress.show()
+        self.cancel_button.setEnabled(True)
+        self.cancel_button.show()
         self.state.setText("Loading…")
 
+    def show_cancelling(self) -> None:
+        self.cancel_button.setEnabled(False)
+        self.state.setText("Cancelling…")
+
     def show_ready(self) -> None:
-        self.progress.hide()
+        self._hide_load()
         self.state.setText("")
 
     def show_failed(self) -> None:
-        self.progress.hide()
+        self._hide_load()
         self.state.setText("Not loaded")
+
+    def _hide_load(self) -> None:
+        self.progress.hide()
+        self.cancel_button.hide()
 
     @Slot(int)
     def _on_activated(self, index: int) -> None:
