@@ -189,7 +189,6 @@ def test_ctrl_c_while_switching_models_in_chat_keeps_the_old_one(
     captured = capsys.readouterr()
     assert code == 0, captured.err
     assert (
-        f"Loading {model_id} was cancelled. Still using SmolLM2-135M-Instruct.Q4_1."
-        in captured.err
+        f"Loading {model_id} was cancelled. Still using SmolLM2-135M-Instruct.Q4_1." in captured.err
     )
     assert "Paris" in captured.out  # the chat went on with the old model
