@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from assistant.engine.base import ChatMessage, GenerationSettings
+from assistant.engine.base import ChatMessage, GenerationSettings, load_percent
 from assistant.engine.load_progress import _ProgressRelay
 from assistant.engine.local import LocalEngine
 from assistant.errors import Cancelled
@@ -170,3 +170,7 @@ def test_the_relay_forgets_its_callable_after_the_load() -> None:
     relay.detach()
     assert relay._on_progress(0.5, NULL) is True
     assert seen == []
+
+
+def test_a_load_shows_100_percent_only_when_complete() -> None:
+    assert [load_percent(f) for f in (0.0, 0.004, 0.421, 0.996, 1.0)] == [0, 0, 42, 99, 100]

@@ -11,7 +11,7 @@ import pytest
 from PySide6.QtCore import Qt
 from pytestqt.qtbot import QtBot
 
-from assistant.engine.base import ChatProvider, GenerationSettings
+from assistant.engine.base import ChatProvider, GenerationSettings, load_percent
 from assistant.models.hardware import Hardware, detect_hardware
 from assistant.models.store import ModelStore
 from assistant.paths import app_paths
@@ -112,8 +112,8 @@ def test_the_window_shows_how_far_the_load_is(
     fractions = [f for f, *_ in seen]
     assert fractions == sorted(fractions) and fractions[-1] == 1.0
     for fraction, text, value, cancellable in seen:
-        assert text.startswith("Loading ") and text.endswith(f"… {round(fraction * 100)} %")
-        assert value == round(fraction * 100)
+        assert text.startswith("Loading ") and text.endswith(f"… {load_percent(fraction)} %")
+        assert value == load_percent(fraction)
         assert cancellable
     assert not window.picker.progress.isVisible()
     assert not window.picker.cancel_button.isVisible()

@@ -21,6 +21,8 @@ from contextlib import contextmanager
 from types import FrameType
 from typing import TextIO
 
+from assistant.engine.base import load_percent
+
 _ERASE_LINE = "\r\x1b[K"
 
 
@@ -38,7 +40,7 @@ class LoadMeter:
     def __call__(self, fraction: float) -> bool:
         if self.interrupted:
             return False
-        self._write(f"Loading {self.name}… {round(fraction * 100)} %")
+        self._write(f"Loading {self.name}… {load_percent(fraction)} %")
         return True
 
     def start(self) -> None:

@@ -116,6 +116,11 @@ LoadProgress = Callable[[float], bool]
 returning ``False`` cancels the load (the loader then raises ``assistant.errors.Cancelled``)."""
 
 
+def load_percent(fraction: float) -> int:
+    """A load's progress as a whole percentage for people: 100 only once it is complete."""
+    return 100 if fraction >= 1.0 else max(0, min(99, round(fraction * 100)))
+
+
 class ChatProvider(Protocol):
     """Anything that can answer a conversation: the local engine, a cloud API.
 

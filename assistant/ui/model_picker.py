@@ -12,6 +12,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from assistant.engine.base import load_percent
 from assistant.models.store import InstalledModel
 
 GET_MODELS = "__get_models__"
@@ -42,7 +43,7 @@ class ModelPicker(QWidget):
         self.combo.setPlaceholderText("No model")
         self.combo.activated.connect(self._on_activated)
         self.progress = QProgressBar()
-        self.progress.setMaximumWidth(120)
+        self.progress.setFixedWidth(100)  # the controls beside it stay put while it fills
         self.progress.setTextVisible(False)
         self.progress.setAccessibleName("Loading the model")
         self.progress.hide()
@@ -53,6 +54,7 @@ class ModelPicker(QWidget):
         self.cancel_button.hide()
         self.state = QLabel()
         self.state.setObjectName("EmptyHint")
+        self.state.setMinimumWidth(self.state.fontMetrics().horizontalAdvance("Cancelling…"))
         label = QLabel("&Model")
         label.setBuddy(self.combo)
         layout = QHBoxLayout(self)
@@ -100,11 +102,11 @@ class ModelPicker(QWidget):
             self.progress.setRange(0, 0)
         else:
             self.progress.setRange(0, 100)
-            self.progress.setValue(round(fraction * 100))
+            self.progress.setValue(load_percent(fraction))
         self.progress.show()
         self.cancel_button.setEnabled(True)
         self.cancel_button.show()
-        self.state.setText("Loading…")
+        self.state.setText("Loading…" if fraction is None else f"{load_percent(fraction)} %")
 
     def show_cancelling(self) -> None:
         self.cancel_button.setEnabled(False)

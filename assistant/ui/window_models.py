@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from PySide6.QtCore import Slot
 from PySide6.QtWidgets import QFileDialog, QLabel, QMainWindow
 
+from assistant.engine.base import load_percent
 from assistant.errors import AssistantError
 from assistant.models.store import InstalledModel, ModelStore
 from assistant.settings import Settings
@@ -110,7 +111,7 @@ class ModelsSection(QMainWindow):
         self.picker.show_loading(fraction)
         text = f"Loading {self.display_name(model_id or '')}…"
         if fraction is not None:
-            text += f" {round(fraction * 100)} %"
+            text += f" {load_percent(fraction)} %"
         self.status_label.setText(text)
 
     @Slot()
