@@ -13,11 +13,13 @@ This module is Qt-free; the GUI's ``ModelRunner`` and the CLI both use it.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from assistant.engine.base import ChatProvider, ProviderKind
+from assistant.engine.base import ChatProvider, LoadProgress, ProviderKind
 from assistant.errors import AssistantError
 from assistant.paths import app_paths
 
@@ -60,14 +62,38 @@ class ProviderEntry:
         return self.kind == "local"
 
 
-def load_gguf(path: Path, settings: ProviderSettings, model_id: str) -> ChatProvider:
+# Openers take (model id, settings) whatever the provider, and a remote one has nothing to
+# load; so the progress of a local load reaches ``load_gguf`` through the context of the thread
+# that opens it rather than through every opener's signature.
+_load_progress: ContextVar[LoadProgress | None] = ContextVar("load_progress", default=None)
+
+
+@contextmanager
+def reporting_load_progress(progress: LoadProgress | None) -> Iterator[None]:
+    """Within the block, a GGUF that ``load_gguf`` loads on this thread tells ``progress`` how
+    far it is, and stops with ``assistant.errors.Cancelled`` when ``progress`` returns False."""
+    token = _load_progress.set(progress)
+    try:
+        yield
+    finally:
+        _load_progress.reset(token)
+
+
+def load_gguf(
+    path: Path, settings: ProviderSettings, model_id: str, progress: LoadProgress | None = None
+) -> ChatProvider:
     """Load a GGUF with the user's settings (imported here: llama.cpp is slow to import), with
     the process's shared cache of saved model states, so every front end, every model load
-    and the next process continue conversations without reading them again."""
+    and the next process continue conversations without reading them again. ``progress``
+    defaults to the one of ``reporting_load_progress``."""
     from assistant.engine.local import LocalEngine
 
     return LocalEngine.from_settings(
-        path, settings, model_id=model_id, state_cache=shared_state_cache(settings)
+        path,
+        settings,
+        model_id=model_id,
+        state_cache=shared_state_cache(settings),
+        progress=progress or _load_progress.get(),
     )
 
 

@@ -20,8 +20,15 @@ from assistant.cli.arguments import (
     setting_value,
     text_argument,
 )
+from assistant.cli.load_meter import load_meter
 from assistant.engine.base import ChatMessage, GenerationSettings
-from assistant.errors import AssistantError, HistoryDamagedError, InvalidTextError, NoModelError
+from assistant.errors import (
+    AssistantError,
+    Cancelled,
+    HistoryDamagedError,
+    InvalidTextError,
+    NoModelError,
+)
 from assistant.paths import app_paths
 from assistant.providers import load_gguf
 from assistant.settings import Settings
@@ -94,9 +101,18 @@ class _Session:
     def load_model(self, model_id: str | None, model_path: Path | None) -> None:
         path, name = resolve_model(model_id, model_path)
         # Load the new model before letting go of the old one: if it fails, the chat goes on.
-        # Through the local provider's loader: it brings the saved model states, so continuing
-        # a conversation here does not read it all again.
-        loaded = load_gguf(path, self.settings, name)
+        # A meter on a terminal, never next to --json; Ctrl+C cancels (raises ``Cancelled``).
+        show = False if getattr(self.args, "json", False) else None
+        try:
+            with load_meter(name, show=show) as meter:
+                # Through the local provider's loader: it brings the saved model states, so
+                # continuing a conversation here does not read it all again.
+                loaded = load_gguf(path, self.settings, name, progress=meter)
+                if meter.interrupted:  # Ctrl+C after llama.cpp's last report
+                    loaded.close()
+                    raise Cancelled()
+        except Cancelled:
+            raise Cancelled(f"Loading {name} was cancelled.") from None
         if self.engine is not None:
             self.engine.close()
         self.engine = loaded
@@ -198,7 +214,8 @@ def run_ask(args: argparse.Namespace) -> int:
 def _ask(session: _Session, args: argparse.Namespace) -> int:
     if args.conversation is not None:  # a wrong number is told before the model loads
         session.history.get_conversation(args.conversation)
-    session.load_model(args.model, args.model_path)
+    if not _load_first_model(session):
+        return EXIT_INTERRUPTED
     conversation_id = session.open_conversation(args.conversation)
 
     try:
@@ -232,6 +249,16 @@ def _ask(session: _Session, args: argparse.Namespace) -> int:
     return 0
 
 
+def _load_first_model(session: _Session) -> bool:
+    """Load the model asked for; ``False`` when Ctrl+C cancelled the load (said on stderr)."""
+    try:
+        session.load_model(session.args.model, session.args.model_path)
+    except Cancelled as cancelled:
+        print(cancelled, file=sys.stderr)
+        return False
+    return True
+
+
 def _read_line() -> str:
     """One line typed at the prompt; bytes that are not UTF-8 are an ``InvalidTextError``
     (naming the position) that ends this line, not the session."""
@@ -256,7 +283,8 @@ def run_chat(args: argparse.Namespace) -> int:
 def _chat(session: _Session, args: argparse.Namespace) -> int:
     if args.conversation is not None:
         session.history.get_conversation(args.conversation)
-    session.load_model(args.model, args.model_path)
+    if not _load_first_model(session):
+        return EXIT_INTERRUPTED
     # A new conversation is made with the first question, so a session that asks nothing
     # leaves no empty "(untitled)" chat behind.
     conversation_id: int | None = args.conversation
@@ -290,6 +318,12 @@ def _chat(session: _Session, args: argparse.Namespace) -> int:
                 continue
             try:
                 session.load_model(name, None)
+            except Cancelled:
+                print(
+                    f"Loading {name} was cancelled. Still using {session.engine.model_name}.",
+                    file=sys.stderr,
+                )
+                continue
             except AssistantError as exc:
                 print(f"error: {describe(exc)}", file=sys.stderr)
                 print(f"Still using {session.engine.model_name}.", file=sys.stderr)

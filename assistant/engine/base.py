@@ -111,6 +111,15 @@ class Generation:
 
 ProviderKind = Literal["local", "remote"]
 
+LoadProgress = Callable[[float], bool]
+"""Told how far a model load is (0.0 to 1.0, increasing, at most ~10 times a second, 1.0 last);
+returning ``False`` cancels the load (the loader then raises ``assistant.errors.Cancelled``)."""
+
+
+def load_percent(fraction: float) -> int:
+    """A load's progress as a whole percentage for people: 100 only once it is complete."""
+    return 100 if fraction >= 1.0 else max(0, min(99, round(fraction * 100)))
+
 
 class ChatProvider(Protocol):
     """Anything that can answer a conversation: the local engine, a cloud API.

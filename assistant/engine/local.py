@@ -32,7 +32,6 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import llama_cpp
-from llama_cpp import Llama
 from llama_cpp._internals import LlamaBatch
 
 from assistant.disk import format_bytes
@@ -43,9 +42,11 @@ from assistant.engine.base import (
     Generation,
     GenerationSettings,
     GenerationStats,
+    LoadProgress,
     ProviderKind,
     StopReason,
 )
+from assistant.engine.load_progress import open_llama
 from assistant.engine.prompt import FALLBACK_WARNING, PromptFormat, StopScanner
 from assistant.engine.prompt_lookup import PromptLookup
 from assistant.engine.state_cache import StateCache, StateMatch, common_prefix
@@ -89,7 +90,9 @@ class LocalEngine:
         hardware: Hardware | None = None,
         state_cache: StateCache | None = None,
         prompt_lookup: bool = False,
+        progress: LoadProgress | None = None,
     ) -> None:
+        """``progress`` hears how far the load is and may cancel it (``Cancelled`` is raised)."""
         self.path = Path(model_path)
         self.info: GGUFInfo = read_gguf_info(self.path)
         self.model_id = model_id or self.path.stem
@@ -103,7 +106,8 @@ class LocalEngine:
 
         with _LOADING, llama_log.capture() as lines:
             try:
-                self._llama = Llama(
+                self._llama = open_llama(
+                    progress,
                     model_path=str(self.path),
                     n_ctx=self.n_ctx,
                     n_batch=512,
@@ -159,6 +163,7 @@ class LocalEngine:
         *,
         model_id: str | None = None,
         state_cache: StateCache | None = None,
+        progress: LoadProgress | None = None,
     ) -> LocalEngine:
         """Load a model with the context size, threads and GPU layers the user chose
         (``context_size``, ``threads``, ``gpu_layers``, ``prompt_lookup`` of
@@ -177,6 +182,7 @@ class LocalEngine:
             n_gpu_layers=layers,
             state_cache=state_cache,
             prompt_lookup=prompt_lookup,
+            progress=progress,
         )
 
     def attach_state_cache(self, cache: StateCache | None) -> None:

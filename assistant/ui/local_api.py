@@ -91,6 +91,7 @@ class RunnerQueue(QObject):
         runner.loadStarted.connect(self._on_load_started)
         runner.loaded.connect(self._on_loaded)
         runner.loadFailed.connect(self._on_load_failed)
+        runner.loadCancelled.connect(self._on_load_cancelled)
         runner.answerStarted.connect(self._on_answer_started)
         runner.textReceived.connect(self._on_text)
         runner.answerFinished.connect(self._on_answer_finished)
@@ -211,6 +212,13 @@ class RunnerQueue(QObject):
             if not self._runner.loading:
                 self._loading = None
             self._loaded = None
+
+    @Slot(str)
+    def _on_load_cancelled(self, _model_id: str) -> None:
+        with self._lock:
+            if not self._runner.loading:
+                self._loading = None
+            self._loaded = self._runner.model_id if self._runner.ready else None
 
     @Slot(int, int)
     def _on_answer_started(self, request_id: int, _conversation_id: int) -> None:

@@ -121,6 +121,8 @@ class MainWindow(ModelsSection, ChatListSection, QMainWindow):
             self._load_default_model()
         elif self.runner.ready:
             self.picker.show_ready()
+        elif self.runner.loading:  # another window asked for it
+            self._show_loading(self.runner.model_id, self.runner.load_fraction)
 
     # --- construction ----------------------------------------------------------------------
 
@@ -258,10 +260,13 @@ class MainWindow(ModelsSection, ChatListSection, QMainWindow):
         self.composer.stopRequested.connect(self.stop_answer)
         self.picker.modelChosen.connect(self._on_model_chosen)
         self.picker.getModelsRequested.connect(self.open_model_manager)
+        self.picker.cancelLoadRequested.connect(self.cancel_load)
         runner = self.runner
         runner.loadStarted.connect(self._on_load_started)
+        runner.loadProgress.connect(self._on_load_progress)
         runner.loaded.connect(self._on_loaded)
         runner.loadFailed.connect(self._on_load_failed)
+        runner.loadCancelled.connect(self._on_load_cancelled)
         runner.answerStarted.connect(self._on_answer_started)
         runner.questionSaved.connect(self._on_question_saved)
         runner.textReceived.connect(self._on_text_received)

@@ -3,8 +3,16 @@
 from __future__ import annotations
 
 from PySide6.QtCore import Signal, Slot
-from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QProgressBar, QWidget
+from PySide6.QtWidgets import (
+    QComboBox,
+    QHBoxLayout,
+    QLabel,
+    QProgressBar,
+    QPushButton,
+    QWidget,
+)
 
+from assistant.engine.base import load_percent
 from assistant.models.store import InstalledModel
 
 GET_MODELS = "__get_models__"
@@ -16,10 +24,12 @@ class ModelPicker(QWidget):
     Signals:
         modelChosen(str): the user picked an installed model (its id).
         getModelsRequested(): the user picked "Get models…".
+        cancelLoadRequested(): the user asked to stop loading the model.
     """
 
     modelChosen = Signal(str)
     getModelsRequested = Signal()
+    cancelLoadRequested = Signal()
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -33,13 +43,18 @@ class ModelPicker(QWidget):
         self.combo.setPlaceholderText("No model")
         self.combo.activated.connect(self._on_activated)
         self.progress = QProgressBar()
-        self.progress.setRange(0, 0)  # busy: llama.cpp does not report how far a load is
-        self.progress.setMaximumWidth(120)
+        self.progress.setFixedWidth(100)  # the controls beside it stay put while it fills
         self.progress.setTextVisible(False)
         self.progress.setAccessibleName("Loading the model")
         self.progress.hide()
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setAccessibleName("Cancel loading the model")
+        self.cancel_button.setToolTip("Stop loading this model")
+        self.cancel_button.clicked.connect(self.cancelLoadRequested)
+        self.cancel_button.hide()
         self.state = QLabel()
         self.state.setObjectName("EmptyHint")
+        self.state.setMinimumWidth(self.state.fontMetrics().horizontalAdvance("Cancelling…"))
         label = QLabel("&Model")
         label.setBuddy(self.combo)
         layout = QHBoxLayout(self)
@@ -47,6 +62,7 @@ class ModelPicker(QWidget):
         layout.addWidget(label)
         layout.addWidget(self.combo)
         layout.addWidget(self.progress)
+        layout.addWidget(self.cancel_button)
         layout.addWidget(self.state)
         self._current: str | None = None
 
@@ -80,17 +96,33 @@ class ModelPicker(QWidget):
             self.combo.setCurrentIndex(index)
             self._on_activated(index)
 
-    def show_loading(self) -> None:
+    def show_loading(self, fraction: float | None = None) -> None:
+        """Loading; ``fraction`` is how far (``None``: not known yet, a busy bar)."""
+        if fraction is None:
+            self.progress.setRange(0, 0)
+        else:
+            self.progress.setRange(0, 100)
+            self.progress.setValue(load_percent(fraction))
         self.progress.show()
-        self.state.setText("Loading…")
+        self.cancel_button.setEnabled(True)
+        self.cancel_button.show()
+        self.state.setText("Loading…" if fraction is None else f"{load_percent(fraction)} %")
+
+    def show_cancelling(self) -> None:
+        self.cancel_button.setEnabled(False)
+        self.state.setText("Cancelling…")
 
     def show_ready(self) -> None:
-        self.progress.hide()
+        self._hide_load()
         self.state.setText("")
 
     def show_failed(self) -> None:
-        self.progress.hide()
+        self._hide_load()
         self.state.setText("Not loaded")
+
+    def _hide_load(self) -> None:
+        self.progress.hide()
+        self.cancel_button.hide()
 
     @Slot(int)
     def _on_activated(self, index: int) -> None:

@@ -64,6 +64,7 @@ class Tray(QObject):
         self.runner.loadStarted.connect(self._on_model_changed)
         self.runner.loaded.connect(self._on_model_changed)
         self.runner.loadFailed.connect(self._on_model_changed)
+        self.runner.loadCancelled.connect(self._on_model_changed)
         self.runner.busyChanged.connect(self._on_busy_changed)
         services.local_api.stateChanged.connect(self._on_api_changed)
         self._on_model_changed()

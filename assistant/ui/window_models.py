@@ -15,10 +15,12 @@ from typing import TYPE_CHECKING, Any
 from PySide6.QtCore import Slot
 from PySide6.QtWidgets import QFileDialog, QLabel, QMainWindow
 
+from assistant.engine.base import load_percent
 from assistant.errors import AssistantError
 from assistant.models.store import InstalledModel, ModelStore
 from assistant.settings import Settings
 from assistant.ui.chat_view import ChatView
+from assistant.ui.composer import Composer
 from assistant.ui.errors import ErrorBanner, FixAction
 from assistant.ui.model_picker import ModelPicker
 from assistant.ui.services import AppServices
@@ -42,6 +44,7 @@ class ModelsSection(QMainWindow):
     banner: ErrorBanner
     status_label: QLabel
     chat: ChatView
+    composer: Composer
     model_manager: Any
     first_run: Any
     _downloads_connected: bool
@@ -98,8 +101,44 @@ class ModelsSection(QMainWindow):
 
     @Slot(str)
     def _on_load_started(self, model_id: str) -> None:
-        self.picker.show_loading()
-        self.status_label.setText(f"Loading {self.display_name(model_id)}…")
+        self._show_loading(model_id, None)
+
+    @Slot(str, float)
+    def _on_load_progress(self, model_id: str, fraction: float) -> None:
+        self._show_loading(model_id, fraction)
+
+    def _show_loading(self, model_id: str | None, fraction: float | None) -> None:
+        self.picker.show_loading(fraction)
+        text = f"Loading {self.display_name(model_id or '')}…"
+        if fraction is not None:
+            text += f" {load_percent(fraction)} %"
+        self.status_label.setText(text)
+
+    @Slot()
+    def cancel_load(self) -> None:
+        """Stop loading the model (the Cancel button next to the picker)."""
+        if not self.runner.loading:
+            return
+        self.picker.show_cancelling()
+        self.status_label.setText("Cancelling the load…")
+        self.runner.cancel_load()
+
+    @Slot(str)
+    def _on_load_cancelled(self, model_id: str) -> None:
+        if self.runner.loading:
+            return  # another model was asked for meanwhile
+        text = f"Loading {self.display_name(model_id)} was cancelled."
+        still = self.runner.model_id if self.runner.ready else None
+        self.picker.set_current(still)
+        if still is not None:
+            self.picker.show_ready()
+            text += f" {self.display_name(still)} still answers."
+        else:
+            self.picker.show_failed()
+            text += " Pick a model to load one."
+        self.status_label.setText(text)
+        self._update_empty_state()
+        self.composer.focus_input()
 
     @Slot(str, list)
     def _on_loaded(self, model_id: str, warnings: list[str]) -> None:

@@ -38,8 +38,8 @@ from assistant.engine.base import (
     GenerationSettings,
     GenerationStats,
 )
-from assistant.errors import NoModelError
-from assistant.providers import LOCAL, ProviderRegistry
+from assistant.errors import Cancelled, NoModelError
+from assistant.providers import LOCAL, ProviderRegistry, reporting_load_progress
 from assistant.ui.errors import describe
 
 log = logging.getLogger(__name__)
@@ -69,6 +69,7 @@ class LoadRequest:
     model_id: str
     settings: SettingsSnapshot
     provider: str = LOCAL
+    cancel: CancelToken = field(default_factory=CancelToken, compare=False)
 
 
 @dataclass
@@ -145,8 +146,10 @@ class ProviderWorker(QObject):
 
     Signals:
         loadStarted(str): model id.
+        loadProgress(str, float): model id, how far its load is (0.0-1.0, at most 10 a second).
         loaded(str, list): model id and warnings about it (for example a fallback template).
         loadFailed(str, str, str, str): model id, message, hint, traceback ("" if known).
+        loadCancelled(str, str): model id, and the model still open on this lane ("" if none).
         answerStarted(int, int): request id, conversation id.
         questionSaved(int, int, int): request id, conversation id, id of the saved question.
         chunk(int, str): request id and new answer text, at most once per frame.
@@ -157,8 +160,10 @@ class ProviderWorker(QObject):
     """
 
     loadStarted = Signal(str)
+    loadProgress = Signal(str, float)
     loaded = Signal(str, list)
     loadFailed = Signal(str, str, str, str)
+    loadCancelled = Signal(str, str)
     answerStarted = Signal(int, int)
     questionSaved = Signal(int, int, int)
     chunk = Signal(int, str)
@@ -176,6 +181,7 @@ class ProviderWorker(QObject):
         # Held while a task checks for closing and changes the history, so that once
         # close_gate() returns no new question is saved (its front end keeps it as a draft).
         self._gate = threading.Lock()
+        self._loading: CancelToken | None = None  # of the load in progress
 
     def close_gate(self) -> None:
         """Called from the UI thread on quit: start no task and save no new question from now
@@ -189,25 +195,57 @@ class ProviderWorker(QObject):
     def load(self, request: LoadRequest) -> None:
         if self._closing.is_set():
             return
+        if request.cancel.cancelled:  # before it started: the model open now stays
+            self.loadCancelled.emit(request.model_id, self._open_model_id())
+            return
         try:
-            self._load(request.provider, request.model_id, request.settings)
+            self._load(request.provider, request.model_id, request.settings, request.cancel)
         except Exception:
             return  # reported by _load
 
-    def _load(self, provider: str, model_id: str, settings: SettingsSnapshot) -> ChatProvider:
+    def cancel_load(self) -> None:
+        """Called from the UI thread: stop the load in progress, if any, at llama.cpp's next
+        report (this thread is inside llama.cpp, so no queued signal could reach it)."""
+        loading = self._loading
+        if loading is not None:
+            loading.cancel()
+
+    def _load(
+        self, provider: str, model_id: str, settings: SettingsSnapshot, cancel: CancelToken
+    ) -> ChatProvider:
         """Open ``provider``'s ``model_id`` as the only model of this lane; failures are
-        reported (loadFailed) and re-raised."""
+        reported (loadFailed, or loadCancelled when ``cancel`` stopped it) and re-raised."""
         self.loadStarted.emit(model_id)
         self._close_all()  # free the memory of the previous model before loading the next
+
+        def progress(fraction: float) -> bool:
+            if cancel.cancelled:
+                return False
+            self.loadProgress.emit(model_id, fraction)
+            return True
+
+        self._loading = cancel
         try:
-            opened = self._registry.get(provider).open(model_id, settings)
+            with reporting_load_progress(progress):
+                opened = self._registry.get(provider).open(model_id, settings)
+            if cancel.cancelled:  # after llama.cpp's last report: too late to stop it there
+                opened.close()
+                raise Cancelled(f"Loading {model_id} was cancelled.")
+        except Cancelled:
+            self.loadCancelled.emit(model_id, "")
+            raise
         except Exception as exc:  # every failure goes back to the UI, none vanishes here
             message, hint, details = describe(exc, f"Loading {model_id}")
             self.loadFailed.emit(model_id, message, hint, details)
             raise
+        finally:
+            self._loading = None
         self._open[(provider, model_id)] = opened
         self.loaded.emit(model_id, list(opened.warnings))
         return opened
+
+    def _open_model_id(self) -> str:
+        return next(iter(self._open), ("", ""))[1]
 
     def _provider_for(self, request: AnswerRequest) -> ChatProvider:
         if self._lane == "model":
@@ -223,7 +261,7 @@ class ProviderWorker(QObject):
                 return self._open[key]
             if request.settings is None:
                 raise NoModelError(f"Model {request.model} is not loaded.")
-            return self._load(request.provider, request.model, request.settings)
+            return self._load(request.provider, request.model, request.settings, request.cancel)
         key = (request.provider, request.model or "")
         if key not in self._open:
             settings = request.settings or SettingsSnapshot({})
@@ -274,6 +312,10 @@ class ProviderWorker(QObject):
                 extend=request.extend,
                 cancel_reason=self._cancel_reason,
             )
+        except Cancelled:  # its model's load was stopped: the question was not saved yet
+            text.flush()
+            self.answerSkipped.emit(rid, conversation_id)
+            return
         except Exception as exc:
             text.flush()
             message, hint, details = describe(exc, f"Answering in conversation {conversation_id}")
@@ -331,8 +373,12 @@ class ModelRunner(QObject):
 
     Signals:
         loadStarted(str): the local model started loading (its id).
+        loadProgress(str, float): model id, how far its load is (0.0-1.0, increasing, at most
+            10 a second; ``load_fraction`` keeps the last one).
         loaded(str, list): the local model is ready (its id, warnings).
         loadFailed(str, str, str, str): model id, message, hint, traceback ("" if known).
+        loadCancelled(str): the load of this model id was cancelled (``cancel_load``); not an
+            error. ``model_id`` and ``ready`` then tell the model still loaded, if any.
         busyChanged(bool): some request is queued or running (True), or none is (False).
         answerStarted(int, int): request id, conversation id: the worker took it up.
         questionSaved(int, int, int): request id, conversation id, id of the saved question.
@@ -349,8 +395,10 @@ class ModelRunner(QObject):
     """
 
     loadStarted = Signal(str)
+    loadProgress = Signal(str, float)
     loaded = Signal(str, list)
     loadFailed = Signal(str, str, str, str)
+    loadCancelled = Signal(str)
     busyChanged = Signal(bool)
     answerStarted = Signal(int, int)
     questionSaved = Signal(int, int, int)
@@ -394,14 +442,18 @@ class ModelRunner(QObject):
             worker.answerFinished.connect(self._on_answer_finished)
             worker.answerFailed.connect(self._on_answer_failed)
             worker.answerSkipped.connect(self._on_answer_skipped)
-        model.loadStarted.connect(self.loadStarted)
+        model.loadStarted.connect(self._on_load_started)
+        model.loadProgress.connect(self._on_load_progress)
         model.loaded.connect(self._on_loaded)
         model.loadFailed.connect(self._on_load_failed)
+        model.loadCancelled.connect(self._on_load_cancelled)
 
         self._active: dict[int, _Active] = {}  # submitted and not ended, in submission order
         self._closing = False
         self._shutdown_sent = False
         self._loads_queued = 0
+        self._load_tokens: list[CancelToken] = []  # of loads asked for and maybe not ended
+        self.load_fraction: float | None = None  # of the load in progress, once reported
         self._settings: SettingsSnapshot | None = None
         self.model_id: str | None = None  # the local model loaded (or last asked for)
         self.ready = False
@@ -459,7 +511,18 @@ class ModelRunner(QObject):
         self.model_id = model_id
         self.ready = False
         self._settings = _snapshot(settings)
-        self._modelLoadRequested.emit(LoadRequest(model_id, self._settings, provider))
+        request = LoadRequest(model_id, self._settings, provider)
+        self._load_tokens.append(request.cancel)
+        self._modelLoadRequested.emit(request)
+
+    def cancel_load(self) -> None:
+        """Stop loading: the load in progress stops at llama.cpp's next report (a fraction of a
+        second) and frees what it read; loads still queued never start. Each ends with
+        ``loadCancelled``. Requests waiting for the model then fail as having none."""
+        for token in self._load_tokens:
+            token.cancel()
+        self._load_tokens.clear()
+        self._lanes["model"].worker.cancel_load()
 
     def submit(self, request: AnswerRequest) -> int:
         """Queue ``request`` on its lane; returns its id. Remote providers (and unknown ones,
@@ -552,6 +615,7 @@ class ModelRunner(QObject):
         self._closing = True
         for lane in self._lanes.values():
             lane.worker.close_gate()
+        self.cancel_load()  # quitting need not wait for a big model to finish loading
         returned = []
         for rid, active in list(self._active.items()):
             active.request.cancel.cancel()
@@ -600,9 +664,25 @@ class ModelRunner(QObject):
             self.questionReturned.emit(request_id, request.conversation_id, request.question)
         self._end(request_id)
 
+    def _load_ended(self) -> None:
+        self._loads_queued = max(0, self._loads_queued - 1)
+        self.load_fraction = None
+        if self._loads_queued == 0:
+            self._load_tokens.clear()
+
+    @Slot(str)
+    def _on_load_started(self, model_id: str) -> None:
+        self.load_fraction = None
+        self.loadStarted.emit(model_id)
+
+    @Slot(str, float)
+    def _on_load_progress(self, model_id: str, fraction: float) -> None:
+        self.load_fraction = fraction
+        self.loadProgress.emit(model_id, fraction)
+
     @Slot(str, list)
     def _on_loaded(self, model_id: str, warnings: list[Any]) -> None:
-        self._loads_queued = max(0, self._loads_queued - 1)
+        self._load_ended()
         if self._loads_queued == 0:
             self.ready = True
             self.model_id = model_id  # also when a request loaded it
@@ -610,11 +690,20 @@ class ModelRunner(QObject):
 
     @Slot(str, str, str, str)
     def _on_load_failed(self, model_id: str, message: str, hint: str, details: str) -> None:
-        self._loads_queued = max(0, self._loads_queued - 1)
+        self._load_ended()
         self.ready = False
         if self._loads_queued == 0:
             self.model_id = None  # the previous model was freed before this load was tried
         self.loadFailed.emit(model_id, message, hint, details)
+
+    @Slot(str, str)
+    def _on_load_cancelled(self, model_id: str, still_open: str) -> None:
+        self._load_ended()
+        if self._loads_queued == 0:
+            # Cancelled before it started, the model loaded before stays; after, none does.
+            self.model_id = still_open or None
+            self.ready = bool(still_open)
+        self.loadCancelled.emit(model_id)
 
     @Slot(int, int)
     def _on_answer_started(self, request_id: int, conversation_id: int) -> None:
