@@ -15,10 +15,13 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from assistant.engine.base import ChatProvider, ProviderKind
 from assistant.errors import AssistantError
+
+if TYPE_CHECKING:
+    from assistant.engine.local import LocalEngine
 
 LOCAL = "local"
 
@@ -60,7 +63,23 @@ def load_gguf(path: Path, settings: ProviderSettings, model_id: str) -> ChatProv
     """Load a GGUF with the user's settings (imported here: llama.cpp is slow to import)."""
     from assistant.engine.local import LocalEngine
 
-    return LocalEngine.from_settings(path, settings, model_id=model_id)
+    engine = LocalEngine.from_settings(path, settings, model_id=model_id)
+    learn_speed(engine, settings)
+    return engine
+
+
+def learn_speed(engine: LocalEngine, settings: ProviderSettings) -> None:
+    """Let the engine's answers refine this machine's speed predictions."""
+    from assistant.models.speed import recorder_for
+    from assistant.paths import app_paths
+
+    engine.on_stats = recorder_for(
+        app_paths().cache,
+        engine.hardware,
+        engine.info,
+        threads=engine.n_threads,
+        gpu_layers=settings["gpu_layers"],
+    )
 
 
 class _ModelFiles(Protocol):

@@ -350,6 +350,21 @@ SCHEMA: tuple[Setting, ...] = (
         group="Local API",
         tooltip="Off: what other programs ask is answered and forgotten",
     ),
+    # Expected speed: recommend what answers fast enough here (assistant/models/speed.py).
+    Setting(
+        "usable_tokens_per_s",
+        10.0,
+        float,
+        label="Usable speed (tokens/s)",
+        group="Model",
+        minimum=1.0,
+        maximum=500.0,
+        step=1.0,
+        decimals=0,
+        accessible_name="Usable answer speed in tokens per second",
+        tooltip="The recommended model is the most capable one expected to write at least "
+        "this many tokens per second on this computer",
+    ),
 )
 _BY_KEY = {setting.key: setting for setting in SCHEMA}
 

@@ -89,10 +89,12 @@ class _Session:
 
     def load_model(self, model_id: str | None, model_path: Path | None) -> None:
         from assistant.engine.local import LocalEngine  # loading llama.cpp takes a moment
+        from assistant.providers import learn_speed
 
         path, name = resolve_model(model_id, model_path)
         # Load the new model before letting go of the old one: if it fails, the chat goes on.
         loaded = LocalEngine.from_settings(path, self.settings, model_id=name)
+        learn_speed(loaded, self.settings)
         if self.engine is not None:
             self.engine.close()
         self.engine = loaded
