@@ -77,7 +77,8 @@ def main() -> int:
     profile = calibrate(hw)
     estimator = SpeedEstimator(hw, profile, threads=threads)
     rows = []
-    for label, path in (("SmolLM2 135M Q4_1", smollm2_path()), ("Gemma 3 270M Q4_K_M", gemma_base_path())):
+    models = (("SmolLM2 135M Q4_1", smollm2_path()), ("Gemma 3 270M Q4_K_M", gemma_base_path()))
+    for label, path in models:
         predicted = estimator.for_gguf(read_gguf_info(path))
         decode, prompt = measure(path, threads, args.repeats)
         rows.append(
