@@ -12,6 +12,7 @@ action, the last window closed, a signal, the desktop session ending.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 from typing import TYPE_CHECKING, Any
@@ -154,7 +155,8 @@ class AppServices(QObject):
             ensure_profile(self.paths.cache, self.hardware())
         except Exception:  # never lose an exception in a thread; the guess stays
             log.exception("Measuring this computer's speed failed")
-        self._speedsMeasured.emit()
+        with contextlib.suppress(RuntimeError):  # the services were deleted meanwhile
+            self._speedsMeasured.emit()
 
     def _forget_speeds(self) -> None:
         if self._speeds is not None:
