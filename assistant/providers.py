@@ -26,6 +26,9 @@ from assistant.paths import app_paths
 if TYPE_CHECKING:
     from assistant.engine.state_cache import StateCache
 
+if TYPE_CHECKING:
+    from assistant.engine.local import LocalEngine
+
 LOCAL = "local"
 
 
@@ -88,13 +91,15 @@ def load_gguf(
     defaults to the one of ``reporting_load_progress``."""
     from assistant.engine.local import LocalEngine
 
-    return LocalEngine.from_settings(
+    engine = LocalEngine.from_settings(
         path,
         settings,
         model_id=model_id,
         state_cache=shared_state_cache(settings),
         progress=progress or _load_progress.get(),
     )
+    learn_speed(engine, settings)
+    return engine
 
 
 _STATE_CACHE: list[StateCache] = []
@@ -133,6 +138,19 @@ def _setting(settings: ProviderSettings, key: str, default: Any) -> Any:
         return settings[key]
     except KeyError:  # a snapshot from before the setting existed
         return default
+
+
+def learn_speed(engine: LocalEngine, settings: ProviderSettings) -> None:
+    """Let the engine's answers refine this machine's speed predictions."""
+    from assistant.models.speed import recorder_for
+
+    engine.on_stats = recorder_for(
+        app_paths().cache,
+        engine.hardware,
+        engine.info,
+        threads=engine.n_threads,
+        gpu_layers=settings["gpu_layers"],
+    )
 
 
 class _ModelFiles(Protocol):

@@ -408,6 +408,21 @@ SCHEMA: tuple[Setting, ...] = (
         "Pays off with larger models; small ones on a CPU can get slower",
         reload_model=True,
     ),
+    # Expected speed: recommend what answers fast enough here (assistant/models/speed.py).
+    Setting(
+        "usable_tokens_per_s",
+        10.0,
+        float,
+        label="Usable speed (tokens/s)",
+        group="Model",
+        minimum=1.0,
+        maximum=500.0,
+        step=1.0,
+        decimals=0,
+        accessible_name="Usable answer speed in tokens per second",
+        tooltip="The recommended model is the most capable one expected to write at least "
+        "this many tokens per second on this computer",
+    ),
 )
 _BY_KEY = {setting.key: setting for setting in SCHEMA}
 

@@ -19,9 +19,10 @@ from typing import TYPE_CHECKING, Any, TextIO
 from assistant.cli import EXIT_INTERRUPTED
 from assistant.cli.arguments import bad_utf8_position
 from assistant.disk import format_bytes
-from assistant.errors import Cancelled, DownloadError, InvalidTextError
+from assistant.errors import AssistantError, Cancelled, DownloadError, InvalidTextError
 from assistant.models import hub
 from assistant.models.hub_cache import HubCache
+from assistant.models.speed import format_rate
 from assistant.models.store import InstalledModel, ModelStore
 from assistant.paths import app_paths
 
@@ -100,12 +101,23 @@ def _store(catalog: Catalog | None = None) -> ModelStore:
 
 
 def run_list(args: argparse.Namespace) -> int:
-    from assistant.models import hardware
+    from assistant.models import hardware, speed
+    from assistant.models.gguf_file import read_gguf_info
+    from assistant.settings import Settings
 
     catalog = _catalog()
     store = _store(catalog)
+    paths = app_paths()
+    settings = Settings.load(paths.settings_file)
     hw = hardware.detect_hardware()
-    best = hardware.recommend(catalog, hw)
+    if speed.load_profile(paths.cache, hw) is None:
+        print("Measuring this computer's speed (once)…", file=sys.stderr)
+    estimator = speed.SpeedEstimator.measured_now(
+        paths.cache, hw, threads=settings["threads"], gpu_layers=settings["gpu_layers"]
+    )
+    threshold = float(settings["usable_tokens_per_s"])
+    advice = speed.recommend_by_speed(catalog, estimator, min_tokens_per_s=threshold)
+    best = advice.spec if advice.fits and advice.usable else None
     default_id = store.default_id()
     installed = {model.id: model for model in store.list_installed()}
     cache = HubCache()
@@ -118,12 +130,15 @@ def run_list(args: argparse.Namespace) -> int:
             status = "in-hf-cache"
         else:
             status = "available"
+        expected = estimator.for_spec(spec)
         rows.append(
             {
                 "id": spec.id,
                 "name": spec.name,
                 "size_bytes": model.size_bytes if model else spec.size_bytes,
                 "fit": hardware.fit_for_spec(spec, hw),
+                "expected_tokens_per_s": round(expected.decode_tokens_per_s, 1),
+                "expected_prompt_tokens_per_s": round(expected.prompt_tokens_per_s, 1),
                 "status": status,
                 "default": spec.id == default_id,
                 "recommended": best is not None and spec.id == best.id,
@@ -133,12 +148,18 @@ def run_list(args: argparse.Namespace) -> int:
         )
     others = []
     for model in installed.values():
+        try:
+            expected = estimator.for_gguf(read_gguf_info(model.path))
+        except AssistantError:  # missing or damaged: judge it by its recorded size
+            expected = estimator.for_size(max(model.size_bytes, 1))
         others.append(
             {
                 "id": model.id,
                 "name": model.name,
                 "size_bytes": model.size_bytes,
                 "fit": hardware.fit_for_size(max(model.size_bytes, 1), hw),
+                "expected_tokens_per_s": round(expected.decode_tokens_per_s, 1),
+                "expected_prompt_tokens_per_s": round(expected.prompt_tokens_per_s, 1),
                 "status": "missing" if model.missing else "installed",
                 "default": model.id == default_id,
                 "recommended": False,
@@ -147,12 +168,28 @@ def run_list(args: argparse.Namespace) -> int:
             }
         )
     if args.json:
-        print(json.dumps({"catalog": rows, "installed_elsewhere": others}, indent=2))
+        document = {
+            "catalog": rows,
+            "installed_elsewhere": others,
+            "recommendation": {
+                "id": advice.spec.id if advice.spec else None,
+                "reason": advice.reason,
+                "usable_tokens_per_s": threshold,
+            },
+            "speed": {
+                "device": estimator.device,
+                "threads": estimator.threads,
+                "measured": estimator.measured,
+                "learnt": estimator.factors.get(estimator.device).decode_samples > 0,
+            },
+        }
+        print(json.dumps(document, indent=2))
         return 0
     print(
         f"This computer: {format_bytes(hw.total_ram)} memory, "
         f"{format_bytes(hw.available_ram)} available now."
     )
+    print(f"Recommended: {advice.reason}.")
     print()
     _print_table(rows, hardware.fit_label)
     if others:
@@ -161,6 +198,10 @@ def run_list(args: argparse.Namespace) -> int:
         _print_table(others, hardware.fit_label)
     print()
     print("* default model (used by `ask` without --model)   + recommended for this computer")
+    print(
+        "SPEED: expected tokens/s writing an answer here"
+        + ("" if estimator.measured else " (a first guess: the measurement failed)")
+    )
     if any(row["status"] == "missing" for row in rows + others):
         print(
             "MISSING: the file was deleted or moved outside the app; pull it again or "
@@ -187,13 +228,18 @@ _STATUS_WORDS = {
 
 def _print_table(rows: list[dict[str, Any]], fit_label: Callable[[Any], str]) -> None:
     id_width = max([len(row["id"]) for row in rows] + [2]) + 1
-    print(f"  {'ID':<{id_width}} {'SIZE':>9}  {'FIT':<9}  {'STATUS':<11}  LOCATION / NAME")
+    print(
+        f"  {'ID':<{id_width}} {'SIZE':>9}  {'FIT':<9}  {'SPEED':>10}  {'STATUS':<11}  "
+        "LOCATION / NAME"
+    )
     for row in rows:
         mark = ("*" if row["default"] else " ") + ("+" if row["recommended"] else " ")
         where = row["path"] or row["name"]
+        rate = f"~{format_rate(row['expected_tokens_per_s'])} tok/s"
         print(
             f"{mark}{row['id']:<{id_width}} {format_bytes(row['size_bytes']):>9}  "
-            f"{fit_label(row['fit']):<9}  {_STATUS_WORDS[row['status']]:<11}  {where}"
+            f"{fit_label(row['fit']):<9}  {rate:>10}  {_STATUS_WORDS[row['status']]:<11}  "
+            f"{where}"
         )
 
 

@@ -99,6 +99,7 @@ class LocalEngine:
         trained = self.info.context_length
         self.n_ctx = min(n_ctx, trained) if trained else n_ctx
         hardware = hardware or detect_hardware()
+        self.hardware = hardware
         # Physical cores: llama.cpp decoding gains nothing from hyper-threads.
         self.n_threads = n_threads or max(1, hardware.physical_cores)
         self.warnings: list[str] = []
@@ -133,6 +134,8 @@ class LocalEngine:
             self.warnings.append(FALLBACK_WARNING)
             log.info("%s: %s", self.path.name, FALLBACK_WARNING)  # front ends show .warnings
         self._pieces: dict[int, bytes] = {}
+        # Told each answer's stats once it ends (the speed predictions learn from them).
+        self.on_stats: Callable[[GenerationStats], None] | None = None
         self._lock = threading.Lock()
         self._closed = False
 
@@ -525,6 +528,11 @@ class LocalEngine:
                     decode_time = ended - first_token_at
                     if stats.completion_tokens > 1 and decode_time > 0:
                         stats.tokens_per_s = (stats.completion_tokens - 1) / decode_time
+                if self.on_stats is not None:
+                    try:
+                        self.on_stats(stats)
+                    except Exception:  # an observer's bug must not replace the answer's end
+                        log.exception("The answer's stats observer failed")
 
     def _decode(self, tokens: list[int]) -> None:
         """Evaluate tokens after those already in the context (at most one batch).

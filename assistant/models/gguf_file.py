@@ -102,6 +102,10 @@ class GGUFInfo:
     layers: int | None = None
     kv_heads: int | None = None
     head_dim: int | None = None
+    parameters: int | None = None
+    """Weights in all tensors (from the tensor table)."""
+    vocab_size: int | None = None
+    embedding_length: int | None = None
     metadata: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @property
@@ -235,7 +239,7 @@ def _parse(reader: _Reader, path: Path, file_size: int) -> GGUFInfo:
         if value is not None:
             metadata[key] = value
 
-    data_end = _tensor_data_end(reader, tensor_count, metadata)
+    data_end, parameters, vocab_rows = _tensor_data_end(reader, tensor_count, metadata)
     if data_end > file_size:
         missing = data_end - file_size
         raise CorruptModelError(
@@ -275,21 +279,34 @@ def _parse(reader: _Reader, path: Path, file_size: int) -> GGUFInfo:
         layers=arch_int("block_count"),
         kv_heads=arch_int("attention.head_count_kv") or heads,
         head_dim=head_dim,
+        parameters=parameters or None,
+        vocab_size=arch_int("vocab_size") or vocab_rows,
+        embedding_length=embedding,
         metadata=metadata,
     )
 
 
-def _tensor_data_end(reader: _Reader, tensor_count: int, metadata: dict[str, Any]) -> int:
-    """Byte offset where the last tensor's data ends, per the tensor table."""
+def _tensor_data_end(
+    reader: _Reader, tensor_count: int, metadata: dict[str, Any]
+) -> tuple[int, int, int | None]:
+    """Byte offset where the last tensor's data ends, per the tensor table; also the number of
+    weights and the vocabulary size (the token embedding's rows), for speed estimates."""
     furthest = 0
+    parameters = 0
+    vocab_rows: int | None = None
     for _ in range(tensor_count):
-        reader.string()  # name
+        name = reader.string()
         n_dims = int(reader.unpack("<I"))
         if n_dims > 8:
             raise reader.damaged("an impossible tensor shape")
         elements = 1
+        dims = []
         for _dim in range(n_dims):
-            elements *= int(reader.unpack("<Q"))
+            dims.append(int(reader.unpack("<Q")))
+            elements *= dims[-1]
+        parameters += elements
+        if name == "token_embd.weight" and len(dims) == 2:
+            vocab_rows = dims[1]  # ggml lists the fastest-varying dimension (n_embd) first
         kind = int(reader.unpack("<I"))
         offset = int(reader.unpack("<Q"))
         block = _GGML_BLOCKS.get(kind)
@@ -298,7 +315,7 @@ def _tensor_data_end(reader: _Reader, tensor_count: int, metadata: dict[str, Any
     alignment = int(metadata.get("general.alignment", DEFAULT_ALIGNMENT)) or DEFAULT_ALIGNMENT
     header_end = reader.tell()
     data_start = (header_end + alignment - 1) // alignment * alignment
-    return data_start + furthest
+    return data_start + furthest, parameters, vocab_rows
 
 
 def check_supported(path: Path | str, info: GGUFInfo | None = None) -> GGUFInfo:

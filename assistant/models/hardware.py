@@ -11,7 +11,7 @@ honest budget to judge by.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -210,9 +210,16 @@ def fit_label(fit: Fit) -> str:
 
 
 def recommend(
-    catalog: Iterable[ModelSpec], hw: Hardware, n_ctx: int | None = None
+    catalog: Iterable[ModelSpec],
+    hw: Hardware,
+    n_ctx: int | None = None,
+    *,
+    speed: Callable[[ModelSpec], float] | None = None,
+    min_tokens_per_s: float = 0.0,
 ) -> ModelSpec | None:
-    """The most capable catalog model that fits comfortably on ``hw``, or None if none does.
+    """The most capable catalog model that fits comfortably on ``hw`` and, given ``speed``
+    (expected tokens/s of a model here), answers at least ``min_tokens_per_s``; None if none
+    does.
 
     Capability is judged by parameter count, which for these instruction-tuned families of
     similar vintage tracks answer quality well. Only "fits" counts (never "tight"), so the
@@ -220,6 +227,8 @@ def recommend(
     the answer is the same on every run.
     """
     fitting = [spec for spec in catalog if fit_for_spec(spec, hw, n_ctx) == "fits"]
+    if speed is not None:
+        fitting = [spec for spec in fitting if speed(spec) >= min_tokens_per_s]
     if not fitting:
         return None
     return min(fitting, key=lambda spec: (-spec.parameters, spec.id))

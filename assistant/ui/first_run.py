@@ -23,14 +23,15 @@ from PySide6.QtWidgets import (
 
 from assistant import APP_NAME
 from assistant.disk import format_bytes
-from assistant.models.catalog import Catalog, ModelSpec
+from assistant.models.catalog import Catalog
 from assistant.models.downloads import DownloadTarget
-from assistant.models.hardware import Hardware, estimate_for_spec, fit_for_spec, recommend
+from assistant.models.hardware import Hardware, estimate_for_spec, fit_for_spec
+from assistant.models.speed import Recommendation, SpeedEstimator, recommend_by_speed
 from assistant.models.store import InstalledModel, ModelStore
 from assistant.ui.download_tasks import DownloadQueue, DownloadTask, TaskRunner
 from assistant.ui.errors import ErrorBanner
 from assistant.ui.model_manager import GGUF_FILTER, make_downloads
-from assistant.ui.model_widgets import DownloadRow, FitBadge
+from assistant.ui.model_widgets import DownloadRow, FitBadge, SpeedLabel
 from assistant.ui.window_geometry import available_area, clamp_minimum, keep_inside_screen
 
 OFFLINE_SENTENCE = (
@@ -39,17 +40,18 @@ OFFLINE_SENTENCE = (
 )
 
 
-def pick_model(catalog: Catalog, hardware: Hardware) -> tuple[ModelSpec | None, bool]:
-    """The model to offer and whether it fits comfortably.
-
-    The recommendation when one fits; else the smallest catalog model, honestly labelled, so a
-    small machine is still offered something to try.
-    """
-    spec = recommend(catalog, hardware)
-    if spec is not None:
-        return spec, True
-    smallest = min(catalog, key=lambda s: (s.size_bytes, s.id), default=None)
-    return smallest, False
+def pick_model(
+    catalog: Catalog,
+    hardware: Hardware,
+    speeds: SpeedEstimator | None = None,
+    usable_tokens_per_s: float = 10.0,
+) -> Recommendation:
+    """The model to offer: the most capable that fits and answers at a usable speed here; else
+    the fastest that fits; else the smallest catalog model, honestly labelled, so a small
+    machine is still offered something to try."""
+    return recommend_by_speed(
+        catalog, speeds or SpeedEstimator(hardware), min_tokens_per_s=usable_tokens_per_s
+    )
 
 
 class FirstRunDialog(QDialog):
@@ -69,6 +71,8 @@ class FirstRunDialog(QDialog):
         parent: QWidget | None = None,
         *,
         downloads: DownloadQueue | None = None,
+        speeds: SpeedEstimator | None = None,
+        usable_tokens_per_s: float = 10.0,
     ) -> None:
         super().__init__(parent)
         self.store = store
@@ -76,7 +80,9 @@ class FirstRunDialog(QDialog):
         self.hardware = hardware
         self.downloads = downloads or make_downloads(store, catalog, hardware, self)
         self.runner = TaskRunner(self.downloads.pool, self)
-        self.spec, self.fits = pick_model(catalog, hardware)
+        self.speeds = speeds or SpeedEstimator(hardware)
+        self.advice = pick_model(catalog, hardware, self.speeds, usable_tokens_per_s)
+        self.spec, self.fits = self.advice.spec, self.advice.fits
         self.task: DownloadTask | None = None
         self._row: DownloadRow | None = None
         self.setWindowTitle(f"Welcome to {APP_NAME}")
@@ -126,7 +132,8 @@ class FirstRunDialog(QDialog):
         layout.addWidget(intro)
         layout.addWidget(step)
         layout.addWidget(self.problem)
-        layout.addWidget(self._build_offer())
+        self.offer = self._build_offer()
+        layout.addWidget(self.offer)
         layout.addLayout(self._progress_holder)
         layout.addStretch(1)
         layout.addLayout(buttons)
@@ -159,6 +166,11 @@ class FirstRunDialog(QDialog):
         name.setFont(font)
         badge = FitBadge(fit_for_spec(spec, self.hardware), estimate_for_spec(spec), card)
         self.badge = badge
+        self.speed = SpeedLabel(self.speeds.for_spec(spec), card)
+        # Why this one, in the words of what the user will feel.
+        self.reason = QLabel(self.advice.reason, card)
+        self.reason.setWordWrap(True)
+        self.reason.setAccessibleName("Why this model")
         facts = QLabel(
             f"{spec.good_at}.<br>{spec.parameters_label} parameters · "
             f"{spec.quantization} · {format_bytes(spec.size_bytes)} download · "
@@ -172,15 +184,34 @@ class FirstRunDialog(QDialog):
         top = QHBoxLayout()
         top.addWidget(name)
         top.addWidget(badge)
+        top.addWidget(self.speed)
         top.addStretch(1)
         row = QHBoxLayout()
         row.addStretch(1)
         row.addWidget(self.download_button)
         layout.addWidget(caption)
         layout.addLayout(top)
+        layout.addWidget(self.reason)
         layout.addWidget(facts)
         layout.addLayout(row)
         return card
+
+    def set_speeds(self, speeds: SpeedEstimator, usable_tokens_per_s: float) -> None:
+        """Offer again by new predictions (the machine was just measured), unless a download
+        of the offered model has started."""
+        self.speeds = speeds
+        if self.task is not None or self.spec is None:
+            return
+        self.advice = pick_model(self.catalog, self.hardware, speeds, usable_tokens_per_s)
+        self.spec, self.fits = self.advice.spec, self.advice.fits
+        layout = self.layout()
+        if not isinstance(layout, QVBoxLayout):
+            return
+        old = self.offer
+        self.offer = self._build_offer()
+        layout.replaceWidget(old, self.offer)
+        old.deleteLater()
+        self.download_button.setFocus()
 
     # --- actions ---------------------------------------------------------------------------
 

@@ -32,12 +32,13 @@ from PySide6.QtWidgets import (
 from assistant.disk import format_bytes
 from assistant.models.catalog import Catalog, ModelSpec
 from assistant.models.downloads import Downloader, DownloadTarget
-from assistant.models.hardware import Hardware, estimate_for_spec, fit_for_spec, recommend
+from assistant.models.hardware import Hardware, estimate_for_spec, fit_for_spec
 from assistant.models.hub import HubFile, list_gguf_files
+from assistant.models.speed import SpeedEstimator, recommend_by_speed
 from assistant.models.store import InstalledModel, ModelStore, Removal
 from assistant.ui.download_tasks import DownloadQueue, DownloadTask, TaskRunner
 from assistant.ui.errors import ErrorBanner, describe
-from assistant.ui.model_widgets import DownloadRow, FitBadge, MessageBar
+from assistant.ui.model_widgets import DownloadRow, FitBadge, MessageBar, SpeedLabel
 from assistant.ui.window_geometry import clamp_minimum, fit_window
 
 GGUF_FILTER = "GGUF models (*.gguf);;All files (*)"
@@ -141,6 +142,8 @@ class ModelManagerWindow(QWidget):
         parent: QWidget | None = None,
         *,
         downloads: DownloadQueue | None = None,
+        speeds: SpeedEstimator | None = None,
+        usable_tokens_per_s: float = 10.0,
     ) -> None:
         super().__init__(parent, Qt.WindowType.Window)
         self.store = store
@@ -148,8 +151,11 @@ class ModelManagerWindow(QWidget):
         self.hardware = hardware
         self.downloads = downloads or make_downloads(store, catalog, hardware, self)
         self.runner = TaskRunner(self.downloads.pool, self)
-        recommended = recommend(catalog, hardware)
-        self.recommended_id: str | None = recommended.id if recommended else None
+        self.speeds = speeds or SpeedEstimator(hardware)
+        self.usable_tokens_per_s = usable_tokens_per_s
+        self.recommended_id: str | None = None
+        self.recommendation_reason = ""
+        self._recommend()
         self._installed: dict[str, InstalledModel] = {}
         self._store_default: str | None = None  # as read by the last refresh()
         self._rows: dict[str, DownloadRow] = {}
@@ -203,9 +209,9 @@ class ModelManagerWindow(QWidget):
             f"({format_bytes(hw.available_ram)} free), {hw.physical_cores} cores"
             + (", GPU offload" if hw.gpu_offload else "")
         )
-        if self.recommended_id:
-            summary += f". Recommended: <b>{self.catalog.get(self.recommended_id).name}</b>"
-        self.summary = QLabel(summary, self)
+        self.summary = QLabel(self)
+        self._summary_start = summary
+        self._show_summary()
         self.summary.setWordWrap(True)
         column = QVBoxLayout()
         column.addWidget(title)
@@ -273,6 +279,7 @@ class ModelManagerWindow(QWidget):
         specs = sorted(self.catalog, key=lambda s: s.id != self.recommended_id)
         self._download_buttons: dict[str, QPushButton] = {}
         self._badges: dict[str, FitBadge] = {}
+        self._speed_labels: dict[str, SpeedLabel] = {}
         tint = QColor(self.palette().color(QPalette.ColorRole.Highlight))
         tint.setAlpha(45)
         for row, spec in enumerate(specs):
@@ -305,7 +312,9 @@ class ModelManagerWindow(QWidget):
                 table.setItem(row, column, item)
             badge = FitBadge(fit_for_spec(spec, self.hardware), estimate_for_spec(spec))
             self._badges[spec.id] = badge
-            table.setCellWidget(row, 6, _cell(badge))
+            speed = SpeedLabel(self.speeds.for_spec(spec))
+            self._speed_labels[spec.id] = speed
+            table.setCellWidget(row, 6, _cell(badge, speed))
             button = _action_button(
                 "Download", f"Download {spec.name} ({format_bytes(spec.size_bytes)})"
             )
@@ -402,6 +411,41 @@ class ModelManagerWindow(QWidget):
 
     def fit_badge(self, model_id: str) -> FitBadge:
         return self._badges[model_id]
+
+    def speed_label(self, model_id: str) -> SpeedLabel:
+        return self._speed_labels[model_id]
+
+    # --- expected speed --------------------------------------------------------------------
+
+    def set_speeds(self, speeds: SpeedEstimator, usable_tokens_per_s: float) -> None:
+        """Show new predictions (the machine was measured, or answers taught it), and
+        recommend again by them."""
+        self.speeds = speeds
+        self.usable_tokens_per_s = usable_tokens_per_s
+        before = self.recommended_id
+        self._recommend()
+        if self.recommended_id != before:
+            self._fill_catalog()  # the recommended model moves to the top
+            self._update_catalog_buttons()
+        else:
+            for spec in self.catalog:
+                self._speed_labels[spec.id].show_prediction(speeds.for_spec(spec))
+        self._show_summary()
+
+    def _recommend(self) -> None:
+        advice = recommend_by_speed(
+            self.catalog, self.speeds, min_tokens_per_s=self.usable_tokens_per_s
+        )
+        good = advice.spec is not None and advice.fits and advice.usable
+        self.recommended_id = advice.spec.id if good and advice.spec else None
+        self.recommendation_reason = advice.reason if good else ""
+
+    def _show_summary(self) -> None:
+        text = self._summary_start
+        if self.recommendation_reason:
+            name, _, why = self.recommendation_reason.partition(": ")
+            text += f". Recommended: <b>{name}</b> ({why})"
+        self.summary.setText(text)
 
     def download_button(self, model_id: str) -> QPushButton:
         return self._download_buttons[model_id]

@@ -26,6 +26,7 @@ from PySide6.QtWidgets import (
 from assistant.disk import format_bytes
 from assistant.models.downloads import DownloadProgress
 from assistant.models.hardware import Fit, MemoryEstimate
+from assistant.models.speed import SpeedPrediction, format_rate
 from assistant.ui.download_tasks import DownloadTask
 
 # (light text, light background, dark text, dark background): the badge must read as well on
@@ -99,6 +100,35 @@ class FitBadge(QLabel):
             f"QLabel {{ color: {fg}; background: {bg}; border-radius: 9px;"
             " padding: 2px 9px; font-weight: 600; }"
         )
+
+
+class SpeedLabel(QLabel):
+    """The expected answer speed on this computer: "≈ 35 tokens/s", the details in a tooltip."""
+
+    def __init__(self, prediction: SpeedPrediction, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setSizePolicy(QSizePolicy.Policy.Maximum, QSizePolicy.Policy.Maximum)
+        self.show_prediction(prediction)
+
+    def show_prediction(self, prediction: SpeedPrediction) -> None:
+        self.prediction = prediction
+        self.setText(f"{prediction.label} here")
+        source = (
+            "learnt from your answers on this computer"
+            if prediction.learnt
+            else "measured on this computer"
+            if prediction.measured
+            else "a first guess, until this computer is measured"
+        )
+        where = " (on the GPU: at least this)" if prediction.device == "gpu" else ""
+        tip = (
+            f"Expected speed writing an answer{where}: about "
+            f"{format_rate(prediction.decode_tokens_per_s)} tokens a second; reading your "
+            f"message: about {format_rate(prediction.prompt_tokens_per_s)} tokens a second "
+            f"({source})."
+        )
+        self.setToolTip(tip)
+        self.setAccessibleName(tip)
 
 
 class MessageBar(QFrame):

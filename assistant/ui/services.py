@@ -12,7 +12,9 @@ action, the last window closed, a signal, the desktop session ending.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import threading
 from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QCoreApplication, QFileSystemWatcher, QObject, Signal, Slot
@@ -31,6 +33,7 @@ from assistant.ui.worker import ModelRunner
 if TYPE_CHECKING:
     from assistant.models.catalog import Catalog
     from assistant.models.hardware import Hardware
+    from assistant.models.speed import SpeedEstimator
     from assistant.ui.download_tasks import DownloadQueue
 
 log = logging.getLogger(__name__)
@@ -47,10 +50,14 @@ class AppServices(QObject):
             re-read.
         shuttingDown(): the app is quitting: save what you show (drafts, geometry) now. Sent
             after unsent questions went back to their front ends (``runner.questionReturned``).
+        speedsChanged(): :meth:`speeds` predicts differently: the machine was measured, an
+            answer taught it, or the threads or usable-speed settings changed.
     """
 
     settingsChanged = Signal(list)
     shuttingDown = Signal()
+    speedsChanged = Signal()
+    _speedsMeasured = Signal()  # from the measuring thread
 
     def __init__(
         self,
@@ -76,12 +83,16 @@ class AppServices(QObject):
         self._catalog = catalog
         self._hardware = hardware
         self._downloads: DownloadQueue | None = None
+        self._speeds: SpeedEstimator | None = None
+        self._measuring = False
+        self._speedsMeasured.connect(self._on_speeds_measured)
         self.providers = ProviderRegistry([local_provider(self.models, load_file)])
         # Cloud providers (remote lane), reachable only while the global switch is on.
         self.cloud = CloudConfig.for_paths(paths)
         self.ledger = CloudLedger(self.history.db_path)
         register_cloud(self.providers, self.cloud, self.cloud_allowed)
         self.runner = ModelRunner(self.history, self.providers, parent=self)
+        self.runner.answerFinished.connect(self._on_answer_finished)
         self._shut_down = False
         self.settings.add_listener(self._on_settings_changed)
         # The CLI (or another copy of the app) may change a setting while the app runs.
@@ -118,6 +129,57 @@ class AppServices(QObject):
             self._hardware = detect_hardware()
         return self._hardware
 
+    def speeds(self) -> SpeedEstimator:
+        """Expected tokens/s of models here, with the user's threads and GPU settings. The
+        first call on an unmeasured machine starts measuring it in the background
+        (:attr:`speedsChanged` follows); until then the estimator guesses."""
+        if self._speeds is None:
+            from assistant.models.speed import SpeedEstimator
+
+            self._speeds = SpeedEstimator.from_cache(
+                self.paths.cache,
+                self.hardware(),
+                threads=self.settings["threads"],
+                gpu_layers=self.settings["gpu_layers"],
+            )
+            if not self._speeds.measured and not self._measuring:
+                self._measuring = True
+                measuring = threading.Thread(
+                    target=self._measure_speeds, name="speed-check", daemon=True
+                )
+                measuring.start()
+        return self._speeds
+
+    @property
+    def usable_tokens_per_s(self) -> float:
+        return float(self.settings["usable_tokens_per_s"])
+
+    def _measure_speeds(self) -> None:
+        from assistant.models.speed import ensure_profile
+
+        try:
+            ensure_profile(self.paths.cache, self.hardware())
+        except Exception:  # never lose an exception in a thread; the guess stays
+            log.exception("Measuring this computer's speed failed")
+        with contextlib.suppress(RuntimeError):  # the services were deleted meanwhile
+            self._speedsMeasured.emit()
+
+    def _forget_speeds(self) -> None:
+        if self._speeds is not None:
+            self._speeds = None
+            self.speedsChanged.emit()
+
+    @Slot()
+    def _on_speeds_measured(self) -> None:
+        self._measuring = False
+        self._forget_speeds()
+
+    @Slot(int, int, int)
+    def _on_answer_finished(self, _rid: int, _conversation: int, _message: int) -> None:
+        # A local answer may have taught the machine's speed factor: read it again.
+        if self.runner.model_id is not None:
+            self._forget_speeds()
+
     def downloads(self) -> DownloadQueue:
         """The one download queue: downloads go on while windows close and open."""
         if self._downloads is None:
@@ -150,6 +212,8 @@ class AppServices(QObject):
     def _on_settings_changed(self, keys: list[str]) -> None:
         if keys:
             self.settingsChanged.emit(list(keys))
+        if {"threads", "gpu_layers", "usable_tokens_per_s"} & set(keys):
+            self._forget_speeds()
 
     @Slot(str)
     def _on_settings_file_changed(self, _path: str) -> None:

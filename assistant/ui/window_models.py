@@ -48,6 +48,7 @@ class ModelsSection(QMainWindow):
     model_manager: Any
     first_run: Any
     _downloads_connected: bool
+    _speeds_connected: bool = False
     _installed: list[InstalledModel]
     _default_id: str | None
     _missing_id: str = ""
@@ -253,7 +254,10 @@ class ModelsSection(QMainWindow):
                     self.hardware(),
                     self,
                     downloads=self._download_queue(),
+                    speeds=self.services.speeds(),
+                    usable_tokens_per_s=self.services.usable_tokens_per_s,
                 )
+                self._follow_speeds()
             except ImportError as exc:
                 log.warning("Model manager unavailable: %s", exc)
                 self.show_problem(
@@ -280,12 +284,28 @@ class ModelsSection(QMainWindow):
                 self.hardware(),
                 self,
                 downloads=self._download_queue(),
+                speeds=self.services.speeds(),
+                usable_tokens_per_s=self.services.usable_tokens_per_s,
             )
+            self._follow_speeds()
         except (ImportError, AssistantError) as exc:
             log.warning("Welcome screen unavailable: %s", exc)
             return False
         self.first_run.open()
         return True
+
+    def _follow_speeds(self) -> None:
+        if not self._speeds_connected:
+            self._speeds_connected = True
+            self.services.speedsChanged.connect(self._on_speeds_changed)
+
+    @Slot()
+    def _on_speeds_changed(self) -> None:
+        speeds, usable = self.services.speeds(), self.services.usable_tokens_per_s
+        if self.model_manager is not None:
+            self.model_manager.set_speeds(speeds, usable)
+        if self.first_run is not None and self.first_run.isVisible():
+            self.first_run.set_speeds(speeds, usable)
 
     @Slot(str)
     def _on_model_installed(self, model_id: str) -> None:
