@@ -18,22 +18,21 @@ server's ``{"ok": true}``.
 from __future__ import annotations
 
 import hashlib
-import json
-import logging
 import os
 import socket
 import sys
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from assistant import APP_ID
-from assistant.paths import AppPaths
 
 if TYPE_CHECKING:
     from filelock import FileLock
 
-log = logging.getLogger(__name__)
+    from assistant.paths import AppPaths
+
+# The sending side imports no more than it needs (no json, logging or tempfile): a hand-over
+# is most of the time between `offline-assistant --quick-ask` and the popup.
 
 QUICK_ASK = "quick-ask"
 SHOW = "show"
@@ -60,6 +59,8 @@ def _runtime_dir() -> Path:
     runtime = os.environ.get("XDG_RUNTIME_DIR")
     if runtime and os.path.isdir(runtime) and os.access(runtime, os.W_OK):
         return Path(runtime)
+    import tempfile
+
     # A per-user folder in /tmp: another user must not be able to answer for this one.
     folder = Path(tempfile.gettempdir()) / f"{APP_ID}-{os.getuid()}"
     folder.mkdir(mode=0o700, exist_ok=True)
@@ -71,11 +72,16 @@ def lock_path(paths: AppPaths) -> Path:
 
 
 def encode(command: str) -> bytes:
-    return json.dumps({"command": command}).encode("utf-8") + b"\n"
+    """The request line for one of ``COMMANDS`` (as ``json.dumps`` writes it)."""
+    if command not in COMMANDS:
+        raise ValueError(f"not a command of the hand-over: {command!r}")
+    return b'{"command": "' + command.encode("ascii") + b'"}\n'
 
 
 def decode(line: bytes) -> str | None:
     """The command of one request line, ``None`` when it is not one this version knows."""
+    import json
+
     try:
         data = json.loads(line.decode("utf-8"))
     except (UnicodeDecodeError, ValueError):
@@ -109,7 +115,7 @@ def hand_over(command: str, paths: AppPaths, timeout_s: float = CONNECT_TIMEOUT_
                     break
                 reply += chunk
         except OSError as exc:  # refused: a stale socket; timeout: an app that hangs
-            log.debug("No running app answered on %s: %s", name, exc)
+            _debug("No running app answered on %s: %s", name, exc)
             return False
     return reply.strip() == OK_REPLY.strip()
 
@@ -127,9 +133,15 @@ def _hand_over_pipe(name: str, command: str) -> bool:
                     break
                 reply += chunk
     except OSError as exc:  # no such pipe: nobody runs
-        log.debug("No running app answered on %s: %s", name, exc)
+        _debug("No running app answered on %s: %s", name, exc)
         return False
     return reply.strip() == OK_REPLY.strip()
+
+
+def _debug(message: str, *args: object) -> None:
+    import logging
+
+    logging.getLogger(__name__).debug(message, *args)
 
 
 def instance_lock(paths: AppPaths, timeout_s: float = LOCK_TIMEOUT_S) -> FileLock:

@@ -5,9 +5,9 @@ log after one warning on stderr (instead of a ``--- Logging error ---`` tracebac
 URLs are written without their query strings (the Hub's CDN signs its download links there: a
 temporary credential for a gated file).
 
-:func:`private_environment` also lives here, because it must run before any library is imported:
-it tells ``huggingface_hub`` to make no requests of its own (telemetry, the agent-harness lookup
-for its user agent, update checks).
+:func:`private_environment` (defined in the package itself, which runs it before any library is
+imported, and kept importable from here) tells ``huggingface_hub`` to make no requests of its own
+(telemetry, the agent-harness lookup for its user agent, update checks).
 """
 
 from __future__ import annotations
@@ -20,28 +20,14 @@ import re
 import sys
 from typing import Any
 
+# Defined in the package (see the docstring), and importable from here as before.
+from assistant import PRIVATE_ENVIRONMENT as PRIVATE_ENVIRONMENT
+from assistant import private_environment as private_environment
+
 LOG_FILE_NAME = "offline-assistant.log"
 _FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
-# huggingface_hub (1.x/2.x) reads these when imported. HF_HUB_DISABLE_TELEMETRY also stops its
-# lookup of /api/agent-harnesses, made to describe the caller in the user agent;
-# DO_NOT_TRACK is the cross-tool opt-out (donottrack.sh); HF_HUB_DISABLE_UPDATE_CHECK stops the
-# PyPI version check; HF_HUB_DISABLE_IMPLICIT_TOKEN keeps a saved login token from being sent
-# with requests the app did not give it to (the app passes its token explicitly).
-PRIVATE_ENVIRONMENT = {
-    "HF_HUB_DISABLE_TELEMETRY": "1",
-    "DO_NOT_TRACK": "1",
-    "HF_HUB_DISABLE_UPDATE_CHECK": "1",
-    "HF_HUB_DISABLE_IMPLICIT_TOKEN": "1",
-}
-
 _URL_QUERY = re.compile(r"(https?://[^\s?#'\"<>]+)\?[^\s#'\"<>]*", re.IGNORECASE)
-
-
-def private_environment() -> None:
-    """Switch off third-party telemetry and lookups; a value the user set is kept."""
-    for name, value in PRIVATE_ENVIRONMENT.items():
-        os.environ.setdefault(name, value)
 
 
 def strip_url_queries(text: str) -> str:

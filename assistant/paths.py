@@ -15,14 +15,11 @@ named errors of :mod:`assistant.errors`, with the true cause.
 from __future__ import annotations
 
 import errno
-import logging
 import os
 import stat
 import sys
-from dataclasses import dataclass
 from pathlib import Path
-
-import platformdirs
+from typing import NamedTuple
 
 from assistant import APP_ID
 from assistant.errors import (
@@ -34,16 +31,16 @@ from assistant.errors import (
     SymlinkLoopError,
 )
 
-log = logging.getLogger(__name__)
-
 HOME_ENV = "OFFLINE_ASSISTANT_HOME"
 PRIVATE_DIR_MODE = 0o700
 PRIVATE_FILE_MODE = 0o600
 POSIX = os.name == "posix"
 
 
-@dataclass(frozen=True)
-class AppPaths:
+class AppPaths(NamedTuple):
+    """The app's four folders. (A named tuple rather than a dataclass: the hand-over to a
+    running app imports this module, and ``dataclasses`` costs more than all the rest.)"""
+
     data: Path
     cache: Path
     config: Path
@@ -91,6 +88,10 @@ def app_paths() -> AppPaths:
         return AppPaths(
             data=root / "data", cache=root / "cache", config=root / "config", logs=root / "logs"
         )
+    # Imported here: a hand-over to a running app (``assistant.ipc``) in portable mode then
+    # pays nothing for it (platformdirs brings tempfile, shutil, random…).
+    import platformdirs
+
     return AppPaths(
         data=Path(platformdirs.user_data_dir(APP_ID, appauthor=False)),
         cache=Path(platformdirs.user_cache_dir(APP_ID, appauthor=False)),
@@ -138,7 +139,9 @@ def tighten(path: Path, mode: int) -> None:
             os.chmod(path, current & mode)
     except OSError as exc:
         if exc.errno not in (errno.ENOENT, errno.EPERM, errno.EROFS, errno.EACCES):
-            log.warning("Could not make %s private: %s", path, exc)
+            import logging  # here: the hand-over to a running app imports this module
+
+            logging.getLogger(__name__).warning("Could not make %s private: %s", path, exc)
 
 
 # --- what the OS says about a path, as named errors ------------------------------------------

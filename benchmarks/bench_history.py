@@ -7,7 +7,9 @@ Measured in one run, each part in a fresh process on a copy of the same history:
   (b) search latency to first results, for 1-, 2-, 3- and 5-letter queries typed into the
       sidebar's search box of the real window (target <= 100 ms), and to the final results;
   (c) the longest UI-thread stall while typing a query letter by letter (a 1 ms ``QTimer``
-      heartbeat; target < 16 ms);
+      heartbeat; target < 16 ms; median of five rounds). On Linux the stall is also given
+      less the time the OS kept the UI thread off a busy machine's CPUs, which is the part
+      the app itself is answerable for;
   (d) opening a 500-message conversation (the call, its layout and first paint; target
       <= 150 ms).
 
@@ -32,6 +34,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -47,6 +50,7 @@ LONG_CONVERSATION = 500
 QUERIES = {1: "a", 2: "of", 3: "the", 5: "water"}
 TYPED = "the water"
 TYPING_INTERVAL_MS = 90  # a quick typist
+TYPING_ROUNDS = 5
 TARGET_START_S = 1.0
 TARGET_FIRST_RESULTS_MS = 100.0
 TARGET_STALL_MS = 16.0
@@ -169,6 +173,7 @@ def measure(model: Path, runs: int) -> dict[str, Any]:
             "python": platform.python_version(),
             "cpus": os.cpu_count(),
             "display": os.environ.get("DISPLAY") or "offscreen",
+            "load_average": _load(),
         },
         "history": {
             "conversations": CONVERSATIONS,
@@ -184,6 +189,13 @@ def measure(model: Path, runs: int) -> dict[str, Any]:
             "open_500_ms": TARGET_OPEN_MS,
         },
     }
+
+
+def _load() -> list[float] | None:
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except OSError:  # not on Windows
+        return None
 
 
 def _run_own_child(env: dict[str, str]) -> dict[str, Any]:
@@ -206,10 +218,10 @@ def _run_own_child(env: dict[str, str]) -> dict[str, Any]:
 
 
 def child_window() -> int:
-    from PySide6.QtCore import QElapsedTimer, Qt, QTimer
     from PySide6.QtTest import QTest
     from PySide6.QtWidgets import QApplication
 
+    from assistant.ui.app import freeze_startup_heap
     from assistant.ui.main_window import MainWindow
     from assistant.ui.services import AppServices
 
@@ -218,6 +230,7 @@ def child_window() -> int:
     window = MainWindow(services)
     window.show()
     QTest.qWaitForWindowExposed(window)
+    freeze_startup_heap()  # as run_app does before its event loop
     sidebar = window.sidebar
     out: dict[str, Any] = {}
 
@@ -259,33 +272,15 @@ def child_window() -> int:
         for length, query in QUERIES.items()
     }
 
-    # (c) the longest stall while typing letter by letter
-    sidebar.search.clear()
-    app.processEvents()
-    beats: list[float] = []
-    heartbeat = QTimer()
-    heartbeat.setTimerType(Qt.TimerType.PreciseTimer)
-    heartbeat.timeout.connect(lambda: beats.append(time.perf_counter()))
-    heartbeat.start(1)
-    sidebar.search.setFocus()
-    clock = QElapsedTimer()
-    clock.start()
-    for letter in TYPED:
-        QTest.keyClicks(sidebar.search, letter)
-        end = time.monotonic() + TYPING_INTERVAL_MS / 1000
-        while time.monotonic() < end:
-            app.processEvents()
-            time.sleep(0.0005)
-    wait_until(lambda: not sidebar.searching)
-    for _ in range(50):
-        app.processEvents()
-        time.sleep(0.001)
-    heartbeat.stop()
-    gaps = [(b - a) * 1000 for a, b in itertools.pairwise(beats)]
+    # (c) the longest stall while typing letter by letter, a few times over
+    rounds = [_typing_round(app, sidebar, wait_until) for _ in range(TYPING_ROUNDS)]
+    longest = [r["longest_stall_ms"] for r in rounds]
+    own = [r["longest_own_stall_ms"] for r in rounds if r["longest_own_stall_ms"] is not None]
     out["typing"] = {
         "typed": TYPED,
-        "longest_stall_ms": max(gaps),
-        "beats": len(beats),
+        "rounds": rounds,
+        "longest_stall_ms": statistics.median(longest),
+        "longest_own_stall_ms": statistics.median(own) if own else None,
         "results": sidebar.result_count(),
     }
     sidebar.search.clear()
@@ -311,11 +306,68 @@ def child_window() -> int:
     os._exit(0)
 
 
+def _typing_round(app: Any, sidebar: Any, wait_until: Any) -> dict[str, Any]:
+    """Type ``TYPED`` letter by letter into the search box while a 1 ms heartbeat runs on
+    the UI thread; the longest gap between beats is the longest stall. Where Linux tells
+    (``/proc/.../schedstat``), each gap is split into the UI thread's own work, the time the
+    OS kept it waiting for a CPU (other programs on a busy machine), and the rest (blocked:
+    on the GIL or a lock); "own" stalls leave the run-queue wait out."""
+    from PySide6.QtCore import Qt, QTimer
+    from PySide6.QtTest import QTest
+
+    sidebar.search.clear()
+    app.processEvents()
+    beats: list[tuple[float, float, float]] = []
+    sched = Path(f"/proc/self/task/{threading.get_native_id()}/schedstat")
+    readable = sched.exists()
+
+    def beat() -> None:
+        run = wait = 0.0
+        if readable:
+            fields = sched.read_bytes().split()
+            run, wait = int(fields[0]) / 1e6, int(fields[1]) / 1e6
+        beats.append((time.perf_counter() * 1000, run, wait))
+
+    heartbeat = QTimer()
+    heartbeat.setTimerType(Qt.TimerType.PreciseTimer)
+    heartbeat.timeout.connect(beat)
+    heartbeat.start(1)
+    sidebar.search.setFocus()
+    for letter in TYPED:
+        QTest.keyClicks(sidebar.search, letter)
+        end = time.monotonic() + TYPING_INTERVAL_MS / 1000
+        while time.monotonic() < end:
+            app.processEvents()
+            time.sleep(0.0005)
+    wait_until(lambda: not sidebar.searching)
+    for _ in range(50):
+        app.processEvents()
+        time.sleep(0.001)
+    heartbeat.stop()
+    gaps = [
+        {"ms": b[0] - a[0], "cpu_ms": b[1] - a[1], "run_queue_ms": b[2] - a[2]}
+        for a, b in itertools.pairwise(beats)
+    ]
+    worst = max(gaps, key=lambda g: g["ms"])
+    worst["blocked_ms"] = worst["ms"] - worst["cpu_ms"] - worst["run_queue_ms"]
+    own = max(g["ms"] - g["run_queue_ms"] for g in gaps) if readable else None
+    busiest = max(g["cpu_ms"] for g in gaps) if readable else None
+    return {
+        "longest_stall_ms": worst["ms"],
+        "longest_stall_parts": worst if readable else None,
+        "longest_own_stall_ms": own,
+        "most_cpu_between_beats_ms": busiest,
+        "beats": len(beats),
+    }
+
+
 # --- report ------------------------------------------------------------------------------------
 
 
 def print_table(result: dict[str, Any]) -> None:
     history = result["history"]
+    if result["machine"].get("load_average"):
+        print(f"load average (1, 5, 15 min): {result['machine']['load_average']}")
     print(
         f"history: {history['conversations']:,} conversations, {history['messages']:,} "
         f"messages, {history['bytes'] / 1e6:.0f} MB"
@@ -335,13 +387,22 @@ def print_table(result: dict[str, Any]) -> None:
                 f"first <= {TARGET_FIRST_RESULTS_MS:.0f} ms",
             )
         )
+    typing = result["typing"]
     rows.append(
         (
-            f"longest UI stall typing {result['typing']['typed']!r}",
-            f"{result['typing']['longest_stall_ms']:.1f} ms",
+            f"longest UI stall typing {typing['typed']!r} (median of {len(typing['rounds'])})",
+            f"{typing['longest_stall_ms']:.1f} ms",
             f"< {TARGET_STALL_MS:.0f} ms",
         )
     )
+    if typing.get("longest_own_stall_ms") is not None:
+        rows.append(
+            (
+                "  the same, less the time the OS gave the CPU to others",
+                f"{typing['longest_own_stall_ms']:.1f} ms",
+                f"< {TARGET_STALL_MS:.0f} ms",
+            )
+        )
     rows.append(
         (
             "open a 500-message conversation (median)",

@@ -84,10 +84,12 @@ def test_a_second_start_with_quick_ask_opens_the_popup_in_the_first_and_exits(
     wait_for(lambda: listening() or first.poll() is not None)
     assert first.poll() is None, first.stderr.read() if first.stderr else ""
 
-    # The second start, as the CLI runs it; it must not import Qt to hand over.
+    # The second start, as the CLI runs it; it must not import Qt, the engine or even the
+    # terminal front end's own helpers (argparse, logging, json…) to hand over.
+    heavy = ("PySide6", "llama_cpp", "argparse", "logging", "json", "dataclasses", "platformdirs")
     probe = (
         "import sys; from assistant.cli import main; rc = main(['--quick-ask']); "
-        "print(sorted(m for m in sys.modules if m.startswith('PySide6'))); sys.exit(rc)"
+        f"print(sorted(m for m in sys.modules if m.split('.')[0] in {heavy!r})); sys.exit(rc)"
     )
     second = subprocess.run(
         [sys.executable, "-c", probe], env=app_env(), cwd=ROOT, capture_output=True, timeout=60

@@ -51,6 +51,27 @@ def test_snippet_is_centred_on_the_match() -> None:
     assert make_snippet("Crème brûlée recipe", "creme") == "«Crème» brûlée recipe"
 
 
+@pytest.mark.parametrize(
+    ("query", "prefix_from"),
+    [("needle", 1), ("the needle", 3), ("NEEDLE", 1), ("nee", 3), ("ne", 3), ("zz", 1), ("ss", 1)],
+)
+def test_ascii_text_is_marked_as_any_text_is(query: str, prefix_from: int) -> None:
+    # Plain ASCII text takes a faster path; one non-ASCII letter far past the snippet sends
+    # the same text down the general one, and both must mark the same words.
+    text = "x_needle The Needle, the needles and needle2 SS here " + "word " * 40
+    fast = make_snippet(text, query, prefix_from=prefix_from)
+    general = make_snippet(text + "é", query, prefix_from=prefix_from)
+    assert fast == general
+
+
+def test_snippet_never_marks_part_of_a_word() -> None:
+    # The context before the match starts inside "xneedle": that piece is no match of its own.
+    text = "xneedle " + "b " * 14 + "needle " + "c " * 80
+    snippet = make_snippet(text, "needle", before=text.index(" needle"))
+    assert snippet.count(SNIPPET_START) == 1
+    assert f"{SNIPPET_START}needle{SNIPPET_END}" in snippet
+
+
 def test_stages_rank_the_newest_first_then_everything(store: HistoryStore) -> None:
     chat = store.create_conversation(title="Notes")
     best = store.add_message(chat.id, "user", "kiwi kiwi kiwi kiwi")

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 from PySide6.QtCore import QPoint, Qt
+from PySide6.QtGui import QTextDocument
 from PySide6.QtWidgets import (
     QAbstractButton,
     QAbstractItemView,
@@ -415,6 +416,44 @@ def test_search_keeps_up_and_shows_only_the_newest_query(
     for row in range(sidebar.results.count()):  # the word that matched is in the snippet
         shown = sidebar.results.item(row).data(Qt.ItemDataRole.UserRole + 2)
         assert "<b>zebra</b>" in shown
+
+
+def test_search_result_rows_fit_their_wrapped_text_at_any_width(
+    qtbot: QtBot, open_window: OpenWindow
+) -> None:
+    with HistoryStore(app_paths().ensure().history_db) as history:
+        chat = history.create_conversation(title="Fruit")
+        history.add_message(chat.id, "user", "kiwi " + "and a longer sentence " * 12)
+        history.add_message(chat.id, "user", "kiwi")
+    window = open_window()
+    sidebar = window.sidebar
+    sidebar.search.setText("kiwi")
+    qtbot.waitUntil(lambda: not sidebar.searching, timeout=30_000)
+
+    def heights() -> list[tuple[int, int]]:
+        """Each row's height, and the height its text needs at the list's width."""
+        width = sidebar.results.viewport().width() - 20  # the row's padding
+        pairs = []
+        for row in range(sidebar.results.count()):
+            item = sidebar.results.item(row)
+            document = QTextDocument()
+            document.setDefaultFont(sidebar.results.font())
+            document.setDocumentMargin(0)
+            document.setHtml(str(item.data(Qt.ItemDataRole.UserRole + 2)))
+            document.setTextWidth(width)
+            pairs.append(
+                (sidebar.results.visualItemRect(item).height(), int(document.size().height()))
+            )
+        return pairs
+
+    before = heights()
+    assert len(before) == 2
+    assert all(shown >= needed for shown, needed in before)
+    tallest = max(shown for shown, _ in before)
+    assert tallest > min(shown for shown, _ in before)  # the long message wraps
+    window.sidebar.setFixedWidth(sidebar.width() - 80)  # narrower: it wraps onto more lines
+    qtbot.waitUntil(lambda: max(shown for shown, _ in heights()) > tallest)
+    assert all(shown >= needed for shown, needed in heights())
 
 
 # --- a layout that breathes ----------------------------------------------------------------------

@@ -19,6 +19,7 @@ progress stops as soon as its caller no longer wants it (a newer query was typed
 
 from __future__ import annotations
 
+import functools
 import re
 import sqlite3
 import unicodedata
@@ -92,23 +93,54 @@ def fold(word: str) -> str:
 # --- snippets --------------------------------------------------------------------------------
 
 
+@functools.lru_cache(maxsize=32)
+def _snippet_terms(query: str, prefix_from: int) -> tuple[tuple[str, ...], str]:
+    """The folded tokens of ``query``, and the prefix its last word matches ("" when the last
+    word is too short to be a prefix). Worked out once per query, not once per snippet."""
+    words = _words(query)
+    terms = tuple(fold(t) for w in words for t in _TOKEN.findall(w))
+    prefix = bool(words) and sum(ch.isalnum() for ch in words[-1]) >= prefix_from
+    tokens = _TOKEN.findall(words[-1]) if prefix else []
+    return terms, fold(tokens[-1]) if tokens else ""
+
+
+@functools.lru_cache(maxsize=32)
+def _ascii_matcher(terms: tuple[str, ...], prefix: str) -> re.Pattern[str] | None:
+    """One regular expression that finds, in ASCII text, the tokens ``make_snippet`` marks:
+    a folded term whole, or any token starting with ``prefix``. Searching in C rather than
+    testing token by token in Python keeps a search worker's hold on the GIL short, so the
+    UI thread is not kept waiting while snippets are cut. ``None`` when nothing can match."""
+    alternatives = sorted({re.escape(t) for t in terms if t and t.isascii()}, key=len)[::-1]
+    if prefix and prefix.isascii():
+        alternatives.append(re.escape(prefix) + "[a-z0-9]*")
+    if not alternatives:
+        return None
+    body = "|".join(alternatives)
+    return re.compile(rf"(?<![a-z0-9])(?:{body})(?![a-z0-9])", re.IGNORECASE | re.ASCII)
+
+
 def make_snippet(
     text: str, query: str, *, prefix_from: int = 1, before: int = SNIPPET_BEFORE
 ) -> str:
     """A short piece of ``text`` that starts a little before the first word the query matched,
     with the matching words between ``SNIPPET_START`` and ``SNIPPET_END``, and ``…`` where text
     was left out. Whitespace is collapsed to single spaces."""
-    words = _words(query)
-    terms = [fold(t) for w in words for t in _TOKEN.findall(w)]
-    prefix = bool(words) and sum(ch.isalnum() for ch in words[-1]) >= prefix_from
-    last = fold(_TOKEN.findall(words[-1])[-1]) if words and _TOKEN.findall(words[-1]) else ""
+    terms, last = _snippet_terms(query, prefix_from)
 
     def matches(token: str) -> bool:
         folded = token.casefold() if token.isascii() else fold(token)
-        return folded in terms or (prefix and bool(last) and folded.startswith(last))
+        return folded in terms or (bool(last) and folded.startswith(last))
 
     flat = " ".join(text.split())
-    first = next((m.span() for m in _TOKEN.finditer(flat) if matches(m.group())), None)
+    ascii_text = flat.isascii()
+    pattern = _ascii_matcher(terms, last) if ascii_text else None
+
+    def found(begin: int, stop: int) -> Iterator[tuple[int, int]]:
+        if ascii_text:  # the common case: one regular expression, run in C
+            return (m.span() for m in pattern.finditer(flat, begin, stop)) if pattern else iter(())
+        return (m.span() for m in _TOKEN.finditer(flat, begin, stop) if matches(m.group()))
+
+    first = next(found(0, len(flat)), None)
     if first is None:
         start, end = 0, min(len(flat), SNIPPET_LENGTH)
     else:
@@ -116,7 +148,7 @@ def make_snippet(
         end = min(len(flat), start + SNIPPET_LENGTH)
         start = max(0, min(start, end - SNIPPET_LENGTH))
     # Only the words shown are looked at (an answer can be long).
-    spans = [m.span() for m in _TOKEN.finditer(flat, start, end) if matches(m.group())]
+    spans = list(found(start, end))
     # Cut at word boundaries, never inside a matched word.
     if start > 0:
         space = flat.find(" ", start)
@@ -198,23 +230,24 @@ def _hits(
             [mid for _, mid in messages],
         )
     }
-    scored: list[tuple[float, int, str, SearchHit]] = []
+    # The text to cut a snippet from is kept aside: snippets are cut for the hits kept only.
+    scored: list[tuple[float, int, str, SearchHit, str]] = []
     for score, cid in titles:
         row = title_rows.get(cid)
         if row is not None:
-            snippet = make_snippet(row["title"], query, prefix_from=prefix_from)
-            scored.append(
-                (score, 0, row["updated_at"], SearchHit(cid, row["title"], None, snippet))
-            )
+            hit = SearchHit(cid, row["title"], None, "")
+            scored.append((score, 0, row["updated_at"], hit, row["title"]))
     for score, mid in messages:
         row = message_rows.get(mid)
         if row is not None:
-            snippet = make_snippet(row["text"], query, prefix_from=prefix_from)
-            hit = SearchHit(row["cid"], row["title"], mid, snippet)
-            scored.append((score, 1, row["updated_at"], hit))
+            hit = SearchHit(row["cid"], row["title"], mid, "")
+            scored.append((score, 1, row["updated_at"], hit, row["text"]))
     scored.sort(key=lambda item: item[2], reverse=True)  # newer first among equals
     scored.sort(key=lambda item: (item[0], item[1]))
-    return [item[3] for item in scored[:limit]]
+    kept = scored[:limit]
+    for *_, hit, text in kept:
+        hit.snippet = make_snippet(text, query, prefix_from=prefix_from)
+    return [item[3] for item in kept]
 
 
 def search_stages(

@@ -6,19 +6,20 @@ its parser and sets ``func`` (called with the parsed ``argparse.Namespace``, ret
 
 from __future__ import annotations
 
-import argparse
+# Only what the hand-over to a running app needs is imported here (see ``main``): the rest
+# of the terminal front end, logging and argparse come after it.
 import contextlib
-import logging
 import os
 import sys
-from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from assistant import APP_NAME, __version__
-from assistant.errors import AssistantError
-from assistant.logs import setup_logging
-from assistant.paths import app_paths
 
-log = logging.getLogger(__name__)
+if TYPE_CHECKING:
+    import argparse
+    from collections.abc import Sequence
+
+    from assistant.errors import AssistantError
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2  # as argparse exits for a bad argument
@@ -26,6 +27,8 @@ EXIT_INTERRUPTED = 130
 
 
 def build_parser() -> argparse.ArgumentParser:
+    import argparse
+
     from assistant.cli import ask_cmd, cloud_cmd, history_cmd, models_cmd, serve_cmd
 
     parser = argparse.ArgumentParser(
@@ -76,6 +79,8 @@ def _gui_command(quick_ask: bool, hidden: bool) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from assistant.paths import app_paths
+
     given = list(sys.argv[1:] if argv is None else argv)
     if set(given) <= GUI_FLAGS:
         # A running app takes over before the sub-commands (and their imports) or any
@@ -85,7 +90,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         command = _gui_command("--quick-ask" in given, "--hidden" in given)
         if ipc.hand_over(command, app_paths()):
             return 0
+    import logging
+
     from assistant.cli.arguments import check_argv
+    from assistant.errors import AssistantError
+    from assistant.logs import setup_logging
 
     parser = build_parser()
     try:
@@ -113,7 +122,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(file=sys.stderr)
         return EXIT_INTERRUPTED
     except Exception:
-        log.exception("unexpected failure in %r", args.command)  # the file, or stderr with -v
+        # The file, or stderr with -v.
+        logging.getLogger(__name__).exception("unexpected failure in %r", args.command)
         error(
             "something went wrong (a bug, not your mistake). The details are in the log: "
             f"{app_paths().logs}"

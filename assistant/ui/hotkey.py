@@ -2,8 +2,10 @@
 
 - X11: a passive grab of the one combination on the root window (``assistant.ui.x11``);
 - Windows: ``RegisterHotKey`` (the thread's message queue gets ``WM_HOTKEY``);
-- macOS (Carbon hot keys) and Wayland (no global grabs for clients) are not available: the
-  message says how to bind the desktop's own shortcut to ``offline-assistant --quick-ask``.
+- macOS: Carbon's ``RegisterEventHotKey`` (``assistant.ui.hotkey_macos``, no accessibility
+  permission needed);
+- Wayland (no global grabs for clients) is not available: the message says how to bind the
+  desktop's own shortcut to ``offline-assistant --quick-ask``.
 
 ``GlobalHotkey.set_shortcut(text)`` returns "" when the shortcut works, or a sentence the
 settings can show (the combination is taken by another app, unknown key, unsupported session).
@@ -132,10 +134,15 @@ class GlobalHotkey(QObject):
         if sys.platform.startswith("win"):
             return _WindowsBackend(self), ""
         if sys.platform == "darwin":
-            return None, (
-                "A global shortcut is not available on macOS yet. In System Settings › "
-                f"Keyboard › Keyboard Shortcuts, bind a shortcut to: {COMMAND_HINT}"
-            )
+            from assistant.ui.hotkey_macos import MacBackend
+
+            try:
+                return MacBackend(self), ""
+            except OSError as exc:
+                return None, (
+                    f"A global shortcut is not available here ({exc}). In System Settings › "
+                    f"Keyboard › Keyboard Shortcuts, bind a shortcut to: {COMMAND_HINT}"
+                )
         platform = QGuiApplication.platformName() if QGuiApplication.instance() else ""
         if platform.startswith("wayland") or (
             os.environ.get("WAYLAND_DISPLAY") and not os.environ.get("DISPLAY")
@@ -247,7 +254,9 @@ class _WindowsBackend(_Backend):
         import ctypes
 
         self.owner = owner
-        self._user32 = ctypes.windll.user32  # type: ignore[attr-defined,unused-ignore]
+        # A library object of our own (not the shared ctypes.windll.user32), which keeps the
+        # call's error code: Python may overwrite GetLastError before it could be read.
+        self._user32 = ctypes.WinDLL("user32", use_last_error=True)  # type: ignore[attr-defined,unused-ignore]
         self._registered = False
         self._filter = _WindowsFilter(self)
         app = QCoreApplication.instance()
@@ -264,7 +273,7 @@ class _WindowsBackend(_Backend):
         for name in shortcut.modifiers:
             mods |= _MOD[name]
         if not self._user32.RegisterHotKey(None, self.hotkey_id, mods, vk):
-            if ctypes.GetLastError() == _ERROR_HOTKEY_ALREADY_REGISTERED:  # type: ignore[attr-defined,unused-ignore]
+            if ctypes.get_last_error() == _ERROR_HOTKEY_ALREADY_REGISTERED:  # type: ignore[attr-defined,unused-ignore]
                 return _taken(shortcut)
             return f"Windows did not accept {shortcut} as a shortcut."
         self._registered = True

@@ -137,7 +137,8 @@ class Sidebar(QWidget):
         self.results.itemActivated.connect(self._on_result_activated)
         self.results.itemClicked.connect(self._on_result_activated)
         self.results.viewport().installEventFilter(self)
-        self.results.setItemDelegate(ResultDelegate(self.results))
+        self._result_delegate = ResultDelegate(self.results)
+        self.results.setItemDelegate(self._result_delegate)
         self.results.setObjectName("SearchResults")
         self.no_results = QLabel("No conversation contains that.")
         self.no_results.setObjectName("EmptyHint")
@@ -462,13 +463,24 @@ class Sidebar(QWidget):
         spoken = title if hit.message_id is None else f"{title}: {plain}"
         item.setData(Qt.ItemDataRole.AccessibleTextRole, spoken)
         item.setToolTip(plain)
-        item.setData(
-            RESULT_HTML_ROLE, result_html(title, None if hit.message_id is None else snippet)
+        html = result_html(title, None if hit.message_id is None else snippet)
+        item.setData(RESULT_HTML_ROLE, html)
+        item.setSizeHint(
+            self._result_delegate.row_size(html, self._results_width(), self.results.font())
         )
         self.results.addItem(item)
 
+    def _results_width(self) -> int:
+        return self.results.viewport().width()
+
     def _fit_results(self) -> None:
-        self.results.doItemsLayout()  # rows are as tall as their text at the list's width
+        """Rows are as tall as their text at the list's width: measured again when it changes."""
+        width = self._results_width()
+        font = self.results.font()
+        for row in range(self.results.count()):
+            item = self.results.item(row)
+            html = str(item.data(RESULT_HTML_ROLE) or "")
+            item.setSizeHint(self._result_delegate.row_size(html, width, font))
 
     @property
     def searching(self) -> bool:

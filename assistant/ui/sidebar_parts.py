@@ -9,7 +9,6 @@ from datetime import datetime
 from PySide6.QtCore import QModelIndex, QSize, Qt, QTimer, Signal, Slot
 from PySide6.QtGui import QAbstractTextDocumentLayout, QFont, QPainter, QPalette, QTextDocument
 from PySide6.QtWidgets import (
-    QAbstractItemView,
     QFrame,
     QHBoxLayout,
     QLabel,
@@ -64,10 +63,21 @@ def result_html(title: str, snippet: str | None) -> str:
     return text
 
 
+_SELECTED = QStyle.StateFlag.State_Selected
+_ITEM_VIEW_ITEM = QStyle.ControlElement.CE_ItemViewItem
+_TEXT = QPalette.ColorRole.Text
+_HIGHLIGHTED_TEXT = QPalette.ColorRole.HighlightedText
+
+
 class ResultDelegate(QStyledItemDelegate):
     """Paints search results as rich text, wrapped to the list's width. Painting rows (only
     the visible ones) costs far less than a rich-text label per result, so results appear
-    without stalling the typing that asked for them."""
+    without stalling the typing that asked for them.
+
+    A row's height is measured once, by :meth:`row_size`, and kept in the item
+    (``setSizeHint``): the list lays out its rows again each time some are added, and asking
+    Python for every row's size each time (under the GIL a search worker may hold) cost
+    more than painting them."""
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -87,31 +97,28 @@ class ResultDelegate(QStyledItemDelegate):
             self._documents[key] = document
         return document
 
-    def sizeHint(self, option: QStyleOptionViewItem, index: QModelIndex | object) -> QSize:
-        text = str(index.data(RESULT_HTML_ROLE) or "")  # type: ignore[union-attr]
-        view = self.parent()
-        width = view.viewport().width() if isinstance(view, QAbstractItemView) else 200
+    def row_size(self, text: str, width: int, font: QFont) -> QSize:
+        """The size of a row showing ``text`` (``result_html``) in a list ``width`` wide."""
         inner = max(60, width - 2 * RESULT_PADDING.width())
-        document = self._document(text, inner, option.font)
+        document = self._document(text, inner, font)
         return QSize(width, int(document.size().height()) + 2 * RESULT_PADDING.height())
 
     def paint(
         self, painter: QPainter, option: QStyleOptionViewItem, index: QModelIndex | object
     ) -> None:
         text = str(index.data(RESULT_HTML_ROLE) or "")  # type: ignore[union-attr]
-        opt = QStyleOptionViewItem(option)
-        self.initStyleOption(opt, index)  # type: ignore[arg-type]
-        opt.text = ""
-        style = opt.widget.style() if opt.widget is not None else None
-        if style is not None:  # the row's background: selection, hover, focus
-            style.drawControl(QStyle.ControlElement.CE_ItemViewItem, opt, painter, opt.widget)
+        widget = option.widget
+        if widget is not None:  # the row's background: selection, hover, focus
+            opt = QStyleOptionViewItem(option)
+            self.initStyleOption(opt, index)  # type: ignore[arg-type]
+            opt.text = ""
+            widget.style().drawControl(_ITEM_VIEW_ITEM, opt, painter, widget)
         rect = option.rect
         inner = max(60, rect.width() - 2 * RESULT_PADDING.width())
         document = self._document(text, inner, option.font)
-        selected = bool(option.state & QStyle.StateFlag.State_Selected)
+        role = _HIGHLIGHTED_TEXT if option.state & _SELECTED else _TEXT
         context = QAbstractTextDocumentLayout.PaintContext()
-        role = QPalette.ColorRole.HighlightedText if selected else QPalette.ColorRole.Text
-        context.palette.setColor(QPalette.ColorRole.Text, option.palette.color(role))
+        context.palette.setColor(_TEXT, option.palette.color(role))
         painter.save()
         painter.translate(
             rect.left() + RESULT_PADDING.width(), rect.top() + RESULT_PADDING.height()
