@@ -14,9 +14,10 @@ mutmut imports the mutated copy from ``mutants/`` ahead of any installed or edit
 ``assistant``; ``PYTHONPATH`` is cleared so the checkout itself is never imported instead, and
 children the tests start get the copy's path from ``tests.support.child_env``.
 
-A second run of a module reuses the verdicts of mutants whose function did not change and runs
-new tests; ``--fresh`` starts that module over. Surviving mutants that cannot be killed are listed
-with their reason in ``tests/mutation/equivalent.md``; ``--report`` counts them apart.
+A second run of a module reuses the verdicts of mutants whose function did not change (new
+tests are mapped to functions first); ``--retry`` runs the survivors again, after tests were added
+to kill them; ``--fresh`` starts that module over. Surviving mutants that cannot be killed are
+listed with their reason in ``tests/mutation/equivalent.md``; ``--report`` counts them apart.
 """
 
 from __future__ import annotations
@@ -187,11 +188,18 @@ def report(names: list[str]) -> None:
                 print(f"    {key}: {kind}")
 
 
-def show_survivors(name: str) -> None:
+def survivors(name: str) -> list[str]:
+    """The module's mutants neither killed nor listed as equivalent."""
     equivalent = equivalent_names()
-    for key, code in sorted(verdicts(name).items()):
-        if _killed(code) or key in equivalent:
-            continue
+    return [
+        key
+        for key, code in sorted(verdicts(name).items())
+        if not _killed(code) and key not in equivalent
+    ]
+
+
+def show_survivors(name: str) -> None:
+    for key in survivors(name):
         subprocess.call([sys.executable, "-m", "mutmut", "show", key], cwd=WORK / name, env=_env())
 
 
@@ -201,6 +209,11 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--fresh", action="store_true", help="forget earlier verdicts")
     parser.add_argument("--max-children", type=int, default=1, help="mutants run at once")
     parser.add_argument("--mutant", action="append", default=[], help="re-run these (globs)")
+    parser.add_argument(
+        "--retry",
+        action="store_true",
+        help="run again every mutant not killed and not listed as equivalent (after new tests)",
+    )
     parser.add_argument("--report", action="store_true", help="print figures, run nothing")
     parser.add_argument("--survivors", action="store_true", help="print surviving diffs")
     args = parser.parse_args(argv)
@@ -214,8 +227,13 @@ def main(argv: list[str]) -> int:
         return 0
     if not args.report:
         for name in names:
+            mutants = list(args.mutant)
+            if args.retry:
+                mutants += survivors(name)
+                if not mutants:
+                    continue
             prepare(name, args.fresh)
-            code = run(name, args.max_children, args.mutant)
+            code = run(name, args.max_children, mutants)
             if code != 0:
                 return code
     report(names)
