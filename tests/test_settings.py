@@ -479,6 +479,16 @@ def test_the_file_is_read_as_utf8_whatever_the_locale(tmp_path: Path) -> None:
     )
     assert read.returncode == 0, read.stderr
     assert read.stdout.strip() == ascii(prompt)
+    # And in this process under a plain-ASCII locale (this also lets a mutation tool, which
+    # traces only this process, see the difference).
+    import locale
+
+    before = locale.setlocale(locale.LC_CTYPE)
+    locale.setlocale(locale.LC_CTYPE, "C")
+    try:
+        assert Settings.load(path)["system_prompt"] == prompt
+    finally:
+        locale.setlocale(locale.LC_CTYPE, before)
 
 
 def test_saving_creates_the_folders_it_needs(tmp_path: Path) -> None:
