@@ -132,14 +132,12 @@ def run(name: str, max_children: int, mutants: list[str]) -> int:
     return subprocess.call(command, cwd=work, env=_env())
 
 
-def verdicts(name: str) -> dict[str, int]:
+def verdicts(name: str) -> dict[str, int | None]:
     """Every mutant of a module with mutmut's exit code, from its ``.meta`` files."""
-    found: dict[str, int] = {}
+    found: dict[str, int | None] = {}  # None: not run yet
     for meta in sorted((WORK / name / "mutants").rglob("*.py.meta")):
         data = json.loads(meta.read_text(encoding="utf-8"))
-        for key, code in data.get("exit_code_by_key", {}).items():
-            if code is not None:
-                found[key] = code
+        found.update(data.get("exit_code_by_key", {}))
     return found
 
 
@@ -150,8 +148,8 @@ def equivalent_names() -> set[str]:
     return set(re.findall(r"^- `([^`]+)`", EQUIVALENT.read_text(encoding="utf-8"), re.M))
 
 
-def _killed(code: int) -> bool:
-    return code != SURVIVED and code not in NO_TESTS and code not in NOT_RUN
+def _killed(code: int | None) -> bool:
+    return code is not None and code != SURVIVED and code not in NO_TESTS and code not in NOT_RUN
 
 
 def report(names: list[str]) -> None:
