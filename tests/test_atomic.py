@@ -149,3 +149,37 @@ def test_text_is_saved_as_utf8_whatever_the_locale(tmp_path: Path) -> None:
     here = tmp_path / "here.json"
     atomic_write_text(here, text)
     assert here.read_bytes() == text.encode("utf-8")
+
+
+# The writer dies between writing the new version and renaming it over the old one, as a kill
+# or a power cut would leave it: fsync ends the process on the spot.
+DYING_WRITER = textwrap.dedent(
+    """
+    import os, sys
+    from pathlib import Path
+    from assistant.atomic import atomic_write_text
+
+    os.fsync = lambda fd: os._exit(9)
+    atomic_write_text(Path(sys.argv[1]), "new")
+    """
+)
+
+
+def test_a_crash_mid_write_leaves_the_old_file_and_a_hidden_leftover_named_after_it(
+    tmp_path: Path,
+) -> None:
+    """What a crash leaves behind is hidden from folder listings (a dot file) and says whose it
+    is: ``.settings.json-<random>.tmp`` beside ``settings.json``."""
+    target = tmp_path / "settings.json"
+    atomic_write_text(target, "old")
+    died = subprocess.run(
+        [sys.executable, "-c", DYING_WRITER, str(target)], env=child_env(), timeout=60
+    )
+    assert died.returncode == 9
+    assert target.read_text(encoding="utf-8") == "old"
+    leftovers = [p for p in tmp_path.iterdir() if p != target]
+    assert len(leftovers) == 1
+    name = leftovers[0].name
+    assert name.startswith(".settings.json-") and name.endswith(".tmp"), name
+    assert len(name) > len(".settings.json-.tmp")  # a random part: two writers never collide
+    assert leftovers[0].read_text(encoding="utf-8") == "new"

@@ -660,3 +660,26 @@ def test_two_stores_on_one_file(db_path: Path) -> None:
         conversation = gui.create_conversation(title="shared")
         cli.add_message(conversation.id, "user", "from the terminal")
         assert [m.text for m in gui.messages(conversation.id)] == ["from the terminal"]
+
+
+def test_export_markdown_exactly(store: HistoryStore) -> None:
+    """The whole document, byte for byte: headings, blank lines, one final newline."""
+    conversation = store.create_conversation(model="smollm2", system_prompt="Be brief.")
+    store.add_message(conversation.id, "system", "A note.")
+    store.add_message(conversation.id, "assistant", "Hello.", model="smollm2")
+    store.add_message(conversation.id, "assistant", "Hi", status="interrupted")
+    untitled = store.export_markdown(conversation.id)
+    store.add_message(conversation.id, "user", "Thanks", model="smollm2")
+    started = store.get_conversation(conversation.id).created_at
+    body = (
+        f"- Started: {started}\n- Model: smollm2\n\n"
+        "## System prompt\n\nBe brief.\n\n"
+        "## System\n\nA note.\n\n"
+        "## Assistant (smollm2)\n\nHello.\n\n"
+        "## Assistant\n\nHi\n\n"
+        "*(answer interrupted: the app stopped before it finished)*\n"
+    )
+    assert untitled == "# Untitled conversation\n\n" + body
+    assert store.export_markdown(conversation.id) == (
+        "# Thanks\n\n" + body + "\n## You\n\nThanks\n"  # a user's message names no model
+    )

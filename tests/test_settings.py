@@ -328,3 +328,171 @@ def test_state_save_failure_is_an_oserror(tmp_path: Path) -> None:
     state = WindowState.load(blocker / "state.json")
     with pytest.raises(OSError):
         state.save()
+
+
+# --- what a person reading the file or the log sees ----------------------------------------------
+
+
+def test_the_saved_file_is_indented_with_sorted_keys(tmp_path: Path) -> None:
+    """One key a line, alphabetical: a person can read, diff and edit the file."""
+    path = tmp_path / "settings.json"
+    Settings.load(path).update({"theme": "dark", "max_tokens": 77})
+    text = path.read_text(encoding="utf-8")
+    values = json.loads(text)
+    assert text == json.dumps(values, indent=2, sort_keys=True)
+    assert list(values) == sorted(values)
+    assert '\n  "theme": "dark"' in text
+
+
+def test_a_file_at_the_size_limit_is_read_and_one_byte_more_is_refused(tmp_path: Path) -> None:
+    limit = settings_module.MAX_FILE_BYTES
+    path = tmp_path / "settings.json"
+    head = '{"theme": "dark", "padding": "'
+    path.write_text(head + "x" * (limit - len(head) - 2) + '"}', encoding="utf-8")
+    assert path.stat().st_size == limit
+    at_limit = Settings.load(path)
+    assert at_limit["theme"] == "dark"
+    assert at_limit.warnings == ["Unknown setting 'padding' ignored."]
+
+    path.write_text(head + "x" * (limit - len(head) - 1) + '"}', encoding="utf-8")
+    too_large = Settings.load(path)
+    assert too_large["theme"] == "system"
+    assert too_large.warnings == [
+        f"Settings file {path} could not be read (it is larger than 1024 KB); using defaults."
+    ]
+
+
+def test_warnings_show_values_cut_to_one_line(tmp_path: Path) -> None:
+    """A value is shown as ``repr`` up to 80 characters; a longer one is cut to 79 and an
+    ellipsis, so a warning stays one readable line."""
+    eighty = "k" * 78  # its repr, quotes included, is exactly 80 characters
+    longer = "m" * 79
+    settings = Settings(tmp_path / "settings.json", {eighty: 1, longer: 2})
+    assert settings.warnings == [
+        f"Unknown setting {eighty!r} ignored.",
+        "Unknown setting '" + "m" * 78 + "… ignored.",
+    ]
+
+
+def test_a_value_too_nested_to_show_is_described_instead(tmp_path: Path) -> None:
+    class Bottomless:
+        def __repr__(self) -> str:
+            raise RecursionError
+
+    settings = Settings(tmp_path / "settings.json", {"theme": Bottomless()})
+    assert settings["theme"] == "system"
+    assert settings.warnings == [
+        "Setting 'theme' has an invalid value (nested too deeply to show) (not text); "
+        "using the default 'system'."
+    ]
+
+
+def test_what_was_wrong_with_the_file_goes_to_the_log(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Loading records each problem (front ends show ``warnings`` their own way); a reload or a
+    save that finds the file broken records it as a warning, the save saying it replaces it."""
+    path = tmp_path / "settings.json"
+    path.write_text('{"theme": "neon"}', encoding="utf-8")
+    caplog.set_level("INFO", logger="assistant.settings")
+    settings = Settings.load(path)
+    problem = "Setting 'theme' has an invalid value 'neon' (not one of system, light, dark); "
+    assert [r.getMessage() for r in caplog.records] == [problem + "using the default 'system'."]
+
+    caplog.clear()
+    path.write_text("{broken", encoding="utf-8")
+    settings.reload()
+    unreadable = f"Settings file {path} could not be read"
+    assert [(r.levelname, r.getMessage()[: len(unreadable)]) for r in caplog.records] == [
+        ("WARNING", unreadable)
+    ]
+
+    caplog.clear()
+    settings.update({"max_tokens": 77})
+    [record] = caplog.records
+    assert record.levelname == "WARNING"
+    assert record.getMessage().startswith(unreadable)
+    assert record.getMessage().endswith("; using defaults. Saving replaces it.")
+
+
+@pytest.mark.parametrize(
+    ("content", "warning"),
+    [
+        ('{"temperature": null}', "Setting 'temperature' has an invalid value None (missing)"),
+        (
+            '{"cloud_enabled": "yes"}',
+            "Setting 'cloud_enabled' has an invalid value 'yes' (not true/",
+        ),
+        ('{"max_tokens": 1.5}', "Setting 'max_tokens' has an invalid value 1.5 (not a whole num"),
+        ("[1, 2]", "could not be read (the file does not hold a JSON object); using defaults."),
+        (
+            '{"temperature": "hot"}',
+            "Setting 'temperature' has an invalid value 'hot' (not a number)",
+        ),
+        ('{"temperature": 1e400}', "value inf (not a finite number)"),
+        ('{"temperature": 1' + "0" * 400 + "}", "(not a finite number); using the default 0.7"),
+        ('{"theme": 5}', "Setting 'theme' has an invalid value 5 (not text)"),
+        ('{"gpu_layers": "many"}', "(not one of auto, off or a number)"),
+        ('{"theme": "neon"}', "(not one of system, light, dark)"),
+    ],
+)
+def test_each_kind_of_bad_value_is_named_in_its_warning(
+    tmp_path: Path, content: str, warning: str
+) -> None:
+    path = tmp_path / "settings.json"
+    path.write_text(content, encoding="utf-8")
+    [text] = Settings.load(path).warnings
+    assert warning in text
+
+
+def test_values_given_to_the_constructor_are_checked_and_logged(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level("INFO", logger="assistant.settings")
+    settings = Settings(tmp_path / "settings.json", {"top_k": -1})
+    assert settings.as_dict() == {s.key: s.default for s in SCHEMA}
+    assert [r.getMessage() for r in caplog.records] == settings.warnings
+    assert "(below 0)" in settings.warnings[0]
+
+
+def test_the_file_is_read_as_utf8_whatever_the_locale(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from tests.support import child_env
+
+    path = tmp_path / "settings.json"
+    prompt = "Réponds en français ✓"
+    Settings.load(path).update({"system_prompt": prompt})
+    assert Settings.load(path)["system_prompt"] == prompt
+    read = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys; from pathlib import Path; from assistant.settings import Settings; "
+            "print(ascii(Settings.load(Path(sys.argv[1]))['system_prompt']))",
+            str(path),
+        ],
+        capture_output=True,
+        text=True,
+        env=child_env(LC_ALL="C", PYTHONUTF8="0", PYTHONCOERCECLOCALE="0"),
+        timeout=60,
+    )
+    assert read.returncode == 0, read.stderr
+    assert read.stdout.strip() == ascii(prompt)
+    # And in this process under a plain-ASCII locale (this also lets a mutation tool, which
+    # traces only this process, see the difference).
+    import locale
+
+    before = locale.setlocale(locale.LC_CTYPE)
+    locale.setlocale(locale.LC_CTYPE, "C")
+    try:
+        assert Settings.load(path)["system_prompt"] == prompt
+    finally:
+        locale.setlocale(locale.LC_CTYPE, before)
+
+
+def test_saving_creates_the_folders_it_needs(tmp_path: Path) -> None:
+    path = tmp_path / "config" / "offline-assistant" / "settings.json"
+    Settings.load(path).update({"theme": "dark"})
+    assert json.loads(path.read_text(encoding="utf-8"))["theme"] == "dark"

@@ -3,6 +3,8 @@
 
     python3 tools/dev.py run    # create/reuse .venv, install the app, start it
     python3 tools/dev.py test   # create/reuse .venv, install app + test tools, run all tests
+    python3 tools/dev.py mutate [module ...]   # mutation testing of the core (slow, see
+                                               # tools/mutate.py; not part of CI)
 
 Only the standard library is used here, so a bare ``python3`` (with venv) is enough. The
 virtual environment lives in ``.venv`` at the repository root and is reused: packages are
@@ -69,6 +71,9 @@ def main(argv: list[str]) -> int:
         ensure_venv("dev")
         env = dict(os.environ, QT_QPA_PLATFORM=os.environ.get("QT_QPA_PLATFORM", "offscreen"))
         return subprocess.call([str(PYTHON), "-m", "pytest", *rest], cwd=ROOT, env=env)
+    if command == "mutate":
+        ensure_venv("dev")
+        return subprocess.call([str(PYTHON), str(ROOT / "tools" / "mutate.py"), *rest], cwd=ROOT)
     print(__doc__, file=sys.stderr)
     return 2
 
