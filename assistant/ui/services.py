@@ -27,6 +27,7 @@ from assistant.ui.local_api import LocalApi
 from assistant.ui.worker import ModelRunner
 
 if TYPE_CHECKING:
+    from assistant.engine.base import SamplingPreset
     from assistant.models.catalog import Catalog
     from assistant.models.hardware import Hardware
     from assistant.ui.download_tasks import DownloadQueue
@@ -119,6 +120,25 @@ class AppServices(QObject):
 
             self._downloads = make_downloads(self.models, self.catalog(), self.hardware(), self)
         return self._downloads
+
+    def model_sampling(self, model_id: str | None) -> SamplingPreset | None:
+        """The recommended sampling of installed model ``model_id`` (the default model's when
+        None): what the sampling settings the user did not set follow."""
+        from assistant.models.sampling import sampling_for_model
+
+        model = self.models.find(model_id) if model_id else None
+        if model is None:
+            default = self.models.default_id()
+            model = self.models.find(default) if default else None
+        if model is None:
+            return None
+        return sampling_for_model(
+            self.catalog(),
+            model_id=model.id,
+            path=model.path,
+            repo=model.repo,
+            filename=model.filename,
+        )
 
     @property
     def shutting_down(self) -> bool:
