@@ -116,9 +116,16 @@ class AppServices(QObject):
     def downloads(self) -> DownloadQueue:
         """The one download queue: downloads go on while windows close and open."""
         if self._downloads is None:
+            from assistant.models.hub import hub_address
             from assistant.ui.model_manager import make_downloads
 
-            self._downloads = make_downloads(self.models, self.catalog(), self.hardware(), self)
+            self._downloads = make_downloads(
+                self.models,
+                self.catalog(),
+                self.hardware(),
+                self,
+                endpoint=hub_address(self.settings["hub_address"]),
+            )
         return self._downloads
 
     def model_sampling(self, model_id: str | None) -> SamplingPreset | None:
@@ -158,6 +165,11 @@ class AppServices(QObject):
             self._watcher.addPaths(missing)
 
     def _on_settings_changed(self, keys: list[str]) -> None:
+        if "hub_address" in keys and self._downloads is not None:
+            from assistant.models.hub import hub_address
+
+            # Downloads started from now on go to the new address.
+            self._downloads.downloader.endpoint = hub_address(self.settings["hub_address"])
         if keys:
             self.settingsChanged.emit(list(keys))
 
