@@ -118,7 +118,7 @@ def test_without_a_pin_the_main_branch_is_taken_and_the_checksum_guards_it(
     hub.new_commit(REPO, FILENAME, replaced_file(tmp_path))
     catalog = pinned_catalog(model_path, None)
     assert DownloadTarget.for_spec(catalog.get(MODEL_ID)).revision == "main"
-    with pytest.raises(Exception, match="different .* than the one this app's catalog vouches"):
+    with pytest.raises(Exception, match=r"different .* than the one this app's catalog vouches"):
         downloader(catalog).pull(MODEL_ID)
     assert hub.file_gets() == []  # refused on the HEAD, before any byte
 
