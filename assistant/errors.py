@@ -93,6 +93,11 @@ class InsufficientMemoryError(AssistantError):
     pass
 
 
+class ModelTooLargeError(InsufficientMemoryError):
+    """A download refused before it started: the model would not run in this computer's
+    memory. The user may still ask for it (``models pull --anyway``, "Download anyway")."""
+
+
 class ModelLoadError(ModelFileError):
     """llama.cpp refused the file for a reason we could not name more precisely."""
 

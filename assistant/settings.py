@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import re
 import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, fields
@@ -30,13 +31,13 @@ from pathlib import Path
 from typing import Any
 
 from assistant.atomic import atomic_write_text
-from assistant.engine.base import OVERFLOW_POLICIES, GenerationSettings
+from assistant.engine.base import OVERFLOW_POLICIES, SAMPLING_FIELDS, GenerationSettings
 
 log = logging.getLogger(__name__)
 
 Listener = Callable[[list[str]], None]
 
-GROUPS: tuple[str, ...] = ("Answers", "Model", "Appearance and data", "Local API")
+GROUPS: tuple[str, ...] = ("Answers", "Model", "Appearance and data", "Local API", "Downloads")
 """The settings dialog's tabs, in order; a setting's ``group`` names one of them."""
 
 LEGACY_KEYS = frozenset({"draft", "first_run_done"})
@@ -79,6 +80,10 @@ class Setting:
     multiline: bool = False
     reload_model: bool = False
     """Changing it takes effect only when the model is loaded again."""
+    pattern: str = ""
+    """For a text setting: a regular expression a non-empty value must match in full;
+    ``pattern_hint`` says in words what that means."""
+    pattern_hint: str = ""
 
     @property
     def choice_values(self) -> tuple[Any, ...]:
@@ -108,6 +113,8 @@ class Setting:
                 raise ValueError("not a finite number")
         elif self.kind is str and not isinstance(value, str):
             raise ValueError("not text")
+        if self.pattern and value and not re.fullmatch(self.pattern, value):
+            raise ValueError(self.pattern_hint or "not in the expected form")
         if self.count_label and value not in self.choice_values:
             if not (value.isascii() and value.isdigit()):
                 raise ValueError(f"not one of {', '.join(self.choice_values)} or a number")
@@ -423,11 +430,31 @@ SCHEMA: tuple[Setting, ...] = (
         tooltip="The recommended model is the most capable one expected to write at least "
         "this many tokens per second on this computer",
     ),
+    # Choosing a model (issue 12): which sampling values are the user's own (the rest follow
+    # the loaded model's recommendation), and where models are downloaded from.
+    Setting("sampling_chosen", "", str, label="Sampling values you set yourself"),
+    Setting(
+        "hub_address",
+        "",
+        str,
+        label="Download models from (empty = huggingface.co)",
+        group="Downloads",
+        accessible_name="Hugging Face Hub address or mirror",
+        placeholder="https://huggingface.co",
+        pattern=r"https?://[^\s/?#]+(?::\d+)?(?:/[^\s?#]*)?",
+        pattern_hint="not a web address starting with https:// or http://",
+        tooltip="A mirror of the Hugging Face Hub, for networks that cannot reach "
+        "huggingface.co. The system's proxy and certificates are used either way.",
+    ),
 )
 _BY_KEY = {setting.key: setting for setting in SCHEMA}
 
 RELOAD_KEYS = frozenset(setting.key for setting in SCHEMA if setting.reload_model)
 """Changing one of these needs the model loaded again."""
+
+SAMPLING_KEYS: tuple[str, ...] = SAMPLING_FIELDS
+"""Settings a model may recommend a value for; ``sampling_chosen`` lists those the user set."""
+_CHOSEN = "sampling_chosen"
 
 
 def setting(key: str) -> Setting:
@@ -481,8 +508,45 @@ class Settings:
 
     def set(self, key: str, value: Any) -> None:
         """Change one value in memory; raises ``KeyError`` or ``ValueError`` for a bad one.
-        Nothing is written, nor anyone told, until ``save()``."""
-        self._values[key] = _BY_KEY[key].coerce(value)
+        Nothing is written, nor anyone told, until ``save()``. A sampling value that changes
+        becomes the user's own (it no longer follows the model)."""
+        coerced = _BY_KEY[key].coerce(value)
+        chosen = self._newly_chosen({key: coerced})
+        self._values[key] = coerced
+        if chosen is not None:
+            self._values[_CHOSEN] = chosen
+
+    def _newly_chosen(self, values: dict[str, Any]) -> str | None:
+        """``sampling_chosen`` after setting ``values``: None when it stays as it is."""
+        if _CHOSEN in values:
+            return None
+        chosen = self.chosen_sampling()
+        changed = {k for k in SAMPLING_KEYS if k in values and values[k] != self._values[k]}
+        if changed <= chosen:
+            return None
+        return _join_keys(chosen | changed)
+
+    def _merged_chosen(self, theirs: str) -> str:
+        """``sampling_chosen`` as another writer saved it, with this object's own additions and
+        removals applied: two writers each choosing a value keep both."""
+        synced, mine = _split_keys(self._synced[_CHOSEN]), self.chosen_sampling()
+        return _join_keys((_split_keys(theirs) | (mine - synced)) - (synced - mine))
+
+    def chosen_sampling(self) -> frozenset[str]:
+        """The sampling settings the user set; the others follow the loaded model."""
+        return _split_keys(self._values[_CHOSEN])
+
+    def follow_model(self, keys: Iterable[str]) -> list[str]:
+        """Give ``keys`` (sampling settings) back to the model: they take the model's
+        recommendation again (the app's default where it has none). Saves, like ``update``."""
+        keys = set(keys)
+        unknown = keys - set(SAMPLING_KEYS)
+        if unknown:
+            raise KeyError(f"not sampling settings: {', '.join(sorted(unknown))}")
+        for key in keys:
+            self._values[key] = _BY_KEY[key].default
+        self._values[_CHOSEN] = _join_keys(self.chosen_sampling() - keys)
+        return self._save()
 
     def update(self, values: dict[str, Any]) -> list[str]:
         """Set several values and save. Returns the keys whose values changed, as the listeners
@@ -491,7 +555,10 @@ class Settings:
         A bad value raises ``KeyError``/``ValueError`` before anything changes. A failed write
         raises ``OSError`` after the listeners were told: the values are in use regardless."""
         checked = {key: _BY_KEY[key].coerce(value) for key, value in values.items()}
+        chosen = self._newly_chosen(checked)
         self._values.update(checked)
+        if chosen is not None:
+            self._values[_CHOSEN] = chosen
         return self._save()
 
     def as_dict(self) -> dict[str, Any]:
@@ -523,6 +590,8 @@ class Settings:
                 merged = dict(self._values if found is None else found)
                 for key in self.own_changes():
                     merged[key] = self._values[key]
+                if _CHOSEN in self.own_changes() and found is not None:
+                    merged[_CHOSEN] = self._merged_chosen(found[_CHOSEN])
                 atomic_write_text(self.path, json.dumps(merged, indent=2, sort_keys=True))
                 self._values = merged
                 self._synced = dict(merged)
@@ -544,6 +613,8 @@ class Settings:
             for key, value in found.items():
                 if key not in own:
                     self._values[key] = value
+            if _CHOSEN in own:
+                self._values[_CHOSEN] = self._merged_chosen(found[_CHOSEN])
             self._synced = dict(found)
         return self._announce()
 
@@ -568,17 +639,32 @@ class Settings:
 
     def generation_settings(self) -> GenerationSettings:
         """The sampling settings the user chose (each field has a setting of the same name,
-        except ``overflow``, stored as ``overflow_policy``)."""
+        except ``overflow``, stored as ``overflow_policy``). Sampling values the user did not
+        set are left to the model (``follow_model``): the engine puts in the loaded model's
+        recommendation where it has one."""
         names = {
             f.name: _GENERATION_KEYS.get(f.name, f.name)
             for f in fields(GenerationSettings)
             if f.name not in _PER_ANSWER_FIELDS
         }
-        return GenerationSettings(**{field: self[key] for field, key in names.items()})
+        return GenerationSettings(
+            **{field: self[key] for field, key in names.items()},
+            follow_model=frozenset(SAMPLING_KEYS) - self.chosen_sampling(),
+        )
 
 
 _GENERATION_KEYS = {"overflow": "overflow_policy"}
-_PER_ANSWER_FIELDS = frozenset({"stop"})  # chosen per answer (the local API), not settings
+# Chosen per answer (the local API), or derived, not settings.
+_PER_ANSWER_FIELDS = frozenset({"stop", "follow_model"})
+
+
+def _split_keys(text: str) -> frozenset[str]:
+    return frozenset(k for k in (part.strip() for part in text.split(",")) if k in SAMPLING_KEYS)
+
+
+def _join_keys(keys: Iterable[str]) -> str:
+    wanted = set(keys)
+    return ",".join(k for k in SAMPLING_KEYS if k in wanted)
 
 
 def _read(path: Path) -> tuple[dict[str, Any] | None, list[str]]:
@@ -618,6 +704,12 @@ def _validate(raw: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
                 f"Setting {key!r} has an invalid value {_short(value)} ({exc}); "
                 f"using the default {declared.default!r}."
             )
+    if _CHOSEN not in raw:
+        # Written before the model could recommend sampling (every value was then saved, the
+        # defaults too): a value other than the default is one the user chose.
+        accepted[_CHOSEN] = _join_keys(
+            k for k in SAMPLING_KEYS if k in accepted and accepted[k] != _BY_KEY[k].default
+        )
     return accepted, problems
 
 

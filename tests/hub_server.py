@@ -3,6 +3,9 @@
 It speaks the part of the Hub's HTTP API that ``huggingface_hub`` and our downloader use:
 
 - ``GET /api/models/{repo}[/revision/{rev}]``: model info with ``siblings`` (size, LFS sha256);
+- revisions: ``main`` is the newest commit, and every earlier commit (:meth:`FakeHub.new_commit`)
+  stays reachable by its id, as on the real Hub; an unknown revision is a 404
+  ``RevisionNotFound``;
 - ``HEAD``/``GET /{repo}/resolve/{rev}/{file}``: ``X-Repo-Commit``, ``X-Linked-Etag`` (the LFS
   sha256), ``X-Linked-Size``, and a 302 to a second "CDN" server on another port, as the real Hub
   redirects LFS files to its CDN (``cdn=False`` serves the bytes directly instead);
@@ -74,9 +77,17 @@ class HubFile:
 @dataclass
 class HubRepo:
     repo_id: str
-    commit: str
-    files: dict[str, HubFile] = field(default_factory=dict)
+    commit: str  # the head of "main"
+    files: dict[str, HubFile] = field(default_factory=dict)  # at the head
     gated_token: str | None = None  # when set, this token (only) may download
+    commits: dict[str, dict[str, HubFile]] = field(default_factory=dict)  # every commit's files
+
+    def at(self, revision: str) -> tuple[str, dict[str, HubFile]] | None:
+        """The commit and files ``revision`` names ("main" or a commit id), if it exists."""
+        if revision in ("main", self.commit):
+            return self.commit, self.files
+        files = self.commits.get(revision)
+        return (revision, files) if files is not None else None
 
 
 class FakeHub:
@@ -103,11 +114,27 @@ class FakeHub:
         if repo is None:
             commit = hashlib.sha1(repo_id.encode(), usedforsecurity=False).hexdigest()
             repo = self.repos[repo_id] = HubRepo(repo_id, commit)
+            repo.commits[commit] = repo.files
         digest = sha256 or _sha256(path)
         entry = HubFile(filename, path, path.stat().st_size, digest)
         repo.files[filename] = entry
         self._blobs[digest] = entry
         return entry
+
+    def new_commit(self, repo_id: str, filename: str, path: Path) -> str:
+        """Replace ``filename`` in a new commit that becomes the head of ``main``; the earlier
+        commits keep their files. Returns the new commit id."""
+        repo = self.repos[repo_id]
+        commit = hashlib.sha1(
+            f"{repo_id}@{len(repo.commits)}".encode(), usedforsecurity=False
+        ).hexdigest()
+        digest = _sha256(path)
+        entry = HubFile(filename, path, path.stat().st_size, digest)
+        repo.files = {**repo.files, filename: entry}
+        repo.commit = commit
+        repo.commits[commit] = repo.files
+        self._blobs[digest] = entry
+        return commit
 
     def gate(self, repo_id: str, token: str) -> None:
         self.repos[repo_id].gated_token = token
@@ -300,10 +327,15 @@ class _Handler(BaseHTTPRequestHandler):
     def _model_info(self, rest: str) -> None:
         if self._injected_status("api"):
             return
-        repo_id, _, _revision = rest.partition("/revision/")
+        repo_id, _, revision = rest.partition("/revision/")
         repo = self._repo_or_error(repo_id)
         if repo is None:
             return
+        found = repo.at(unquote(revision) or "main")
+        if found is None:
+            self._error(404, "Invalid rev id", code="RevisionNotFound")
+            return
+        commit, files = found
         siblings = [
             {
                 "rfilename": f.filename,
@@ -311,13 +343,13 @@ class _Handler(BaseHTTPRequestHandler):
                 "blobId": f.sha256[:40],
                 "lfs": {"sha256": f.sha256, "size": f.size, "pointerSize": 135},
             }
-            for f in repo.files.values()
+            for f in files.values()
         ]
         body = json.dumps(
             {
                 "id": repo_id,
                 "modelId": repo_id,
-                "sha": repo.commit,
+                "sha": commit,
                 "private": False,
                 "gated": repo.gated_token is not None and "manual",
                 "siblings": siblings,
@@ -329,18 +361,23 @@ class _Handler(BaseHTTPRequestHandler):
         if self._injected_status("head" if head else "get"):
             return
         repo_id, _, rest = path.lstrip("/").partition("/resolve/")
-        _revision, _, filename = rest.partition("/")
+        revision, _, filename = rest.partition("/")
         repo = self._repo_or_error(repo_id)
         if repo is None:
             return
-        entry = repo.files.get(filename)
+        found = repo.at(revision)
+        if found is None:
+            self._error(404, "Invalid rev id", code="RevisionNotFound")
+            return
+        commit, files = found
+        entry = files.get(filename)
         if entry is None:
             self._error(
-                404, "Entry not found", code="EntryNotFound", extra={"X-Repo-Commit": repo.commit}
+                404, "Entry not found", code="EntryNotFound", extra={"X-Repo-Commit": commit}
             )
             return
         headers = {
-            "X-Repo-Commit": repo.commit,
+            "X-Repo-Commit": commit,
             "X-Linked-Etag": f'"{entry.sha256}"',
             "X-Linked-Size": str(entry.size),
             "ETag": f'"{entry.sha256[:40]}"',

@@ -21,3 +21,25 @@ def write_unknown_architecture(path: Path, arch: str = "florp") -> Path:
     writer.write_tensors_to_file()
     writer.close()
     return path
+
+
+def with_sampling_metadata(source: Path, target: Path, values: dict[str, float | int]) -> Path:
+    """A copy of the GGUF ``source`` whose header also carries ``general.sampling.*`` keys
+    (``{"temp": 0.25, "top_k": 7}``), written the way llama.cpp's converter writes them."""
+    from gguf.scripts.gguf_new_metadata import MetadataDetails, copy_with_new_metadata
+
+    reader = gguf.GGUFReader(str(source))
+    arch = reader.fields[gguf.Keys.General.ARCHITECTURE].contents()
+    writer = gguf.GGUFWriter(str(target), arch=arch, endianess=reader.endianess)
+    alignment = reader.fields.get(gguf.Keys.General.ALIGNMENT)
+    if alignment is not None:
+        writer.data_alignment = alignment.contents()
+    new = {
+        f"general.sampling.{name}": MetadataDetails(
+            gguf.GGUFValueType.UINT32 if isinstance(value, int) else gguf.GGUFValueType.FLOAT32,
+            value,
+        )
+        for name, value in values.items()
+    }
+    copy_with_new_metadata(reader, writer, new, [])
+    return target

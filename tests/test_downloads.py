@@ -726,7 +726,11 @@ def test_offline_guard_blocks_huggingface_hub_itself(hub: FakeHub) -> None:
 # --- advice and listing ------------------------------------------------------------------------
 
 
-def test_memory_warning_when_the_model_will_not_fit(hub: FakeHub, store: ModelStore) -> None:
+def test_memory_warning_when_a_model_that_will_not_fit_is_wanted_anyway(
+    hub: FakeHub, store: ModelStore
+) -> None:
+    """Refused before it starts (tests/test_model_source.py); asked for anyway, it comes with
+    a warning."""
     tiny = Hardware(
         total_ram=128 * MB,
         available_ram=64 * MB,
@@ -737,7 +741,9 @@ def test_memory_warning_when_the_model_will_not_fit(hub: FakeHub, store: ModelSt
     warnings: list[str] = []
     downloader = make_downloader(store, hardware=tiny)
     job = downloader.job(
-        DownloadTarget.for_spec(load_catalog().get(MODEL_ID)), on_warning=warnings.append
+        DownloadTarget.for_spec(load_catalog().get(MODEL_ID)),
+        on_warning=warnings.append,
+        allow_large=True,
     )
     result = job.run()
     assert len(warnings) == 1 and "not run here" in warnings[0]

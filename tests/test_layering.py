@@ -101,6 +101,8 @@ def test_the_engine_reads_model_files_but_not_the_store() -> None:
         "assistant.models.gguf_file",
         "assistant.models.hardware",
         "assistant.models.catalog",
+        # the model's recommended sampling, from its catalog entry or its header
+        "assistant.models.sampling",
     }
     graph = _graph()
     used = {

@@ -98,11 +98,12 @@ def test_update_saves_returns_and_tells_listeners(tmp_path: Path) -> None:
     heard: list[list[str]] = []
     settings.add_listener(heard.append)
     changed = settings.update({"theme": "dark", "temperature": 0.3, "top_k": 40})
-    assert changed == ["temperature", "theme"]  # top_k kept its value; schema order
-    assert heard == [["temperature", "theme"]]
+    # top_k kept its value; schema order; the new temperature is the user's own from now on
+    assert changed == ["temperature", "theme", "sampling_chosen"]
+    assert heard == [changed]
     assert Settings.load(path)["theme"] == "dark"
     assert settings.update({"theme": "dark"}) == []
-    assert heard == [["temperature", "theme"]]  # nothing changed, nobody called
+    assert heard == [changed]  # nothing changed, nobody called
 
 
 def test_a_bad_value_in_update_changes_nothing(tmp_path: Path) -> None:
@@ -140,14 +141,16 @@ def test_reload_takes_in_another_writers_change_and_keeps_unsaved_ones(tmp_path:
     cli.update({"temperature": 0.1, "top_k": 7})
 
     app.set("top_k", 3)  # typed in the app, not saved yet
-    assert app.reload() == ["temperature", "top_k"]  # listeners had not heard of top_k either
-    assert heard == [["temperature", "top_k"]]
+    # listeners had not heard of top_k either; both writers' chosen values are the user's own
+    assert app.reload() == ["temperature", "top_k", "sampling_chosen"]
+    assert app.chosen_sampling() == {"temperature", "top_k"}
+    assert heard == [["temperature", "top_k", "sampling_chosen"]]
     assert app["temperature"] == 0.1 and app["top_k"] == 3
     assert app.own_changes() == ["top_k"]
     app.save()
     on_disk = Settings.load(path)
     assert on_disk["temperature"] == 0.1 and on_disk["top_k"] == 3
-    assert app.reload() == [] and heard == [["temperature", "top_k"]]
+    assert app.reload() == [] and heard == [["temperature", "top_k", "sampling_chosen"]]
 
 
 def test_save_keeps_a_change_it_did_not_make_and_tells_about_it(tmp_path: Path) -> None:

@@ -160,8 +160,9 @@ def test_ok_saves_through_update_so_listeners_hear(qtbot: QtBot, tmp_path: Path)
     gpu.count.setValue(20)
     with qtbot.waitSignal(dialog.settingsChanged) as changed:
         dialog.accept()
-    assert changed.args == [["temperature", "gpu_layers"]]
-    assert heard == [["temperature", "gpu_layers"]]
+    # the temperature typed in is the user's own from now on
+    assert changed.args == [["temperature", "gpu_layers", "sampling_chosen"]]
+    assert heard == changed.args
     again = Settings.load(path)
     assert again["temperature"] == 0.5 and again["gpu_layers"] == "20"
 

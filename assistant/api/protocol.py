@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import secrets
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 from assistant.engine.base import ChatMessage, GenerationSettings, GenerationStats, Role
@@ -190,7 +190,7 @@ def parse_chat_request(body: Any, defaults: GenerationSettings) -> ChatJob:
     return ChatJob(
         model=model or None,
         messages=_messages(body.get("messages")),
-        generation=replace(defaults, **changes),
+        generation=defaults.override(**changes),
         stream=stream,
         include_usage=include_usage,
     )

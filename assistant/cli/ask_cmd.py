@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -96,7 +95,7 @@ class _Session:
             changes["max_tokens"] = self.args.max_tokens
         if self.args.seed is not None:
             changes["seed"] = self.args.seed
-        return replace(base, **changes)
+        return base.override(**changes)  # the command line's values are the user's own
 
     def load_model(self, model_id: str | None, model_path: Path | None) -> None:
         path, name = resolve_model(model_id, model_path)

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from assistant.cli import EXIT_INTERRUPTED
+from assistant.cli import EXIT_INTERRUPTED, models_check_cmd
 from assistant.cli.arguments import bad_utf8_position
 from assistant.disk import format_bytes
 from assistant.errors import AssistantError, Cancelled, DownloadError, InvalidTextError
@@ -44,6 +44,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     pull.add_argument("model", metavar="ID|REPO_ID", help="catalog id, or Hub repository id")
     pull.add_argument("--file", metavar="FILENAME", help="the .gguf file in the repository")
+    pull.add_argument(
+        "--anyway",
+        action="store_true",
+        help="download even if the model is too large for this computer's memory",
+    )
     pull.set_defaults(func=run_pull)
 
     search = commands.add_parser("search", help="list a Hub repository's GGUF files")
@@ -68,6 +73,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     default = commands.add_parser("default", help="choose the model `ask` uses by default")
     default.add_argument("model_id", metavar="ID")
     default.set_defaults(func=_offline(run_default))
+
+    models_check_cmd.register(commands)
 
     token = commands.add_parser("token", help="the Hugging Face token (kept in the OS keyring)")
     token.add_argument("action", choices=("set", "clear", "status"))
@@ -317,7 +324,9 @@ def run_pull(args: argparse.Namespace) -> int:
 
     catalog = _catalog()
     store = _store(catalog)
-    downloader = Downloader(store, catalog=catalog)
+    downloader = Downloader(
+        store, catalog=catalog, endpoint=models_check_cmd.configured_hub_address()
+    )
     if args.file is None and args.model not in catalog and "/" in args.model:
         raise DownloadError(
             f"{args.model} looks like a repository: name the file to get with --file.",
@@ -330,8 +339,10 @@ def run_pull(args: argparse.Namespace) -> int:
         target,
         on_progress=bar,
         on_warning=lambda text: print(f"warning: {text}", file=sys.stderr),
+        allow_large=args.anyway,
     )
-    print(f"Getting {target.filename} from {target.repo}", file=sys.stderr)
+    pinned = f" (commit {target.revision[:12]})" if target.revision != "main" else ""
+    print(f"Getting {target.filename} from {target.repo}{pinned}", file=sys.stderr)
     job.start()
     result: DownloadResult | None = None
     try:
@@ -380,7 +391,9 @@ def run_search(args: argparse.Namespace) -> int:
 
     catalog = _catalog()
     store = _store(catalog)
-    files = hub.list_gguf_files(args.repo, token=get_hf_token())
+    files = hub.list_gguf_files(
+        args.repo, token=get_hf_token(), endpoint=models_check_cmd.configured_hub_address()
+    )
     if not files:
         print(f"{args.repo} has no .gguf files.", file=sys.stderr)
         return 0

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal, Protocol
 
 Role = Literal["system", "user", "assistant"]
 StopReason = Literal["stop", "length", "cancelled", "error"]
 OverflowPolicy = Literal["drop_oldest", "refuse"]
 OVERFLOW_POLICIES: tuple[OverflowPolicy, ...] = ("drop_oldest", "refuse")
+SAMPLING_FIELDS: tuple[str, ...] = ("temperature", "top_p", "top_k", "min_p", "repeat_penalty")
+"""The sampling values a model's authors may recommend (and a GGUF file may carry)."""
 
 
 @dataclass(frozen=True)
@@ -20,6 +22,29 @@ class ChatMessage:
 
     def to_dict(self) -> dict[str, str]:
         return {"role": self.role, "content": self.content}
+
+
+@dataclass(frozen=True)
+class SamplingPreset:
+    """A model's recommended sampling; None where the recommendation says nothing.
+
+    ``source`` says where the values come from, in words a settings dialog can show ("the
+    Qwen3 model card", "the model file")."""
+
+    temperature: float | None = None
+    top_p: float | None = None
+    top_k: int | None = None
+    min_p: float | None = None
+    repeat_penalty: float | None = None
+    source: str = ""
+
+    def values(self) -> dict[str, float | int]:
+        """The fields that carry a value, by name."""
+        found = {name: getattr(self, name) for name in SAMPLING_FIELDS}
+        return {name: value for name, value in found.items() if value is not None}
+
+    def __bool__(self) -> bool:
+        return bool(self.values())
 
 
 @dataclass(frozen=True)
@@ -37,9 +62,30 @@ class GenerationSettings:
     stop: tuple[str, ...] = ()
     """Extra stop strings for this answer (the local API's ``stop``): it ends before the first
     one, which is not part of the text. Not a user setting."""
+    follow_model: frozenset[str] = frozenset()
+    """Sampling fields the user left to the model: where the loaded model recommends a value for
+    one of them, that value replaces the one here (:meth:`merged`). Empty: every value here is
+    meant as it is."""
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        data = asdict(self)
+        data["follow_model"] = sorted(self.follow_model)  # JSON has no sets
+        return data
+
+    def merged(self, preset: SamplingPreset | None) -> GenerationSettings:
+        """These settings with the model's recommendation in the fields left to it."""
+        if not preset or not self.follow_model:
+            return self
+        recommended = preset.values()
+        changes: dict[str, Any] = {
+            name: value for name, value in recommended.items() if name in self.follow_model
+        }
+        return replace(self, **changes) if changes else self
+
+    def override(self, **changes: Any) -> GenerationSettings:
+        """These settings with ``changes`` (a request's or a command line's own values), which
+        the model's recommendation no longer replaces."""
+        return replace(self, follow_model=self.follow_model - set(changes), **changes)
 
 
 @dataclass

@@ -44,15 +44,17 @@ from assistant.engine.base import (
     GenerationStats,
     LoadProgress,
     ProviderKind,
+    SamplingPreset,
     StopReason,
 )
 from assistant.engine.load_progress import open_llama
 from assistant.engine.prompt import FALLBACK_WARNING, PromptFormat, StopScanner
 from assistant.engine.prompt_lookup import PromptLookup
 from assistant.engine.state_cache import StateCache, StateMatch, common_prefix
-from assistant.errors import ContextOverflowError, InsufficientMemoryError
+from assistant.errors import AssistantError, ContextOverflowError, InsufficientMemoryError
 from assistant.models.gguf_file import GGUFInfo, explain_load_failure, read_gguf_info
 from assistant.models.hardware import Hardware, detect_hardware, estimate_memory
+from assistant.models.sampling import sampling_for_file
 
 log = logging.getLogger(__name__)
 
@@ -91,10 +93,14 @@ class LocalEngine:
         state_cache: StateCache | None = None,
         prompt_lookup: bool = False,
         progress: LoadProgress | None = None,
+        sampling: SamplingPreset | None = None,
     ) -> None:
         """``progress`` hears how far the load is and may cancel it (``Cancelled`` is raised)."""
         self.path = Path(model_path)
         self.info: GGUFInfo = read_gguf_info(self.path)
+        self.sampling: SamplingPreset | None = sampling or _recommended_sampling(self.info)
+        """The model's recommended sampling (its catalog entry's, else its file's): it fills the
+        fields each answer's settings leave to the model."""
         self.model_id = model_id or self.path.stem
         trained = self.info.context_length
         self.n_ctx = min(n_ctx, trained) if trained else n_ctx
@@ -209,6 +215,7 @@ class LocalEngine:
         settings: GenerationSettings,
         cancel: CancelToken | None = None,
     ) -> Generation:
+        settings = settings.merged(self.sampling)
         tokens, dropped, stops = self.fit_prompt(messages, settings)
         generation = Generation(iter(()), dropped=dropped)
         preamble = partial(self._preamble_end, messages, tokens)
@@ -609,3 +616,13 @@ def _token_text(model: object, token: int) -> str:
     if token < 0:
         return ""
     return str(model.token_get_text(token))  # type: ignore[attr-defined]
+
+
+def _recommended_sampling(info: GGUFInfo) -> SamplingPreset | None:
+    from assistant.models.catalog import load_catalog
+
+    try:
+        catalog = load_catalog()
+    except AssistantError:  # a broken installation: the file's own metadata still counts
+        catalog = None
+    return sampling_for_file(info, catalog)

@@ -19,6 +19,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from assistant.engine.base import SamplingPreset
 from assistant.errors import CatalogError, ModelNotFoundError
 
 if sys.version_info >= (3, 11):
@@ -32,6 +33,7 @@ PACKAGED_CATALOG = ("assistant", "data/models.toml")
 
 _ID_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 _SHA256_RE = re.compile(r"^[0-9a-fA-F]{64}$")
+_COMMIT_RE = re.compile(r"^[0-9a-f]{40}$")
 # Hugging Face repository ids: "owner/name", letters, digits, "-", "_" and ".".
 _REPO_PART = r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,94}[A-Za-z0-9])?"
 _REPO_RE = re.compile(rf"^{_REPO_PART}/{_REPO_PART}$")
@@ -42,7 +44,9 @@ class ModelSpec:
     """One downloadable model: a GGUF file in a Hugging Face repository, and what it is good for.
 
     ``layers``, ``kv_heads`` and ``head_dim`` are optional architecture numbers that make the memory
-    estimate in :mod:`assistant.models.hardware` exact for the KV cache.
+    estimate in :mod:`assistant.models.hardware` exact for the KV cache. ``revision`` is the
+    repository commit the file was taken from (None: the ``main`` branch, guarded by
+    ``sha256``); ``sampling`` the authors' recommended sampling, if they publish one.
     """
 
     id: str
@@ -60,6 +64,8 @@ class ModelSpec:
     layers: int | None = None
     kv_heads: int | None = None
     head_dim: int | None = None
+    revision: str | None = None
+    sampling: SamplingPreset | None = None
 
     @property
     def parameters_label(self) -> str:
@@ -186,7 +192,18 @@ def parse_catalog(text: str, source: str) -> Catalog:
 _REQUIRED_STR = ("id", "name", "family", "repo", "filename", "quantization", "license", "good_at")
 _REQUIRED_INT = ("size_bytes", "parameters", "context_length")
 _OPTIONAL_INT = ("layers", "kv_heads", "head_dim")
-_KNOWN_FIELDS = frozenset((*_REQUIRED_STR, *_REQUIRED_INT, *_OPTIONAL_INT, "sha256"))
+_KNOWN_FIELDS = frozenset(
+    (*_REQUIRED_STR, *_REQUIRED_INT, *_OPTIONAL_INT, "sha256", "revision", "sampling")
+)
+# [models.sampling]: the recommendation's fields, each a number in the setting's range, and the
+# source in words ("the Qwen3 model card").
+_SAMPLING_RANGES: dict[str, tuple[float, float]] = {
+    "temperature": (0.0, 2.0),
+    "top_p": (0.0, 1.0),
+    "top_k": (0, 1000),
+    "min_p": (0.0, 1.0),
+    "repeat_penalty": (0.5, 2.0),
+}
 _TOP_LEVEL_KEYS = frozenset(("version", "models"))
 
 
@@ -287,6 +304,17 @@ def _validate_entry(entry: Mapping[str, Any], index: int, source: str) -> ModelS
             raise fail("sha256", f"must be 64 hexadecimal digits, got {_show(value)}.")
         sha256 = value.lower()
 
+    revision: str | None = None
+    if "revision" in entry:
+        value = entry["revision"]
+        if not isinstance(value, str) or not _COMMIT_RE.match(value):
+            raise fail(
+                "revision", f"must be a commit id of 40 lowercase hex digits, got {_show(value)}."
+            )
+        revision = value
+
+    sampling = _validate_sampling(entry["sampling"], fail) if "sampling" in entry else None
+
     return ModelSpec(
         id=strings["id"],
         name=strings["name"],
@@ -303,7 +331,36 @@ def _validate_entry(entry: Mapping[str, Any], index: int, source: str) -> ModelS
         layers=numbers["layers"],
         kv_heads=numbers["kv_heads"],
         head_dim=numbers["head_dim"],
+        revision=revision,
+        sampling=sampling,
     )
+
+
+def _validate_sampling(table: object, fail: Any) -> SamplingPreset:
+    if not isinstance(table, dict):
+        raise fail("sampling", "must be a table ([models.sampling]).")
+    values: dict[str, Any] = {}
+    for key, value in table.items():
+        if key == "source":
+            if not isinstance(value, str) or not value.strip():
+                raise fail("sampling.source", f"must be a non-empty string, got {_show(value)}.")
+            continue
+        if key not in _SAMPLING_RANGES:
+            known = frozenset((*_SAMPLING_RANGES, "source"))
+            raise fail(f"sampling.{key}", f"is not a sampling field{_did_you_mean(key, known)}.")
+        low, high = _SAMPLING_RANGES[key]
+        whole = key == "top_k"
+        is_number = isinstance(value, int) if whole else isinstance(value, int | float)
+        if isinstance(value, bool) or not is_number or not low <= value <= high:
+            kind = "a whole number" if whole else "a number"
+            raise fail(
+                f"sampling.{key}", f"must be {kind} from {low:g} to {high:g}, got {_show(value)}."
+            )
+        values[key] = value if whole else float(value)
+    if not values:
+        raise fail("sampling", "names no sampling value.")
+    source = str(table.get("source", "")).strip() or "the model's authors"
+    return SamplingPreset(**values, source=source)
 
 
 def _positive_int(value: object) -> int | None:

@@ -48,6 +48,7 @@ from assistant.errors import (
     DownloadInProgressError,
     ModelFileError,
     ModelLoadError,
+    ModelTooLargeError,
     NotGGUFError,
     RegistrationError,
     UnsupportedArchitectureError,
@@ -92,7 +93,14 @@ class DownloadTarget:
 
     @classmethod
     def for_spec(cls, spec: ModelSpec) -> DownloadTarget:
-        return cls(repo=spec.repo, filename=spec.filename, spec=spec)
+        """The catalog model's file at the commit the catalog pins (else the main branch,
+        where the sha256 pin still refuses any other file)."""
+        return cls(
+            repo=spec.repo,
+            filename=spec.filename,
+            revision=spec.revision or DEFAULT_REVISION,
+            spec=spec,
+        )
 
     @property
     def model_id(self) -> str | None:
@@ -163,8 +171,67 @@ class Downloader:
         *,
         on_progress: Callable[[DownloadProgress], None] | None = None,
         on_warning: Callable[[str], None] | None = None,
+        allow_large: bool = False,
     ) -> DownloadJob:
-        return DownloadJob(self, target, on_progress=on_progress, on_warning=on_warning)
+        return DownloadJob(
+            self, target, on_progress=on_progress, on_warning=on_warning, allow_large=allow_large
+        )
+
+    def preflight(
+        self,
+        target: DownloadTarget,
+        *,
+        size: int | None = None,
+        have: int | None = None,
+        allow_large: bool = False,
+    ) -> None:
+        """Refuse, before a byte is fetched, a download this computer cannot take: the disk
+        holding the Hub cache too full for the rest of the file (``DiskFullError``), or the
+        model too large to run in this computer's memory (``ModelTooLargeError``, unless
+        ``allow_large``). Both errors give the numbers. ``size`` defaults to the catalog's,
+        ``have`` to the bytes of an earlier partial download."""
+        size = size or (target.spec.size_bytes if target.spec else None)
+        if not size:
+            return  # nothing known yet: checked again once the Hub has said
+        if have is None:
+            have = 0
+            if target.sha256:  # an LFS file's partial is named after its sha256
+                partial = self.cache.partial_path(target.repo, target.sha256)
+                have = partial.stat().st_size if partial.exists() else 0
+        check_free_space(
+            self.cache.repo_dir(target.repo),
+            max(size - have, 0),
+            margin=self.free_margin,
+            what=f"{target.filename} ({format_bytes(size)})",
+        )
+        if not allow_large:
+            self._check_memory(target, size)
+
+    def _check_memory(self, target: DownloadTarget, size: int) -> None:
+        from assistant.models import hardware
+
+        hw = self.hardware or hardware.detect_hardware()
+        spec = target.spec
+        needed = (
+            hardware.estimate_for_spec(spec).total
+            if spec is not None
+            else hardware.estimate_for_size(size).total
+        )
+        if hardware.fit_verdict(needed, hw) != "wont_fit":
+            return
+        name = target.name or target.filename
+        command = (
+            f"offline-assistant models pull {target.model_id} --anyway"
+            if target.model_id
+            else f"offline-assistant models pull {target.repo} --file {target.filename} --anyway"
+        )
+        raise ModelTooLargeError(
+            f"{name} needs about {format_bytes(needed)} of memory to run, and this computer "
+            f"has {format_bytes(hw.total_ram)} in all ({format_bytes(hw.available_ram)} free "
+            "now): it would not run here. Nothing was downloaded.",
+            hint="Pick a smaller model, or download it anyway if you will run it elsewhere.",
+            command=command,
+        )
 
     def target_for(self, model_or_repo: str, filename: str | None = None) -> DownloadTarget:
         """A catalog id, or a repo id with ``filename``, as a target."""
@@ -201,9 +268,11 @@ class DownloadJob:
         *,
         on_progress: Callable[[DownloadProgress], None] | None = None,
         on_warning: Callable[[str], None] | None = None,
+        allow_large: bool = False,
     ) -> None:
         self.downloader = downloader
         self.target = target
+        self.allow_large = allow_large
         self.on_progress = on_progress
         self.on_warning = on_warning
         self.warnings: list[str] = []
@@ -287,6 +356,9 @@ class DownloadJob:
             adopted = self._adopt_cached(cached)
             if adopted is not None:
                 return adopted
+        # Before any request: a catalog model's size is known, so a download that cannot end
+        # well is refused now, with the numbers, rather than after gigabytes.
+        self.downloader.preflight(target, allow_large=self.allow_large)
         return self._download()
 
     def _installed(self) -> InstalledModel | None:
@@ -318,7 +390,9 @@ class DownloadJob:
             self._rejected_blob = blob
             return None
         header_name = self._check_gguf(pointer, delete=False)
-        model = self._register(pointer, pointer.stat().st_size, actual, header_name)
+        model = self._register(
+            pointer, pointer.stat().st_size, actual, header_name, _snapshot_commit(pointer)
+        )
         return DownloadResult(model, from_cache=True, warnings=tuple(self.warnings))
 
     def _download(self) -> DownloadResult:
@@ -351,7 +425,9 @@ class DownloadJob:
                 pointer = d.cache.link_snapshot(
                     blob, repo_id=meta.repo, commit=meta.commit, filename=meta.filename
                 )
-                model = self._register(pointer, blob.stat().st_size, actual, header_name)
+                model = self._register(
+                    pointer, blob.stat().st_size, actual, header_name, meta.commit
+                )
                 return DownloadResult(model, from_cache=True, warnings=tuple(self.warnings))
             blob.unlink()
 
@@ -415,12 +491,8 @@ class DownloadJob:
             partial.unlink()
             have = 0
         if total is not None:
-            check_free_space(
-                partial.parent,
-                total - have,
-                margin=d.free_margin,
-                what=f"{self.target.filename} ({format_bytes(total)})",
-            )
+            # The Hub's size (a Hub file's only size), and the bytes already here.
+            d.preflight(self.target, size=total, have=have, allow_large=self.allow_large)
         self._warn_memory_fit(total)
         digest = hashlib.sha256()
         if have:
@@ -456,7 +528,7 @@ class DownloadJob:
             commit=meta.commit,
             revision=meta.revision,
         )
-        model = self._register(pointer, size, actual, header_name)
+        model = self._register(pointer, size, actual, header_name, meta.commit)
         return DownloadResult(
             model, fetched_bytes=result.fetched, resumed_from=have, warnings=tuple(self.warnings)
         )
@@ -593,7 +665,9 @@ class DownloadJob:
             ) from exc
         return info.name
 
-    def _register(self, path: Path, size: int, sha256: str, header_name: str) -> InstalledModel:
+    def _register(
+        self, path: Path, size: int, sha256: str, header_name: str, commit: str | None
+    ) -> InstalledModel:
         """Register the file: in the place of its earlier entry if it has one (even one added by
         another process meanwhile), else under its catalog id if free, else a slug of its name."""
         target = self.target
@@ -607,6 +681,7 @@ class DownloadJob:
             filename=target.filename,
             sha256=sha256,
             owned=True,
+            revision=commit,
         )
         try:
             return self.downloader.store.register(
@@ -647,7 +722,7 @@ class DownloadJob:
         except Exception:  # advice only: never let it stop a download
             log.exception("Memory-fit estimate failed")
             return
-        if fit == "wont_fit":
+        if fit == "wont_fit":  # reached only when the user asked for it anyway
             self._warn(
                 f"{self.target.filename} needs about {format_bytes(needed)} of memory "
                 f"and this computer has {format_bytes(hw.total_ram)}: it will probably "
@@ -658,6 +733,14 @@ class DownloadJob:
                 f"{self.target.filename} needs about {format_bytes(needed)} of memory; "
                 "close other programs before using it."
             )
+
+
+def _snapshot_commit(pointer: Path) -> str | None:
+    """The commit of a Hub cache file ``snapshots/<commit>/<filename>``."""
+    for parent in pointer.parents:
+        if parent.parent.name == "snapshots":
+            return parent.name
+    return None
 
 
 def _remove_if_empty(path: Path) -> None:

@@ -1,8 +1,16 @@
 """The Hugging Face Hub: its settings, its questions and its errors.
 
 Settings (``HF_ENDPOINT``, ``HF_HUB_OFFLINE``) are read from the environment when used, not when
-``huggingface_hub`` was imported, so a test or a GUI that changes them later is obeyed. The cache
-on disk is :mod:`assistant.models.hub_cache`.
+``huggingface_hub`` was imported, so a test or a GUI that changes them later is obeyed. The
+user's own Hub address (a mirror, the ``hub_address`` setting) comes through
+:func:`hub_address`; ``HF_ENDPOINT`` still wins over it. The cache on disk is
+:mod:`assistant.models.hub_cache`.
+
+Every request goes through one HTTP client (:func:`use_system_network`) that trusts the
+operating system's certificate store (``truststore``), so a company's TLS-inspecting proxy whose
+certificate IT installed on the computer is trusted without switching checks off, and that
+takes the system's proxy (``HTTPS_PROXY``/``HTTP_PROXY``/``NO_PROXY``, and the proxy configured in
+Windows or macOS).
 
 Only :func:`list_gguf_files` and :func:`fetch_file_metadata` talk to the network. Outside an
 explicit pull or search the app runs inside :func:`offline_guard`, where ``huggingface_hub``
@@ -68,6 +76,53 @@ T = TypeVar("T")
 
 def hub_endpoint() -> str:
     return (os.environ.get("HF_ENDPOINT") or DEFAULT_ENDPOINT).rstrip("/")
+
+
+def hub_address(configured: str = "") -> str:
+    """Where models come from: ``HF_ENDPOINT`` if set, else the user's mirror (the
+    ``hub_address`` setting), else huggingface.co."""
+    return (os.environ.get("HF_ENDPOINT") or configured.strip() or DEFAULT_ENDPOINT).rstrip("/")
+
+
+_client_installed = False
+
+
+def system_ssl_context() -> ssl.SSLContext:
+    """Certificates as the computer trusts them: ``SSL_CERT_FILE``/``SSL_CERT_DIR`` when set
+    (the usual way to add a company's certificate on Linux), else the operating system's
+    store through ``truststore`` (Windows, macOS, and the system bundle on Linux)."""
+    cafile, capath = os.environ.get("SSL_CERT_FILE"), os.environ.get("SSL_CERT_DIR")
+    if cafile or capath:
+        return ssl.create_default_context(cafile=cafile or None, capath=capath or None)
+    import truststore
+
+    return truststore.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+
+
+def make_http_client() -> httpx2.Client:
+    """The client ``huggingface_hub`` (and our transfers) use: its own hooks and redirects,
+    the system's certificates, and the system's proxy (``trust_env``)."""
+    from huggingface_hub.utils._http import hf_request_event_hook
+
+    return httpx2.Client(
+        event_hooks={"request": [hf_request_event_hook]},
+        follow_redirects=True,
+        timeout=None,
+        trust_env=True,
+        verify=system_ssl_context(),
+    )
+
+
+def use_system_network(*, renew: bool = False) -> None:
+    """Make every Hub request use :func:`make_http_client` (once per process; ``renew`` makes
+    a new client, after the proxy or certificate settings changed)."""
+    global _client_installed
+    if _client_installed and not renew:
+        return
+    from huggingface_hub import set_client_factory
+
+    set_client_factory(make_http_client)  # also closes the client made before
+    _client_installed = True
 
 
 def hub_offline() -> bool:
@@ -187,6 +242,7 @@ def list_gguf_files(
     from huggingface_hub import HfApi
 
     require_online(f"list the files of {repo_id}")
+    use_system_network()
     endpoint = endpoint or hub_endpoint()
     api = HfApi(endpoint=endpoint, token=token or False)
     try:
@@ -231,6 +287,7 @@ def fetch_file_metadata(
     from huggingface_hub import get_hf_file_metadata, hf_hub_url
 
     require_online(f"download {filename} from {repo_id}")
+    use_system_network()
     endpoint = endpoint or hub_endpoint()
 
     def head() -> FileMetadata:
@@ -396,7 +453,10 @@ def translate_error(
             hint="Check the spelling of the repository id (owner/name).",
         )
     if isinstance(exc, RevisionNotFoundError):
-        return RepoNotFoundError(f"{repo} has no such revision.", hint="Use the main revision.")
+        return RepoNotFoundError(
+            f"{repo} has no such revision (the commit a file was pinned to is not there).",
+            hint=f"Check that {endpoint} is the Hugging Face Hub or a complete mirror of it.",
+        )
     if isinstance(exc, RemoteEntryNotFoundError):
         return RemoteFileNotFoundError(
             f"{repo} has no file named {filename}.",
@@ -432,7 +492,8 @@ def translate_error(
     if isinstance(exc, FileMetadataError):
         return DownloadError(
             f"The server at {endpoint} did not answer like the Hugging Face Hub.",
-            hint="Check HF_ENDPOINT, and any proxy or firewall between you and the Hub.",
+            hint="Check the download address in Settings (and HF_ENDPOINT), and any proxy or "
+            "firewall between you and the Hub.",
         )
     if is_tls_failure(exc):
         return TLSError(
@@ -448,7 +509,8 @@ def translate_error(
     if isinstance(exc, httpx2.ConnectError):
         return HubUnreachableError(
             f"Cannot reach the Hub at {endpoint}.",
-            hint="Check the internet connection (and HF_ENDPOINT if you set it).",
+            hint="Check the internet connection, and the download address in Settings "
+            "(or HF_ENDPOINT) if you set one.",
         )
     if isinstance(exc, httpx2.TransportError):
         return ConnectionDroppedError(

@@ -62,6 +62,8 @@ class InstalledModel:
     sha256: str | None = None
     added_at: str = ""
     owned: bool = True
+    revision: str | None = None
+    """The repository commit a downloaded file was taken from."""
     missing: bool = field(default=False, compare=False)
 
     def to_json(self) -> dict[str, Any]:

@@ -80,7 +80,12 @@ class DownloadTask(QObject):
     cancelled = Signal()
 
     def __init__(
-        self, downloader: Downloader, target: DownloadTarget, parent: QObject | None = None
+        self,
+        downloader: Downloader,
+        target: DownloadTarget,
+        parent: QObject | None = None,
+        *,
+        allow_large: bool = False,
     ) -> None:
         super().__init__(parent)
         self.target = target
@@ -94,7 +99,12 @@ class DownloadTask(QObject):
         self._cancel_requested = threading.Event()
         self._last_emit = 0.0
         self._last_phase = ""
-        self._job = downloader.job(target, on_progress=self._report, on_warning=self.warning.emit)
+        self._job = downloader.job(
+            target,
+            on_progress=self._report,
+            on_warning=self.warning.emit,
+            allow_large=allow_large,
+        )
 
     @property
     def paused(self) -> bool:
@@ -215,12 +225,13 @@ class DownloadQueue(QObject):
         key = download_key(target)
         return next((t for t in self._tasks if t.key == key and t.active), None)
 
-    def start(self, target: DownloadTarget) -> DownloadTask:
-        """Download ``target``, or return the download of it already under way."""
+    def start(self, target: DownloadTarget, *, allow_large: bool = False) -> DownloadTask:
+        """Download ``target``, or return the download of it already under way. With
+        ``allow_large`` a model too large for this computer's memory is downloaded anyway."""
         running = self.find(target)
         if running is not None:
             return running
-        task = DownloadTask(self.downloader, target, self)
+        task = DownloadTask(self.downloader, target, self, allow_large=allow_large)
         task.finished.connect(self.modelInstalled)
         self._tasks[:] = [t for t in self._tasks if t.active] + [task]
         self.taskAdded.emit(task)

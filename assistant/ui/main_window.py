@@ -527,7 +527,13 @@ class MainWindow(ModelsSection, ChatListSection, QMainWindow):
     @Slot()
     def open_settings(self) -> SettingsDialog:
         # Changes reach this window (and every other) through services.settingsChanged.
-        dialog = SettingsDialog(self.settings, self.paths.data, self._gpu_offload(), self)
+        dialog = SettingsDialog(
+            self.settings,
+            self.paths.data,
+            self._gpu_offload(),
+            self,
+            model_sampling=self.services.model_sampling(self.runner.model_id),
+        )
         dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         dialog.finished.connect(self.composer.focus_input)
         dialog.open()

@@ -30,12 +30,14 @@ from PySide6.QtWidgets import (
 )
 
 from assistant.disk import format_bytes
+from assistant.errors import ModelTooLargeError
 from assistant.models.catalog import Catalog, ModelSpec
 from assistant.models.downloads import Downloader, DownloadTarget
 from assistant.models.hardware import Hardware, estimate_for_spec, fit_for_spec
 from assistant.models.hub import HubFile, list_gguf_files
 from assistant.models.speed import SpeedEstimator, recommend_by_speed
 from assistant.models.store import InstalledModel, ModelStore, Removal
+from assistant.models.updates import UpdateCheck
 from assistant.ui.download_tasks import DownloadQueue, DownloadTask, TaskRunner
 from assistant.ui.errors import ErrorBanner, describe
 from assistant.ui.model_widgets import DownloadRow, FitBadge, MessageBar, SpeedLabel
@@ -60,10 +62,17 @@ ACTION_LABELS = ("Download", "Downloading…", "Installed")
 
 
 def make_downloads(
-    store: ModelStore, catalog: Catalog, hardware: Hardware, parent: QObject
+    store: ModelStore,
+    catalog: Catalog,
+    hardware: Hardware,
+    parent: QObject,
+    endpoint: str | None = None,
 ) -> DownloadQueue:
-    """A download queue of its own, for a window that was not handed a shared one."""
-    return DownloadQueue(Downloader(store, catalog=catalog, hardware=hardware), parent)
+    """A download queue of its own, for a window that was not handed a shared one.
+    ``endpoint`` is the Hub or mirror to download from (``HF_ENDPOINT`` when None)."""
+    return DownloadQueue(
+        Downloader(store, catalog=catalog, hardware=hardware, endpoint=endpoint), parent
+    )
 
 
 def repo_id_from(text: str) -> str | None:
@@ -160,6 +169,7 @@ class ModelManagerWindow(QWidget):
         self._store_default: str | None = None  # as read by the last refresh()
         self._rows: dict[str, DownloadRow] = {}
         self._search_buttons: dict[tuple[str, str], QPushButton] = {}
+        self.last_check: list[UpdateCheck] = []
         self.setWindowTitle("Models — Offline Assistant")
         self.setAccessibleName("Model manager")
         clamp_minimum(self, QSize(640, 420))
@@ -175,6 +185,13 @@ class ModelManagerWindow(QWidget):
         self.tabs.addTab(self._build_search(), "Search Hugging Face")
         self.import_button = _button("Import GGUF file…", "Import a GGUF file from this computer")
         self.import_button.clicked.connect(self._on_import_clicked)
+        self.check_button = _button(
+            "Check for updates", "Ask the Hub whether the installed models' files changed"
+        )
+        self.check_button.setToolTip(
+            "Compares each installed model with its repository on the Hub. Nothing is downloaded."
+        )
+        self.check_button.clicked.connect(self.check_for_updates)
 
         layout = QVBoxLayout(self)
         layout.setContentsMargins(16, 14, 16, 14)
@@ -218,6 +235,7 @@ class ModelManagerWindow(QWidget):
         column.addWidget(self.summary)
         header = QHBoxLayout()
         header.addLayout(column, 1)
+        header.addWidget(self.check_button, 0, Qt.AlignmentFlag.AlignBottom)
         header.addWidget(self.import_button, 0, Qt.AlignmentFlag.AlignBottom)
         return header
 
@@ -455,15 +473,64 @@ class ModelManagerWindow(QWidget):
 
     # --- actions ---------------------------------------------------------------------------
 
-    def download(self, spec: ModelSpec) -> DownloadTask:
-        """Download a catalog model on the downloads pool."""
-        self._clear_messages()
-        return self.downloads.start(DownloadTarget.for_spec(spec))
+    def download(self, spec: ModelSpec) -> DownloadTask | None:
+        """Download a catalog model on the downloads pool, unless the disk or the memory
+        cannot take it (then say why, with the numbers, and start nothing)."""
+        return self._start(DownloadTarget.for_spec(spec))
 
-    def download_file(self, repo: str, filename: str) -> DownloadTask:
+    def download_file(self, repo: str, filename: str) -> DownloadTask | None:
         """Download any GGUF file of a Hub repository (a catalog file keeps its catalog id)."""
+        return self._start(self.downloads.downloader.target_for(repo, filename))
+
+    def _start(self, target: DownloadTarget) -> DownloadTask | None:
         self._clear_messages()
-        return self.downloads.start(self.downloads.downloader.target_for(repo, filename))
+        allow_large = False
+        if self.downloads.find(target) is None:
+            try:
+                self.downloads.downloader.preflight(target)
+            except ModelTooLargeError as exc:
+                if not self._confirm_too_large(exc):
+                    self._show_problem(exc)
+                    return None
+                allow_large = True
+            except Exception as exc:  # a full disk, or a folder we cannot look at
+                self._show_problem(exc, "Not downloaded: ")
+                return None
+        return self.downloads.start(target, allow_large=allow_large)
+
+    def _confirm_too_large(self, exc: ModelTooLargeError) -> bool:
+        box = QMessageBox(
+            QMessageBox.Icon.Warning,
+            "Model too large",
+            exc.message,
+            QMessageBox.StandardButton.Cancel,
+            self,
+        )
+        box.setInformativeText(exc.hint)
+        anyway = box.addButton("Download anyway", QMessageBox.ButtonRole.AcceptRole)
+        box.setDefaultButton(QMessageBox.StandardButton.Cancel)
+        box.exec()
+        return box.clickedButton() is anyway
+
+    def check_for_updates(self) -> None:
+        """Ask the Hub, off the GUI thread, whether installed models' files changed."""
+        from assistant.models.updates import check_for_updates
+        from assistant.secrets import get_hf_token
+
+        models = [m for m in self.store.list_installed() if not m.missing]
+        if not models:
+            self._show_info("No model is installed; nothing to check.")
+            return
+        self._clear_messages()
+        self.check_button.setEnabled(False)
+        self.check_button.setText("Checking…")
+        endpoint = self.downloads.downloader.endpoint_url()
+        self.runner.run(
+            lambda: check_for_updates(models, endpoint=endpoint, token=get_hf_token()),
+            on_success=self._on_checked,
+            on_failure=self._on_check_failed,
+            what="checking for updates",
+        )
 
     def set_default(self, model_id: str) -> None:
         try:
@@ -516,7 +583,7 @@ class ModelManagerWindow(QWidget):
         self.search_status.setText(f"Asking the Hub for the files of {repo}…")
         self.search_table.setRowCount(0)
         self.runner.run(
-            lambda: list_gguf_files(repo),
+            lambda: list_gguf_files(repo, endpoint=self.downloads.downloader.endpoint_url()),
             on_success=lambda files: self._on_search_done(repo, files),
             on_failure=self._on_search_failed,
             what=f"listing the files of {repo}",
@@ -577,6 +644,30 @@ class ModelManagerWindow(QWidget):
         )
         if answer == QMessageBox.StandardButton.Yes:
             self.delete(model_id)
+
+    def _on_checked(self, results: list[UpdateCheck]) -> None:
+        self._reset_check_button()
+        changed = [r for r in results if r.status == "changed"]
+        failed = [r for r in results if r.status == "failed"]
+        lines = [f"{r.model.name}: {r.note}" for r in changed + failed]
+        if not changed and not failed:
+            checked = sum(r.status == "current" for r in results)
+            lines.append(f"All {checked} model(s) from the Hub are up to date.")
+        elif changed:
+            lines.append(
+                "Nothing was downloaded: your installed files stay as they are. To get a changed "
+                "file, download it from the repository's file list under Search."
+            )
+        self._show_info(" ".join(lines))
+        self.last_check = results
+
+    def _on_check_failed(self, exc: BaseException) -> None:
+        self._reset_check_button()
+        self._show_problem(exc, "Could not check for updates: ")
+
+    def _reset_check_button(self) -> None:
+        self.check_button.setEnabled(True)
+        self.check_button.setText("Check for updates")
 
     def _on_search_clicked(self) -> None:
         self.search(self.search_edit.text())

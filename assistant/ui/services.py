@@ -31,6 +31,7 @@ from assistant.ui.local_api import LocalApi
 from assistant.ui.worker import ModelRunner
 
 if TYPE_CHECKING:
+    from assistant.engine.base import SamplingPreset
     from assistant.models.catalog import Catalog
     from assistant.models.hardware import Hardware
     from assistant.models.speed import SpeedEstimator
@@ -183,14 +184,40 @@ class AppServices(QObject):
     def downloads(self) -> DownloadQueue:
         """The one download queue: downloads go on while windows close and open."""
         if self._downloads is None:
+            from assistant.models.hub import hub_address
             from assistant.ui.model_manager import make_downloads
 
-            self._downloads = make_downloads(self.models, self.catalog(), self.hardware(), self)
+            self._downloads = make_downloads(
+                self.models,
+                self.catalog(),
+                self.hardware(),
+                self,
+                endpoint=hub_address(self.settings["hub_address"]),
+            )
         return self._downloads
 
     def cloud_allowed(self) -> bool:
         """The global cloud switch (read by cloud providers at every request)."""
         return bool(self.settings["cloud_enabled"]) and not self._shut_down
+
+    def model_sampling(self, model_id: str | None) -> SamplingPreset | None:
+        """The recommended sampling of installed model ``model_id`` (the default model's when
+        None): what the sampling settings the user did not set follow."""
+        from assistant.models.sampling import sampling_for_model
+
+        model = self.models.find(model_id) if model_id else None
+        if model is None:
+            default = self.models.default_id()
+            model = self.models.find(default) if default else None
+        if model is None:
+            return None
+        return sampling_for_model(
+            self.catalog(),
+            model_id=model.id,
+            path=model.path,
+            repo=model.repo,
+            filename=model.filename,
+        )
 
     @property
     def shutting_down(self) -> bool:
@@ -210,6 +237,11 @@ class AppServices(QObject):
             self._watcher.addPaths(missing)
 
     def _on_settings_changed(self, keys: list[str]) -> None:
+        if "hub_address" in keys and self._downloads is not None:
+            from assistant.models.hub import hub_address
+
+            # Downloads started from now on go to the new address.
+            self._downloads.downloader.endpoint = hub_address(self.settings["hub_address"])
         if keys:
             self.settingsChanged.emit(list(keys))
         if {"threads", "gpu_layers", "usable_tokens_per_s"} & set(keys):

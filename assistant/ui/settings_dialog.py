@@ -33,8 +33,10 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from assistant.engine.base import SamplingPreset
 from assistant.settings import GROUPS, RELOAD_KEYS, SCHEMA, Setting, Settings
 from assistant.ui.api_settings import API_GROUP, ApiRows
+from assistant.ui.sampling_rows import SamplingRows
 from assistant.ui.window_geometry import clamp_minimum, fit_window
 
 log = logging.getLogger(__name__)
@@ -193,7 +195,11 @@ class SettingsDialog(QDialog):
         data_folder: Path,
         gpu_offload: bool,
         parent: QWidget | None = None,
+        *,
+        model_sampling: SamplingPreset | None = None,
     ) -> None:
+        """``model_sampling`` is the loaded (or default) model's recommended sampling, which
+        the sampling settings the user did not set follow."""
         super().__init__(parent)
         self.setWindowTitle("Settings")
         self.setAccessibleName("Settings")
@@ -206,6 +212,7 @@ class SettingsDialog(QDialog):
             self.editors[setting.key] = editor
             if not hasattr(self, setting.key):  # a key named like a QWidget method stays unaliased
                 setattr(self, setting.key, editor)
+        self.sampling = SamplingRows(settings, self.editors, model_sampling)
 
         gpu = self.editors["gpu_layers"]
         assert isinstance(gpu, ChoiceOrCount)
@@ -240,6 +247,7 @@ class SettingsDialog(QDialog):
         fit_window(self, QSize(560, 460))
         for setting in self._shown:
             show_value(self.editors[setting.key], settings[setting.key])
+        self.sampling.show_values(settings)
 
     def _page(self, group: str) -> QWidget:
         page = QWidget()
@@ -247,6 +255,8 @@ class SettingsDialog(QDialog):
         members = [s for s in self._shown if s.group == group]
         for setting in members:
             form.addRow(setting.label, self.editors[setting.key])
+            if setting.key in self.sampling.rows:
+                form.addRow("", self.sampling.rows[setting.key])
             if setting.key == "gpu_layers":
                 form.addRow("", self.gpu_note)
         if any(s.key in RELOAD_KEYS for s in members):
@@ -274,7 +284,7 @@ class SettingsDialog(QDialog):
     def accept(self) -> None:
         before = self._settings.as_dict()
         try:
-            self._settings.update(self.values())
+            self._settings.update(self.sampling.apply(self.values()))
         except OSError as exc:  # the new values are in use anyway; only the file is behind
             log.warning("Could not save the settings: %s", exc)
         # What update() returns, also when the save failed: the dialog's changes, and any that
