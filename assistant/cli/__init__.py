@@ -26,7 +26,7 @@ EXIT_INTERRUPTED = 130
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from assistant.cli import ask_cmd, history_cmd, models_cmd, serve_cmd
+    from assistant.cli import ask_cmd, doctor_cmd, history_cmd, models_cmd, serve_cmd
 
     parser = argparse.ArgumentParser(
         prog="offline-assistant",
@@ -47,6 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     models_cmd.register(subparsers)
     history_cmd.register(subparsers)
     serve_cmd.register(subparsers)
+    doctor_cmd.register(subparsers)
     return parser
 
 
