@@ -100,7 +100,7 @@ def app_section(context: DoctorContext) -> Section:
             ("Version", f"{__version__} ({'installed bundle' if frozen else 'from source'})"),
             ("Python", f"{data['python']} ({sys.executable})"),
             ("Qt (PySide6)", qt),
-            ("System", data["system"]),
+            ("System", platform.platform()),
         ],
         data,
     )
@@ -244,11 +244,10 @@ def collect(
         except Exception as exc:
             log.debug("doctor section %s failed", make.__name__, exc_info=True)
             key = make.__name__.removesuffix("_section")
-            sections.append(
-                Section(key, key.capitalize(), [("Error", f"{type(exc).__name__}: {exc}")],
-                        {"error": f"{type(exc).__name__}: {exc}"},
-                        [f"Could not check {key}: {exc}"])  # fmt: skip
-            )
+            error = f"{type(exc).__name__}: {exc}"
+            rows = [("Error", error)]
+            problem = [f"Could not check {key}: {error}"]
+            sections.append(Section(key, key.capitalize(), rows, {"error": error}, problem))
     return sections
 
 

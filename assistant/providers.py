@@ -57,7 +57,11 @@ class ProviderEntry:
 
 
 def load_gguf(path: Path, settings: ProviderSettings, model_id: str) -> ChatProvider:
-    """Load a GGUF with the user's settings (imported here: llama.cpp is slow to import)."""
+    """Load a GGUF with the user's settings (imported here: llama.cpp is slow to import).
+    Raises ``EngineUnavailableError`` when llama.cpp cannot run on this computer."""
+    from assistant.engine import diagnose
+
+    diagnose.require_engine()
     from assistant.engine.local import LocalEngine
 
     return LocalEngine.from_settings(path, settings, model_id=model_id)

@@ -20,6 +20,7 @@ from assistant.cli.arguments import (
     setting_value,
     text_argument,
 )
+from assistant.engine import diagnose
 from assistant.engine.base import ChatMessage, GenerationSettings
 from assistant.errors import AssistantError, HistoryDamagedError, InvalidTextError, NoModelError
 from assistant.paths import app_paths
@@ -88,9 +89,12 @@ class _Session:
         return replace(base, **changes)
 
     def load_model(self, model_id: str | None, model_path: Path | None) -> None:
+        path, name = resolve_model(model_id, model_path)
+        # A check the app or `doctor` made (kept in the cache folder) refuses a broken engine
+        # before it is loaded; otherwise loading it here says what failed.
+        diagnose.require_engine(app_paths().cache)
         from assistant.engine.local import LocalEngine  # loading llama.cpp takes a moment
 
-        path, name = resolve_model(model_id, model_path)
         # Load the new model before letting go of the old one: if it fails, the chat goes on.
         loaded = LocalEngine.from_settings(path, self.settings, model_id=name)
         if self.engine is not None:

@@ -294,7 +294,12 @@ def _registry(library: Any) -> tuple[list[str], list[dict[str, str]]]:
         (fn["ggml_backend_reg_name"](fn["ggml_backend_reg_get"](i)) or b"?").decode()
         for i in range(fn["ggml_backend_reg_count"]())
     ]
-    kinds = {0: "CPU", 1: "GPU", 2: "integrated GPU", 3: "accelerator"}  # enum ggml_backend_dev_type
+    kinds = {
+        0: "CPU",
+        1: "GPU",
+        2: "integrated GPU",
+        3: "accelerator",
+    }  # enum ggml_backend_dev_type
     devices = []
     for i in range(fn["ggml_backend_dev_count"]()):
         device = fn["ggml_backend_dev_get"](i)
@@ -470,7 +475,9 @@ def _crash_report(code: int, stderr: str) -> EngineReport:
 def _save(cache_dir: Path, key: str, report: EngineReport) -> None:
     try:
         cache_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(cache_dir / CACHE_FILE, json.dumps({"key": key, "report": report.to_dict()}))
+        atomic_write_text(
+            cache_dir / CACHE_FILE, json.dumps({"key": key, "report": report.to_dict()})
+        )
     except OSError as exc:  # only a cache: the next start checks again
         log.info("Could not keep the engine check in %s: %s", cache_dir, exc)
 

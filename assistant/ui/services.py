@@ -23,6 +23,7 @@ from assistant.paths import AppPaths, app_paths
 from assistant.providers import FileLoader, ProviderRegistry, load_gguf, local_provider
 from assistant.settings import Settings
 from assistant.state import WindowState
+from assistant.ui.engine_check import EngineCheck
 from assistant.ui.local_api import LocalApi
 from assistant.ui.worker import ModelRunner
 
@@ -74,7 +75,11 @@ class AppServices(QObject):
         self._catalog = catalog
         self._hardware = hardware
         self._downloads: DownloadQueue | None = None
-        self.providers = ProviderRegistry([local_provider(self.models, load_file)])
+        # Whether llama.cpp can run here: checked in a child process before it is loaded.
+        self.engine_check = EngineCheck(paths, self)
+        self.providers = ProviderRegistry(
+            [local_provider(self.models, self.engine_check.guard(load_file))]
+        )
         self.runner = ModelRunner(self.history, self.providers, parent=self)
         self._shut_down = False
         self.settings.add_listener(self._on_settings_changed)
