@@ -161,6 +161,8 @@ def engine_section(context: DoctorContext) -> Section:
         rows.append(("Devices", "; ".join(devices) or "none"))
         offload = {True: "supported", False: "not supported by this build", None: "unknown"}
         rows.append(("GPU offload", offload[engine.gpu_offload]))
+        if engine.cpu_kernels:
+            rows.append(("CPU kernels", engine.cpu_kernels))
         if engine.system_info:
             rows.append(("System info", engine.system_info))
     if engine.error:

@@ -194,6 +194,7 @@ class EngineReport:
     devices: list[dict[str, str]] = field(default_factory=list)  # name, description, type
     gpu_offload: bool | None = None
     missing_features: list[str] = field(default_factory=list)
+    cpu_kernels: str = ""  # the CPU variant ggml loaded (libggml-cpu-haswell.so), if one
     isolated: bool = False  # checked in a child process
 
     @property
@@ -231,6 +232,7 @@ def inspect_engine(cpu: CpuInfo | None = None) -> EngineReport:
     if library is not None:
         with contextlib.suppress(AttributeError, OSError, ValueError):
             report.backends, report.devices = _registry(library)
+    report.cpu_kernels = _loaded_cpu_kernels()
     cpu = cpu or cpu_info()
     report.missing_features = missing_features(report.system_info, cpu)
     if report.missing_features:
@@ -313,6 +315,20 @@ def _registry(library: Any) -> tuple[list[str], list[dict[str, str]]]:
             }
         )
     return backends, devices
+
+
+def _loaded_cpu_kernels() -> str:
+    """The CPU variant of a build with several (``GGML_CPU_ALL_VARIANTS``, as the installers
+    ship): the one file of them this process has mapped. Linux only; empty elsewhere."""
+    try:
+        maps = Path("/proc/self/maps").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return ""
+    for line in maps.splitlines():
+        name = line.rsplit("/", 1)[-1]
+        if name.startswith("libggml-cpu-"):
+            return name
+    return ""
 
 
 def compiled_features(system_info: str) -> list[str]:
