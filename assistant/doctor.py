@@ -22,7 +22,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from assistant import APP_NAME, __version__
+from assistant import APP_ID, APP_NAME, __version__
 from assistant.engine import diagnose
 from assistant.engine.diagnose import CpuInfo, EngineReport
 from assistant.paths import HOME_ENV, AppPaths, hf_home, program_command
@@ -60,7 +60,14 @@ SectionMaker = Callable[[DoctorContext], Section]
 
 def engine_probe_command() -> list[str]:
     """This program, asked to load llama.cpp and report (the child of ``check_engine``)."""
-    return [*program_command(), *ENGINE_PROBE_ARGS]
+    command = program_command()
+    if getattr(sys, "frozen", False) and os.name == "nt":
+        # The Windows bundle's windowed program may have no stdout to report on; its console
+        # twin in the same folder does (started without a window by the check).
+        console = Path(sys.executable).with_name(f"{APP_ID}.exe")
+        if console.is_file():
+            command = [str(console)]
+    return [*command, *ENGINE_PROBE_ARGS]
 
 
 def check_engine(paths: AppPaths, *, fresh: bool = False) -> EngineReport:

@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 
 import assistant
+from assistant import autostart
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGING = ROOT / "packaging"
@@ -338,8 +339,14 @@ def test_inno_setup_names_the_spec_executables() -> None:
 def test_inno_setup_has_start_menu_login_and_uninstall() -> None:
     assert re.search(r'^Name: "\{autoprograms\}\\\{#AppName\}"; Filename: "\{app\}\\\{#GuiExe\}"',
                      ISS, re.MULTILINE)  # fmt: skip
-    login = [line for line in ISS.splitlines() if line.startswith('Name: "{userstartup}')]
-    assert login and "Tasks: startatlogin" in login[0]
+    # Start at login is the app's own Run value (autostart.py), so its setting sees it.
+    login = [line for line in ISS.splitlines() if "CurrentVersion\\Run" in line]
+    assert login and login[0].startswith("Root: HKCU;") and "Tasks: startatlogin" in login[0]
+    assert f'ValueName: "{{#AppName}}"' in login[0] and autostart.APP_NAME == "Offline Assistant"
+    assert autostart.RUN_KEY in login[0]
+    assert '{#GuiExe}"" ' + autostart.HIDDEN_FLAG in login[0]
+    assert "RegDeleteValue(HKCU" in ISS  # also when the app's setting wrote it
+    assert "{userstartup}" not in ISS
     assert re.search(r'Name: "startatlogin".*Flags: unchecked', ISS)  # opt-in, not a default
     assert _iss_value("UninstallDisplayIcon").startswith("{app}")
     assert re.search(r"^AppId=\{\{[0-9A-F-]{36}\}$", ISS, re.MULTILINE)

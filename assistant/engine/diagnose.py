@@ -436,6 +436,8 @@ def _run_probe(command: Sequence[str], timeout: float) -> tuple[EngineReport, bo
             timeout=timeout,
             stdin=subprocess.DEVNULL,
             check=False,
+            # A console program started from the windowed app would flash a console window.
+            creationflags=getattr(subprocess, "CREATE_NO_WINDOW", 0),
         )
     except subprocess.TimeoutExpired:
         return (
