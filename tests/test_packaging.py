@@ -342,7 +342,7 @@ def test_inno_setup_has_start_menu_login_and_uninstall() -> None:
     # Start at login is the app's own Run value (autostart.py), so its setting sees it.
     login = [line for line in ISS.splitlines() if "CurrentVersion\\Run" in line]
     assert login and login[0].startswith("Root: HKCU;") and "Tasks: startatlogin" in login[0]
-    assert f'ValueName: "{{#AppName}}"' in login[0] and autostart.APP_NAME == "Offline Assistant"
+    assert 'ValueName: "{#AppName}"' in login[0] and autostart.APP_NAME == "Offline Assistant"
     assert autostart.RUN_KEY in login[0]
     assert '{#GuiExe}"" ' + autostart.HIDDEN_FLAG in login[0]
     assert "RegDeleteValue(HKCU" in ISS  # also when the app's setting wrote it
