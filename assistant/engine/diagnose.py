@@ -229,9 +229,11 @@ def inspect_engine(cpu: CpuInfo | None = None) -> EngineReport:
         report.gpu_offload = bool(bindings.llama_supports_gpu_offload())
     except Exception as exc:  # an older or odd build: say so, do not fail the report
         report.error = f"{type(exc).__name__}: {exc}"
+    registry_read = False
     if library is not None:
         with contextlib.suppress(AttributeError, OSError, ValueError):
             report.backends, report.devices = _registry(library)
+            registry_read = True
     report.cpu_kernels = _loaded_cpu_kernels()
     cpu = cpu or cpu_info()
     report.missing_features = missing_features(report.system_info, cpu)
@@ -245,7 +247,8 @@ def inspect_engine(cpu: CpuInfo | None = None) -> EngineReport:
             "Install the app's own build (it runs on any x86-64 processor), or rebuild "
             "llama-cpp-python on this computer. Your chats and settings are safe."
         )
-    elif library is not None and report.backends and not report.devices:
+    elif registry_read and not report.devices:
+        # A build with loadable backends (the installers') where no CPU variant loaded.
         report.problem = "llama.cpp found no processor kernels that run on this computer."
         report.hint = _REINSTALL_HINT
     return report
