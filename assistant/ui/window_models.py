@@ -164,6 +164,8 @@ class ModelsSection(QMainWindow):
 
         dialog = EngineDetailsDialog(self.services.engine_check.details(), self)
         dialog.setModal(True)
+        # The banner closed for the button; the problem is still there once the details are.
+        dialog.finished.connect(lambda _result: self._show_engine_problem())
         dialog.show()
         self.engine_details = dialog
 
