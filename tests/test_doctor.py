@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import os
+import platform
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -158,6 +160,26 @@ def test_ask_refuses_an_engine_a_check_found_crashing(tmp_path: Path, model_path
     assert result.returncode == 1
     assert "illegal instruction" in result.stderr
     assert result.returncode != -4
+
+
+@pytest.mark.skipif(not shutil.which("qemu-x86_64"), reason="qemu-user")
+@pytest.mark.skipif(platform.machine() != "x86_64", reason="not an x86-64 CPU")
+def test_doctor_on_an_emulated_old_cpu_reads_what_the_cpu_says() -> None:
+    """qemu-user leaves /proc/cpuinfo describing the host and runs the check's child natively;
+    the doctor still sees a 2008 Nehalem, and whether this engine was built for more."""
+    result = subprocess.run(
+        ["qemu-x86_64", "-cpu", "Nehalem", sys.executable, "-m", "assistant", "doctor", "--json"],
+        capture_output=True, text=True, timeout=600, env=child_env(), stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    report = json.loads(result.stdout)
+    shown = report["cpu"]["shown"]
+    assert shown["sse4_2"] and not shown["avx"] and not shown["avx2"]
+    needed = diagnose.compiled_features(report["engine"]["system_info"])
+    if "avx" in needed:  # this virtualenv's llama.cpp is compiled for this machine
+        assert result.returncode == 1
+        assert "AVX" in report["engine"]["problem"] and not report["engine"]["usable"]
+    else:
+        assert result.returncode == 0, report["problems"]
 
 
 # --- the window with a broken engine ----------------------------------------------------------

@@ -9,6 +9,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from assistant import doctor
 from assistant.chat import conversation
 from assistant.chat.history import HistoryStore
 from assistant.cli import EXIT_INTERRUPTED, describe
@@ -20,7 +21,6 @@ from assistant.cli.arguments import (
     setting_value,
     text_argument,
 )
-from assistant.engine import diagnose
 from assistant.engine.base import ChatMessage, GenerationSettings
 from assistant.errors import AssistantError, HistoryDamagedError, InvalidTextError, NoModelError
 from assistant.paths import app_paths
@@ -90,9 +90,12 @@ class _Session:
 
     def load_model(self, model_id: str | None, model_path: Path | None) -> None:
         path, name = resolve_model(model_id, model_path)
-        # A check the app or `doctor` made (kept in the cache folder) refuses a broken engine
-        # before it is loaded; otherwise loading it here says what failed.
-        diagnose.require_engine(app_paths().cache)
+        # Whether llama.cpp can run here, asked of a child process once per installation (kept
+        # in the cache folder): an engine built for a newer processor would end this one with
+        # "illegal instruction" instead of a sentence.
+        report = doctor.check_engine(app_paths())
+        if report.problem:
+            raise report.error_for_user()
         from assistant.engine.local import LocalEngine  # loading llama.cpp takes a moment
 
         # Load the new model before letting go of the old one: if it fails, the chat goes on.

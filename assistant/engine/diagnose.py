@@ -129,11 +129,65 @@ def _linux_cpu(machine: str) -> CpuInfo | None:
         return CpuInfo(model or machine, machine, "/proc/cpuinfo", None)
     if "pni" in flags:  # the kernel's name for SSE3 (Prescott New Instructions)
         flags.add("sse3")
+    said = _cpuid_features() if machine.lower() in {"x86_64", "amd64"} else None
+    if said is not None:
+        # What the processor itself tells programs wins for the bits CPUID was asked about:
+        # under an emulator (qemu-user) /proc/cpuinfo still describes the host, and a feature
+        # the kernel disabled is missing from both.
+        flags = (flags - set(_CPUID_BITS)) | (said & flags | said - _KERNEL_ONLY)
     if "asimd" in flags:
         flags.add("neon")
     if "asimddp" in flags:
         flags.add("dotprod")
     return CpuInfo(model or machine, machine, "/proc/cpuinfo", frozenset(flags))
+
+
+# (leaf, register index in eax/ebx/ecx/edx, bit) of the CPUID feature flags that matter here.
+_CPUID_BITS = {
+    "sse3": (1, 2, 0), "ssse3": (1, 2, 9), "fma": (1, 2, 12), "cx16": (1, 2, 13),
+    "sse4_1": (1, 2, 19), "sse4_2": (1, 2, 20), "popcnt": (1, 2, 23), "avx": (1, 2, 28),
+    "f16c": (1, 2, 29), "avx2": (7, 1, 5), "bmi2": (7, 1, 8), "avx512f": (7, 1, 16),
+    "avx512_vnni": (7, 2, 11), "amx_int8": (7, 3, 25),
+}  # fmt: skip
+# Features that also need the kernel's support (saving the wider registers): a CPUID bit
+# alone does not make them usable, so they count only when /proc/cpuinfo lists them too.
+_KERNEL_ONLY = {"avx", "f16c", "fma", "avx2", "avx512f", "avx512_vnni", "amx_int8"}
+# cpuid(leaf=edi, subleaf=esi) -> eax, ebx, ecx, edx at [rdx] (System V x86-64); the same
+# bytes as packaging/launcher.py, which must run before this package can be imported.
+_CPUID_CODE = bytes.fromhex("5389f889f14989d00fa241890041895804418948084189500c5bc3")
+
+
+def _cpuid_features() -> set[str] | None:
+    """The CPUID bits of :data:`_CPUID_BITS` that are set, or None when code cannot be run
+    from memory here (W^X policies: SELinux execmem, PaX)."""
+    import mmap
+
+    try:
+        prot = mmap.PROT_READ | mmap.PROT_WRITE | mmap.PROT_EXEC
+        page = mmap.mmap(-1, mmap.PAGESIZE, prot=prot)
+    except (OSError, ValueError, AttributeError):
+        return None
+    page.write(_CPUID_CODE)
+    view = ctypes.c_char.from_buffer(page)
+    signature = ctypes.CFUNCTYPE(
+        None, ctypes.c_uint32, ctypes.c_uint32, ctypes.POINTER(ctypes.c_uint32 * 4)
+    )
+    cpuid = signature(ctypes.addressof(view))
+    regs = (ctypes.c_uint32 * 4)()
+    cpuid(0, 0, ctypes.pointer(regs))
+    leaves = {}
+    for leaf in (1, 7):
+        if leaf <= regs[0] or leaf == 1:
+            out = (ctypes.c_uint32 * 4)()
+            cpuid(leaf, 0, ctypes.pointer(out))
+            leaves[leaf] = list(out)
+    del cpuid, view  # release the buffer before the page is unmapped
+    page.close()
+    return {
+        name
+        for name, (leaf, register, bit) in _CPUID_BITS.items()
+        if leaf in leaves and leaves[leaf][register] >> bit & 1
+    }
 
 
 def _sysctl(name: str) -> str:
@@ -235,22 +289,28 @@ def inspect_engine(cpu: CpuInfo | None = None) -> EngineReport:
             report.backends, report.devices = _registry(library)
             registry_read = True
     report.cpu_kernels = _loaded_cpu_kernels()
-    cpu = cpu or cpu_info()
+    if registry_read and not report.devices:
+        # A build with loadable backends (the installers') where no CPU variant loaded.
+        report.problem = "llama.cpp found no processor kernels that run on this computer."
+        report.hint = _REINSTALL_HINT
+    return judge_cpu(report, cpu or cpu_info())
+
+
+def judge_cpu(report: EngineReport, cpu: CpuInfo) -> EngineReport:
+    """Mark ``report`` unusable when its engine was compiled for instructions ``cpu`` lacks.
+    Also applied to a child's report: the child may have run on another processor than this
+    process (an emulator that does not follow ``exec``)."""
     report.missing_features = missing_features(report.system_info, cpu)
     if report.missing_features:
         names = ", ".join(name.upper() for name in report.missing_features)
         report.problem = (
             f"This llama.cpp was built for processors with {names}, which this one lacks; "
-            "it would stop with an illegal instruction."
+            "it would stop with an illegal instruction, so local models cannot run."
         )
         report.hint = (
             "Install the app's own build (it runs on any x86-64 processor), or rebuild "
             "llama-cpp-python on this computer. Your chats and settings are safe."
         )
-    elif registry_read and not report.devices:
-        # A build with loadable backends (the installers') where no CPU variant loaded.
-        report.problem = "llama.cpp found no processor kernels that run on this computer."
-        report.hint = _REINSTALL_HINT
     return report
 
 
@@ -462,7 +522,7 @@ def _run_probe(command: Sequence[str], timeout: float) -> tuple[EngineReport, bo
             report = None
         if report is not None:
             report.isolated = True
-            return report, True
+            return judge_cpu(report, cpu_info()), True
     return _crash_report(done.returncode, done.stderr), done.returncode != 0
 
 
