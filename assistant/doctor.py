@@ -24,7 +24,8 @@ from typing import Any
 
 from assistant import APP_ID, APP_NAME, __version__
 from assistant.engine import diagnose
-from assistant.engine.diagnose import CpuInfo, EngineReport
+from assistant.engine.cpu import SHOWN_FEATURES, CpuInfo, cpu_info
+from assistant.engine.diagnose import EngineReport
 from assistant.paths import HOME_ENV, AppPaths, hf_home, program_command
 
 log = logging.getLogger(__name__)
@@ -125,9 +126,9 @@ def cpu_section(context: DoctorContext) -> Section:
     if cpu.features is None:
         rows.append(("Features", f"unknown (could not read them from {cpu.source})"))
         return Section("cpu", "Processor", rows, data)
-    states = {name: cpu.has(name) for name in diagnose.SHOWN_FEATURES}
+    states = {name: cpu.has(name) for name in SHOWN_FEATURES}
     relevant = _relevant_features(cpu)
-    shown = [name for name in diagnose.SHOWN_FEATURES if name in relevant]
+    shown = [name for name in SHOWN_FEATURES if name in relevant]
     present = [n.upper() for n in shown if states[n]]
     absent = [n.upper() for n in shown if states[n] is False]
     unknown = [n.upper() for n in shown if states[n] is None]
@@ -143,7 +144,7 @@ def cpu_section(context: DoctorContext) -> Section:
 def _relevant_features(cpu: CpuInfo) -> set[str]:
     arm = cpu.machine.lower() in {"arm64", "aarch64"}
     arm_names = {"neon", "dotprod", "sve"}
-    return arm_names if arm else set(diagnose.SHOWN_FEATURES) - arm_names
+    return arm_names if arm else set(SHOWN_FEATURES) - arm_names
 
 
 def engine_section(context: DoctorContext) -> Section:
@@ -245,7 +246,7 @@ def collect(
     extra: Iterable[SectionMaker] = (),
 ) -> list[Section]:
     """Every section, in order; one that fails says why instead of stopping the others."""
-    context = DoctorContext(paths, engine, cpu or diagnose.cpu_info(), qt_version)
+    context = DoctorContext(paths, engine, cpu or cpu_info(), qt_version)
     sections = []
     for make in [*SECTIONS, *extra]:
         try:

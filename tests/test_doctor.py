@@ -21,7 +21,8 @@ import pytest
 
 from assistant import autostart, doctor
 from assistant.engine import diagnose
-from assistant.engine.diagnose import CpuInfo, EngineReport
+from assistant.engine.cpu import CpuInfo
+from assistant.engine.diagnose import EngineReport
 from assistant.paths import app_paths
 from tests.support import child_env
 
