@@ -27,6 +27,7 @@ from assistant.paths import AppPaths, app_paths
 from assistant.providers import FileLoader, ProviderRegistry, load_gguf, local_provider
 from assistant.settings import Settings
 from assistant.state import WindowState
+from assistant.ui.engine_check import EngineCheck
 from assistant.ui.local_api import LocalApi
 from assistant.ui.worker import ModelRunner
 
@@ -87,7 +88,11 @@ class AppServices(QObject):
         self._speeds: SpeedEstimator | None = None
         self._measuring = False
         self._speedsMeasured.connect(self._on_speeds_measured)
-        self.providers = ProviderRegistry([local_provider(self.models, load_file)])
+        # Whether llama.cpp can run here: checked in a child process before it is loaded.
+        self.engine_check = EngineCheck(paths, self)
+        self.providers = ProviderRegistry(
+            [local_provider(self.models, self.engine_check.guard(load_file))]
+        )
         # Cloud providers (remote lane), reachable only while the global switch is on.
         self.cloud = CloudConfig.for_paths(paths)
         self.ledger = CloudLedger(self.history.db_path)
