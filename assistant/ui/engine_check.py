@@ -8,7 +8,6 @@ thread blocks on it, not the window), so a broken engine is never loaded into th
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import threading
 from pathlib import Path
@@ -29,6 +28,7 @@ from assistant.engine.base import ChatProvider
 from assistant.engine.diagnose import EngineReport
 from assistant.paths import AppPaths
 from assistant.providers import FileLoader, ProviderSettings
+from assistant.ui.background import Mailbox, run_in_thread
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +48,8 @@ class EngineCheck(QObject):
         self._paths = paths
         self.report: EngineReport | None = None
         self._started = False
+        self._lock = threading.Lock()
+        self._mailbox = Mailbox(self)
 
     @property
     def problem(self) -> bool:
@@ -59,18 +61,34 @@ class EngineCheck(QObject):
         if self._started:
             return
         self._started = True
-        threading.Thread(target=self.run, name="engine-check", daemon=True).start()
+        # On a plain thread that never touches Qt: the outcome comes back through the mailbox.
+        run_in_thread(
+            self._mailbox,
+            lambda: doctor.check_engine(self._paths),
+            self._on_checked,
+            name="engine-check",
+        )
+
+    def _on_checked(self, outcome: object) -> None:
+        if isinstance(outcome, EngineReport):
+            self._settle(outcome)
+        else:
+            log.error("Checking the engine failed: %r", outcome)
 
     def run(self) -> EngineReport:
-        """Check now, blocking (off the UI thread); cached, so later calls are instant."""
+        """Check now, blocking (off the UI thread: the model thread, which outlives no
+        services); cached, so later calls are instant."""
         report = doctor.check_engine(self._paths)
-        first = self.report is None
-        self.report = report
-        if first:
-            # RuntimeError: the app quit while the child ran, and nobody is left to tell.
-            with contextlib.suppress(RuntimeError):
-                self.finished.emit(report)
+        self._settle(report)
         return report
+
+    def _settle(self, report: EngineReport) -> None:
+        with self._lock:
+            first = self.report is None
+            if first:
+                self.report = report
+        if first:
+            self.finished.emit(report)
 
     def guard(self, load_file: FileLoader) -> FileLoader:
         """``load_file``, refusing with ``EngineUnavailableError`` while the engine cannot
