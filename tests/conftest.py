@@ -167,6 +167,30 @@ def memory_keyring() -> Iterator[MemoryKeyring]:
     keyring.set_keyring(previous)
 
 
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Garbage is collected on the main thread only, as the app does (assistant/ui/collector.py):
+    a reference cycle holding a Qt object, freed by Python's collector on a worker thread, tore
+    down a socket notifier from the wrong thread and flooded, or crashed, a later test's event
+    loop. ``collect_on_main_thread`` collects after each test."""
+    gc.disable()
+
+
+_tests_run = [0]
+
+
+@pytest.fixture(autouse=True)
+def collect_on_main_thread(request: pytest.FixtureRequest) -> Iterator[None]:
+    """After each test (and after ``gui_cleanup``, which it precedes in setup): the young
+    generations always, everything after a GUI test and every 20 tests."""
+    yield
+    _tests_run[0] += 1
+    gui = request.node.get_closest_marker("gui") is not None
+    if gui or _tests_run[0] % 20 == 0:
+        gc.collect()
+    else:
+        gc.collect(1)
+
+
 @pytest.fixture(autouse=True)
 def gui_cleanup(request: pytest.FixtureRequest) -> Iterator[None]:
     """After a GUI test, pass or fail: close and delete every top-level widget, and stop every

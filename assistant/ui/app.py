@@ -18,6 +18,7 @@ from PySide6.QtWidgets import QApplication
 from assistant import APP_ID, APP_NAME, __version__, ipc
 from assistant.paths import AppPaths, app_paths
 from assistant.state import WindowState
+from assistant.ui.collector import MainThreadCollector
 from assistant.ui.desktop import DesktopShell
 from assistant.ui.errors import show_bug_report
 from assistant.ui.instance import become_server
@@ -161,9 +162,12 @@ def run_app(
     for message, hint in startup.notes:
         window.show_problem(message, hint)
     freeze_startup_heap()
+    # Cycles holding Qt objects are freed on this thread only (see collector.py).
+    collector = MainThreadCollector()
     try:
         return int(app.exec())
     finally:
+        collector.stop()
         gc.unfreeze()  # a later start in the same process (tests) begins as this one did
         sys.excepthook = previous_hook
         for number, previous in handlers.items():
