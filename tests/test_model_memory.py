@@ -403,11 +403,14 @@ REWRITE = [
 @pytest.mark.slow
 def test_drafting_from_the_prompt_gives_the_same_text(model_path: Path) -> None:
     engine = _engine(model_path, None, prompt_lookup=True)
+    engine.batch_cost = 0.1  # draft whatever the pointer expects, however fast this CPU is
     try:
         settings = GenerationSettings(temperature=0.0, max_tokens=80, repeat_penalty=1.0)
         drafted = engine.stream_chat(REWRITE, settings).run()
         _drafted, accepted = engine.last_drafts
         assert accepted > 10
+        measured = engine.measured_batch_cost  # timed as it went, for when it is not fixed
+        assert measured is not None and measured > 0
         engine.prompt_lookup = False
         assert engine.stream_chat(REWRITE, settings).run() == drafted
         assert engine.last_drafts == (0, 0)
@@ -418,6 +421,11 @@ def test_drafting_from_the_prompt_gives_the_same_text(model_path: Path) -> None:
         plain = engine.stream_chat(REWRITE, sampled).run()
         engine.prompt_lookup = True
         assert engine.stream_chat(REWRITE, sampled).run() == plain
+
+        # Where a batch costs more than its tokens one by one, drafting never starts.
+        engine.batch_cost = 1.5
+        assert engine.stream_chat(REWRITE, settings).run() == drafted
+        assert engine.last_drafts == (0, 0)
     finally:
         engine.close()
 

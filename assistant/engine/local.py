@@ -165,6 +165,9 @@ class LocalEngine:
         # token alone, and each further token of a batch of drafts. Drafts are sized by it.
         self._single_s = 0.0
         self._extra_s = 0.0
+        self.batch_cost: float | None = None
+        """What each token of a batch beyond the first costs, in single-token decodes, if
+        fixed (tests); None: measured."""
         self.last_drafts = (0, 0)
         """Drafted and accepted tokens of the last answer (for benchmarks and tests)."""
 
@@ -442,8 +445,10 @@ class LocalEngine:
                 )
                 if self.prompt_lookup and self._can_draft:
                     lookup = PromptLookup(tokens)
-                    if self._single_s and self._extra_s:
-                        lookup.batch_cost = self._extra_s / self._single_s
+                    if self.batch_cost is not None:
+                        lookup.batch_cost = self.batch_cost
+                    elif self.measured_batch_cost is not None:
+                        lookup.batch_cost = self.measured_batch_cost
                 clock = time.perf_counter
                 decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
                 scanner = StopScanner(stops + tuple(settings.stop))
@@ -599,8 +604,16 @@ class LocalEngine:
         elif self._single_s:
             extra = max(0.0, seconds - self._single_s) / (count - 1)
             self._extra_s = self._extra_s * 0.8 + extra * 0.2 if self._extra_s else extra
-        if self._single_s and self._extra_s:
-            lookup.batch_cost = min(2.0, max(0.02, self._extra_s / self._single_s))
+        if self.batch_cost is None and self.measured_batch_cost is not None:
+            lookup.batch_cost = self.measured_batch_cost
+
+    @property
+    def measured_batch_cost(self) -> float | None:
+        """What each token of a batch beyond the first has cost so far, in single-token
+        decodes (None before any batch of drafts)."""
+        if not (self._single_s and self._extra_s):
+            return None
+        return min(2.0, max(0.02, self._extra_s / self._single_s))
 
     def _drop_drafts(self, drafts: list[int]) -> None:
         """Remove drafts that were not accepted from the context."""

@@ -65,6 +65,8 @@ class PromptLookup:
         """What each token of a batch beyond the first adds, in single-token decodes."""
         self.drafted = 0
         self.accepted = 0
+        self.foreseen = 0
+        """Answer tokens the pointer expected, drafted or not: what drafts could take at best."""
         self._history: list[int] = []
         # n-gram -> every position that followed it (indices into the history), in order.
         self._follows: dict[tuple[int, ...], list[int]] = {}
@@ -90,6 +92,7 @@ class PromptLookup:
             self._hits[run] = self._hits[run] * DECAY + hit
             self._trials[run] = self._trials[run] * DECAY + 1.0
             if hit:
+                self.foreseen += 1
                 self._pointer = pointer + 1
                 self._run += 1
                 self._append(token)
