@@ -22,6 +22,7 @@ from pathlib import Path
 
 from assistant import APP_ID, APP_NAME
 from assistant.atomic import atomic_write_text
+from assistant.paths import program_command
 
 HIDDEN_FLAG = "--hidden"
 RUN_KEY = r"Software\Microsoft\Windows\CurrentVersion\Run"
@@ -33,7 +34,9 @@ def start_command() -> list[str]:
     script = shutil.which(APP_ID)
     if script:
         return [script, HIDDEN_FLAG]
-    return [sys.executable, "-m", "assistant", HIDDEN_FLAG]
+    # A bundle (the Windows setup, the macOS .app, the Linux tarball) is started by its own
+    # executable: `-m assistant` would reach its argument parser as an unknown option.
+    return [*program_command(), HIDDEN_FLAG]
 
 
 def _platform(platform: str | None) -> str:

@@ -105,6 +105,12 @@ class ModelLoadError(ModelFileError):
 # --- generation ------------------------------------------------------------------------------
 
 
+class EngineUnavailableError(AssistantError):
+    """llama.cpp cannot run here: its library is missing or broken, it was built for a newer
+    processor, or it needs a GPU driver this computer lacks. Local models cannot load; the
+    rest of the app (history, settings, other providers) still works."""
+
+
 class ContextOverflowError(AssistantError):
     """The conversation does not fit in the context window and the policy says refuse."""
 

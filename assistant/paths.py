@@ -113,6 +113,14 @@ def hf_home() -> Path:
     return Path(os.path.expandvars(home)).expanduser()
 
 
+def program_command() -> list[str]:
+    """How to start this very program again: the bundle's executable when frozen
+    (PyInstaller), else this Python running the package. Arguments go after it."""
+    if getattr(sys, "frozen", False):
+        return [sys.executable]
+    return [sys.executable, "-m", "assistant"]
+
+
 # --- private files and folders -----------------------------------------------------------------
 
 

@@ -88,7 +88,11 @@ def load_gguf(
     """Load a GGUF with the user's settings (imported here: llama.cpp is slow to import), with
     the process's shared cache of saved model states, so every front end, every model load
     and the next process continue conversations without reading them again. ``progress``
-    defaults to the one of ``reporting_load_progress``."""
+    defaults to the one of ``reporting_load_progress``. Raises ``EngineUnavailableError`` when
+    llama.cpp cannot run on this computer."""
+    from assistant.engine import diagnose
+
+    diagnose.require_engine()
     from assistant.engine.local import LocalEngine
 
     engine = LocalEngine.from_settings(

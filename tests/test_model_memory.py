@@ -475,6 +475,8 @@ def test_a_second_process_continues_from_the_saved_state(model_path: Path) -> No
     assert shown.returncode == 0, shown.stderr
     memory = json.loads(shown.stdout)
     assert memory["hits"] == 1 and memory["disk_states"] >= 1 and memory["disk_bytes"] > 0
+    doctor = json.loads(_cli("doctor", "--json", "--in-process").stdout)["model_memory"]
+    assert doctor["hits"] == 1 and doctor["disk_bytes"] == memory["disk_bytes"]
 
     cleared = _cli("models", "clear-state")
     assert cleared.returncode == 0 and "freed" in cleared.stdout

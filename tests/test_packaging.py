@@ -9,6 +9,7 @@ and point ``OA_TEST_BUNDLE`` at the folder holding the ``offline-assistant`` exe
 from __future__ import annotations
 
 import configparser
+import json
 import os
 import plistlib
 import re
@@ -22,6 +23,7 @@ from pathlib import Path
 import pytest
 
 import assistant
+from assistant import autostart
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGING = ROOT / "packaging"
@@ -337,8 +339,14 @@ def test_inno_setup_names_the_spec_executables() -> None:
 def test_inno_setup_has_start_menu_login_and_uninstall() -> None:
     assert re.search(r'^Name: "\{autoprograms\}\\\{#AppName\}"; Filename: "\{app\}\\\{#GuiExe\}"',
                      ISS, re.MULTILINE)  # fmt: skip
-    login = [line for line in ISS.splitlines() if line.startswith('Name: "{userstartup}')]
-    assert login and "Tasks: startatlogin" in login[0]
+    # Start at login is the app's own Run value (autostart.py), so its setting sees it.
+    login = [line for line in ISS.splitlines() if "CurrentVersion\\Run" in line]
+    assert login and login[0].startswith("Root: HKCU;") and "Tasks: startatlogin" in login[0]
+    assert 'ValueName: "{#AppName}"' in login[0] and autostart.APP_NAME == "Offline Assistant"
+    assert autostart.RUN_KEY in login[0]
+    assert '{#GuiExe}"" ' + autostart.HIDDEN_FLAG in login[0]
+    assert "RegDeleteValue(HKCU" in ISS  # also when the app's setting wrote it
+    assert "{userstartup}" not in ISS
     assert re.search(r'Name: "startatlogin".*Flags: unchecked', ISS)  # opt-in, not a default
     assert _iss_value("UninstallDisplayIcon").startswith("{app}")
     assert re.search(r"^AppId=\{\{[0-9A-F-]{36}\}$", ISS, re.MULTILINE)
@@ -468,6 +476,33 @@ def test_bundle_answers_with_the_real_model(
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Paris" in result.stdout
+
+
+@needs_bundle
+@pytest.mark.parametrize("cpu", [None, "Nehalem"])
+def test_bundle_doctor_reports_its_own_engine(tmp_path: Path, cpu: str | None) -> None:
+    """The installed doctor checks the bundle's engine (in a child, emulated too) and finds
+    the CPU kernels for the processor it runs on: no AVX on a 2008 Nehalem."""
+    if cpu and not shutil.which("qemu-x86_64"):
+        pytest.skip("qemu-user")
+    prefix = [str(PACKAGING / "linux" / "run-emulated.sh"), cpu] if cpu else []
+    result = subprocess.run(
+        [*prefix, str(_exe()), "doctor", "--json"],
+        capture_output=True, text=True, env=_bundle_env(tmp_path), timeout=1800,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    report = json.loads(result.stdout)
+    engine = report["engine"]
+    assert engine["usable"] and engine["isolated"], report["problems"]
+    assert Path(engine["library"]).resolve().is_relative_to(Path(BUNDLE).resolve())
+    assert "CPU" in engine["backends"] and engine["devices"]
+    assert engine["cpu_kernels"].startswith("libggml-cpu-")
+    if cpu == "Nehalem":
+        assert engine["cpu_kernels"] == "libggml-cpu-sse42.so"
+        assert "AVX = 1" not in engine["system_info"]
+    assert report["app"]["bundle"] is True
+    assert report["app"]["qt"] not in ("", "unknown")
+    assert report["folders"]["data"] == str(tmp_path / "oa" / "data")
 
 
 @needs_bundle

@@ -29,7 +29,7 @@ EXIT_INTERRUPTED = 130
 def build_parser() -> argparse.ArgumentParser:
     import argparse
 
-    from assistant.cli import ask_cmd, cloud_cmd, history_cmd, models_cmd, serve_cmd
+    from assistant.cli import ask_cmd, cloud_cmd, doctor_cmd, history_cmd, models_cmd, serve_cmd
 
     parser = argparse.ArgumentParser(
         prog="offline-assistant",
@@ -51,6 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     history_cmd.register(subparsers)
     serve_cmd.register(subparsers)
     cloud_cmd.register(subparsers)
+    doctor_cmd.register(subparsers)
     return parser
 
 

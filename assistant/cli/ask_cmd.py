@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from assistant import doctor
 from assistant.chat import conversation
 from assistant.chat.history import HistoryStore
 from assistant.cli import EXIT_INTERRUPTED, describe
@@ -99,6 +100,12 @@ class _Session:
 
     def load_model(self, model_id: str | None, model_path: Path | None) -> None:
         path, name = resolve_model(model_id, model_path)
+        # Whether llama.cpp can run here, asked of a child process once per installation (kept
+        # in the cache folder): an engine built for a newer processor would end this one with
+        # "illegal instruction" instead of a sentence.
+        report = doctor.check_engine(app_paths())
+        if report.problem:
+            raise report.error_for_user()
         # Load the new model before letting go of the old one: if it fails, the chat goes on.
         # A meter on a terminal, never next to --json; Ctrl+C cancels (raises ``Cancelled``).
         show = False if getattr(self.args, "json", False) else None

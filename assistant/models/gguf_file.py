@@ -324,9 +324,10 @@ def check_supported(path: Path | str, info: GGUFInfo | None = None) -> GGUFInfo:
     Raises ``UnsupportedArchitectureError`` naming the architecture, or another
     ``ModelFileError`` with the reason llama.cpp gave. Takes well under a second.
     """
-    import llama_cpp  # deferred: reading headers must not pay for loading llama.cpp
+    from assistant.engine import diagnose, llama_log
 
-    from assistant.engine import llama_log
+    diagnose.require_engine()
+    import llama_cpp  # deferred: reading headers must not pay for loading llama.cpp
 
     path = Path(path)
     info = info or read_gguf_info(path)

@@ -106,6 +106,11 @@ def _llama_supports_gpu_offload() -> bool:
     Imported lazily: loading llama.cpp's shared library is slow, and a missing or broken build
     must not stop the rest of the app from answering "what fits here?".
     """
+    from assistant.engine import diagnose
+
+    known = diagnose.known_report()
+    if known is not None:  # checked already, perhaps found unable to load at all
+        return bool(known.usable and known.gpu_offload)
     try:
         import llama_cpp
 

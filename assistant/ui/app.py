@@ -142,6 +142,8 @@ def run_app(
     in_tray = shell.tray.keeps_running and (hidden or command == ipc.QUICK_ASK)
     if not in_tray:
         window.show()
+    # After the window is up: a broken engine then shows as a notice in it (engine_check.py).
+    services.engine_check.start()
     if command == ipc.QUICK_ASK:
         QTimer.singleShot(0, shell, shell.quick_ask)
     if shell.hotkey_problem and not in_tray:

@@ -7,7 +7,7 @@ to a file. The test runs off the UI thread and sends no conversation (it lists t
 
 from __future__ import annotations
 
-import threading
+import logging
 
 from PySide6.QtCore import QObject, Qt, Signal, Slot
 from PySide6.QtWidgets import (
@@ -32,12 +32,16 @@ from assistant.cloud import PRESETS, CloudConfig, make_endpoint, open_provider
 from assistant.engine.cloud import CLOUD_KINDS, mask_key
 from assistant.errors import AssistantError, SecretStoreError
 from assistant.settings import Settings
+from assistant.ui.background import Mailbox, run_in_thread
+
+log = logging.getLogger(__name__)
 
 CUSTOM = "custom"
 
 
 class _TestRunner(QObject):
-    """Runs "Test connection" on a plain thread and reports back on the UI thread.
+    """Runs "Test connection" on a plain thread and reports back on the UI thread (through a
+    mailbox: the thread never touches a Qt object, so closing the dialog mid-test is safe).
 
     Signals:
         done(bool, str): whether it worked, and what to tell the user.
@@ -45,11 +49,28 @@ class _TestRunner(QObject):
 
     done = Signal(bool, str)
 
+    def __init__(self, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self._mailbox = Mailbox(self)
+
     def start(self, config: CloudConfig, name: str, settings: Settings) -> None:
         allowed = bool(settings["cloud_enabled"])  # the global switch covers the test too
-        threading.Thread(target=self._run, args=(config, name, allowed), daemon=True).start()
+        run_in_thread(
+            self._mailbox,
+            lambda: self._run(config, name, allowed),
+            self._on_outcome,
+            name="cloud-test",
+        )
 
-    def _run(self, config: CloudConfig, name: str, allowed: bool) -> None:
+    def _on_outcome(self, outcome: object) -> None:
+        if isinstance(outcome, tuple):
+            self.done.emit(*outcome)
+        else:  # a bug in the test itself; logged with its traceback
+            log.error("Testing the connection failed", exc_info=outcome)  # type: ignore[arg-type]
+            self.done.emit(False, f"Something went wrong: {type(outcome).__name__}")
+
+    @staticmethod
+    def _run(config: CloudConfig, name: str, allowed: bool) -> tuple[bool, str]:
         try:
             provider = open_provider(config, name, allowed=lambda: allowed)
             try:
@@ -57,14 +78,10 @@ class _TestRunner(QObject):
             finally:
                 provider.close()
         except AssistantError as exc:
-            self.done.emit(False, exc.full_text())
-            return
-        except Exception as exc:  # reported, never lost in the thread
-            self.done.emit(False, f"Something went wrong: {type(exc).__name__}")
-            return
+            return False, exc.full_text()
         wanted = provider.model_name
         note = "" if not models or wanted in models else f" {wanted} is not among them."
-        self.done.emit(True, f"Connected: the key works; {len(models)} model(s) offered.{note}")
+        return True, f"Connected: the key works; {len(models)} model(s) offered.{note}"
 
 
 class CloudSettingsDialog(QDialog):

@@ -22,6 +22,7 @@ from PySide6.QtCore import QCoreApplication, QObject, QRunnable, QThreadPool, QT
 
 from assistant.errors import AssistantError, Cancelled
 from assistant.models.downloads import Downloader, DownloadProgress, DownloadTarget
+from assistant.ui.background import Mailbox
 
 log = logging.getLogger(__name__)
 
@@ -263,23 +264,26 @@ class TaskRunner(QObject):
     """Runs one-off functions (a Hub search, an import) on a pool thread and hands each outcome
     to a callback on the GUI thread.
 
-    One long-lived runner serves a whole window. A QObject per call that deletes itself once
-    its signal is delivered looks tidier, but deleting a sender from inside its own queued
-    emission has crashed PySide 6.12 here; a runner that lives as long as its window never
-    is deleted mid-delivery.
+    One long-lived runner serves a whole window. The pool thread never touches a Qt object: it
+    posts the outcome to the runner's mailbox, which the GUI thread empties (emitting a signal
+    of an object the GUI thread may be deleting races with that deletion and has crashed).
 
     Signals:
         idle(): no call is running any more (tests and busy indicators wait for it).
     """
 
     idle = Signal()
-    _delivered = Signal(object, object)  # (callback, argument), emitted from the pool thread
 
     def __init__(self, pool: QThreadPool, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self.pool = pool
-        self.pending = 0
-        self._delivered.connect(self._on_delivered)
+        self._mailbox = Mailbox(self)
+        self._mailbox.on_idle = self.idle.emit
+
+    @property
+    def pending(self) -> int:
+        """Calls started and not yet handed back."""
+        return self._mailbox.pending
 
     def run(
         self,
@@ -293,7 +297,8 @@ class TaskRunner(QObject):
 
         Bugs (anything but an ``AssistantError``) are also logged with their traceback.
         """
-        self.pending += 1
+        mailbox = self._mailbox
+        mailbox.expect()
 
         def call() -> None:
             try:
@@ -301,22 +306,8 @@ class TaskRunner(QObject):
             except BaseException as exc:  # never lose an exception in a thread
                 if not isinstance(exc, AssistantError):
                     log.error("Unexpected error while %s", what, exc_info=exc)
-                self._emit(on_failure, exc)
+                mailbox.post(on_failure, exc)
             else:
-                self._emit(on_success, value)
+                mailbox.post(on_success, value)
 
         self.pool.start(_Runnable(call))
-
-    def _emit(self, callback: Callable[[Any], None], argument: object) -> None:
-        try:
-            self._delivered.emit(callback, argument)
-        except RuntimeError:  # the window (and this runner) closed meanwhile: nobody to tell
-            log.debug("Outcome dropped: its window is gone")
-
-    def _on_delivered(self, callback: Callable[[Any], None], argument: object) -> None:
-        self.pending -= 1
-        try:
-            callback(argument)
-        finally:
-            if self.pending == 0:
-                self.idle.emit()

@@ -267,6 +267,7 @@ class MainWindow(ModelsSection, ChatListSection, QMainWindow):
         runner.loaded.connect(self._on_loaded)
         runner.loadFailed.connect(self._on_load_failed)
         runner.loadCancelled.connect(self._on_load_cancelled)
+        self.services.engine_check.finished.connect(self._on_engine_checked)
         runner.answerStarted.connect(self._on_answer_started)
         runner.questionSaved.connect(self._on_question_saved)
         runner.textReceived.connect(self._on_text_received)

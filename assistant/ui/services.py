@@ -12,9 +12,7 @@ action, the last window closed, a signal, the desktop session ending.
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import threading
 from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QCoreApplication, QFileSystemWatcher, QObject, Signal, Slot
@@ -27,6 +25,8 @@ from assistant.paths import AppPaths, app_paths
 from assistant.providers import FileLoader, ProviderRegistry, load_gguf, local_provider
 from assistant.settings import Settings
 from assistant.state import WindowState
+from assistant.ui.background import Mailbox, run_in_thread
+from assistant.ui.engine_check import EngineCheck
 from assistant.ui.local_api import LocalApi
 from assistant.ui.worker import ModelRunner
 
@@ -58,7 +58,6 @@ class AppServices(QObject):
     settingsChanged = Signal(list)
     shuttingDown = Signal()
     speedsChanged = Signal()
-    _speedsMeasured = Signal()  # from the measuring thread
 
     def __init__(
         self,
@@ -86,8 +85,13 @@ class AppServices(QObject):
         self._downloads: DownloadQueue | None = None
         self._speeds: SpeedEstimator | None = None
         self._measuring = False
-        self._speedsMeasured.connect(self._on_speeds_measured)
-        self.providers = ProviderRegistry([local_provider(self.models, load_file)])
+        # Outcomes of work on plain threads (the speed check), collected on this thread.
+        self._mailbox = Mailbox(self)
+        # Whether llama.cpp can run here: checked in a child process before it is loaded.
+        self.engine_check = EngineCheck(paths, self)
+        self.providers = ProviderRegistry(
+            [local_provider(self.models, self.engine_check.guard(load_file))]
+        )
         # Cloud providers (remote lane), reachable only while the global switch is on.
         self.cloud = CloudConfig.for_paths(paths)
         self.ledger = CloudLedger(self.history.db_path)
@@ -145,10 +149,12 @@ class AppServices(QObject):
             )
             if not self._speeds.measured and not self._measuring:
                 self._measuring = True
-                measuring = threading.Thread(
-                    target=self._measure_speeds, name="speed-check", daemon=True
+                run_in_thread(
+                    self._mailbox,
+                    self._measure_speeds,
+                    self._on_speeds_measured,
+                    name="speed-check",
                 )
-                measuring.start()
         return self._speeds
 
     @property
@@ -162,16 +168,13 @@ class AppServices(QObject):
             ensure_profile(self.paths.cache, self.hardware())
         except Exception:  # never lose an exception in a thread; the guess stays
             log.exception("Measuring this computer's speed failed")
-        with contextlib.suppress(RuntimeError):  # the services were deleted meanwhile
-            self._speedsMeasured.emit()
 
     def _forget_speeds(self) -> None:
         if self._speeds is not None:
             self._speeds = None
             self.speedsChanged.emit()
 
-    @Slot()
-    def _on_speeds_measured(self) -> None:
+    def _on_speeds_measured(self, _outcome: object) -> None:
         self._measuring = False
         self._forget_speeds()
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import Slot
-from PySide6.QtWidgets import QFileDialog, QLabel, QMainWindow
+from PySide6.QtWidgets import QFileDialog, QLabel, QMainWindow, QWidget
 
 from assistant.engine.base import load_percent
 from assistant.errors import AssistantError
@@ -27,6 +27,7 @@ from assistant.ui.services import AppServices
 from assistant.ui.worker import ModelRunner
 
 if TYPE_CHECKING:
+    from assistant.engine.diagnose import EngineReport
     from assistant.models.catalog import Catalog
     from assistant.models.hardware import Hardware
 
@@ -52,6 +53,7 @@ class ModelsSection(QMainWindow):
     _installed: list[InstalledModel]
     _default_id: str | None
     _missing_id: str = ""
+    engine_details: QWidget | None = None
 
     if TYPE_CHECKING:
 
@@ -162,6 +164,9 @@ class ModelsSection(QMainWindow):
     def _on_load_failed(self, model_id: str, message: str, hint: str, details: str) -> None:
         if not self.runner.loading:
             self.picker.show_failed()
+        if self.services.engine_check.problem:
+            self._show_engine_problem()
+            return
         name = self.display_name(model_id)
         self.status_label.setText(f"Could not load {name}.")
         model = self.models.find(model_id)
@@ -176,6 +181,33 @@ class ModelsSection(QMainWindow):
             return
         actions: list[FixAction] = [("Open model manager", self.open_model_manager)]
         self.show_problem(message, hint, details, actions=actions)
+
+    @Slot(object)
+    def _on_engine_checked(self, report: EngineReport) -> None:
+        if report.problem:
+            self._show_engine_problem()
+
+    def _show_engine_problem(self) -> None:
+        """llama.cpp cannot run here: say what is missing and what to do, with the details."""
+        report = self.services.engine_check.report
+        assert report is not None
+        self.status_label.setText("Local models cannot run on this computer.")
+        self.show_problem(
+            report.problem,
+            report.hint,
+            actions=[("Show details…", self._on_engine_details_clicked)],
+        )
+
+    @Slot()
+    def _on_engine_details_clicked(self) -> None:
+        from assistant.ui.engine_check import EngineDetailsDialog
+
+        dialog = EngineDetailsDialog(self.services.engine_check.details(), self)
+        dialog.setModal(True)
+        # The banner closed for the button; the problem is still there once the details are.
+        dialog.finished.connect(lambda _result: self._show_engine_problem())
+        dialog.show()
+        self.engine_details = dialog
 
     def _missing_file_fixes(self, model_id: str) -> list[FixAction]:
         self._missing_id = model_id

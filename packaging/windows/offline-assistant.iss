@@ -1,4 +1,4 @@
-; Offline Assistant: Windows installer (Inno Setup 6.2 or later).
+; Offline Assistant: Windows installer (Inno Setup 6.3 or later: x64compatible is 6.3's).
 ;
 ; Built by `py tools\build_installer.py windows`, which passes the defines below:
 ;   iscc /DAppVersion=0.1.0 /DSourceDir=<bundle folder> /DOutputDir=<dist> /DIconFile=<app.ico>
@@ -67,8 +67,13 @@ Source: "{#SourceDir}\*"; DestDir: "{app}"; Flags: ignoreversion recursesubdirs 
 [Icons]
 Name: "{autoprograms}\{#AppName}"; Filename: "{app}\{#GuiExe}"; Comment: "A private assistant that runs on this computer"
 Name: "{autodesktop}\{#AppName}"; Filename: "{app}\{#GuiExe}"; Tasks: desktopicon
-; Start at login: a shortcut in the user's Startup folder, removed again by the uninstaller.
-Name: "{userstartup}\{#AppName}"; Filename: "{app}\{#GuiExe}"; Tasks: startatlogin
+
+[Registry]
+; Start at login: the very per-user Run value the app's own "Start at login" setting writes
+; (assistant/autostart.py: named after the app, the windowed program with --hidden, so it
+; starts in the tray). The setting then shows it, and turning the setting off removes it; a
+; Startup-folder shortcut would be a second switch the app cannot see.
+Root: HKCU; Subkey: "Software\Microsoft\Windows\CurrentVersion\Run"; ValueType: string; ValueName: "{#AppName}"; ValueData: """{app}\{#GuiExe}"" --hidden"; Tasks: startatlogin; Flags: uninsdeletevalue
 
 [Run]
 Filename: "{app}\{#GuiExe}"; Description: "{cm:LaunchProgram,{#AppName}}"; Flags: nowait postinstall skipifsilent
@@ -77,3 +82,12 @@ Filename: "{app}\{#GuiExe}"; Description: "{cm:LaunchProgram,{#AppName}}"; Flags
 ; Python writes nothing into the bundle, but a crash dump or a stray cache must not keep the
 ; folder alive after uninstalling.
 Type: filesandordirs; Name: "{app}\_internal"
+
+[Code]
+// The app's setting may have written the Run value after installing (without the task):
+// it must not outlive the app and start a program that is gone at every sign-in.
+procedure CurUninstallStepChanged(CurUninstallStep: TUninstallStep);
+begin
+  if CurUninstallStep = usUninstall then
+    RegDeleteValue(HKCU, 'Software\Microsoft\Windows\CurrentVersion\Run', '{#AppName}');
+end;
