@@ -412,7 +412,7 @@ SCHEMA: tuple[Setting, ...] = (
         group="Model",
         tooltip="When an answer repeats parts of the question (fix, rewrite, edit), guess the "
         "next words from the question and check them in one step; the answer is the same. "
-        "Pays off with larger models; small ones on a CPU can get slower",
+        "It drafts only as far as this computer's measured speed says it pays",
         reload_model=True,
     ),
     # Expected speed: recommend what answers fast enough here (assistant/models/speed.py).

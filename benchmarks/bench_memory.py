@@ -28,12 +28,14 @@ import time
 from pathlib import Path
 
 import llama_cpp
+from llama_cpp._internals import LlamaBatch
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from assistant.engine.base import ChatMessage, GenerationSettings  # noqa: E402
 from assistant.engine.local import LocalEngine  # noqa: E402
+from assistant.engine.prompt_lookup import PromptLookup  # noqa: E402
 from assistant.engine.state_cache import SUFFIX, StateCache  # noqa: E402
 from assistant.models.hardware import detect_hardware  # noqa: E402
 
@@ -180,16 +182,70 @@ REWRITE = [
 STORY = [SYSTEM, ChatMessage("user", "Write a short story about a lighthouse keeper.")]
 
 
+BATCH_SIZES = (1, 2, 4, 8, 16)
+
+
+def batch_costs(engine: LocalEngine, repeats: int = 12) -> dict[int, float]:
+    """Seconds llama.cpp takes to evaluate a batch of k tokens after the rewrite prompt, with
+    logits for every position (as drafts need), median of ``repeats``, sizes interleaved so a
+    change of the machine's load touches them all alike."""
+    settings = GenerationSettings(temperature=0.0, max_tokens=1, repeat_penalty=1.0)
+    engine.clear_context()
+    engine.stream_chat(REWRITE, settings).run()
+    llama = engine._llama
+    past = llama.n_tokens
+    batch = LlamaBatch(n_tokens=max(BATCH_SIZES), embd=0, n_seq_max=1, verbose=False)
+    tokens = llama._input_ids[: max(BATCH_SIZES)].tolist()
+    times: dict[int, list[float]] = {k: [] for k in BATCH_SIZES}
+    for _ in range(repeats):
+        for k in BATCH_SIZES:
+            batch.set_batch(tokens[:k], past, logits_all=True)
+            started = time.perf_counter()
+            if llama_cpp.llama_decode(llama._ctx.ctx, batch.batch):
+                raise RuntimeError("llama_decode failed")
+            times[k].append(time.perf_counter() - started)
+            llama._ctx.kv_cache_seq_rm(0, past, -1)
+    engine.clear_context()
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
+def foreseen(engine: LocalEngine, prompt: list[ChatMessage], settings: GenerationSettings) -> int:
+    """How many tokens of the plain answer just given the lookup's pointer expected: the most
+    drafts could take."""
+    tokens, _dropped, _stops = engine.fit_prompt(prompt, settings)
+    llama = engine._llama
+    answer = llama._input_ids[len(tokens) : llama.n_tokens].tolist()
+    lookup = PromptLookup(tokens)
+    for token in answer:
+        lookup.push(token)
+    return lookup.foreseen
+
+
 def drafting(model: Path, threads: int, repeats: int) -> dict[str, object]:
     """Decode speed with and without drafts: on a rewrite (where they help) and on an ordinary
-    answer (where they must not cost much: they turn themselves off)."""
+    answer (where they must not cost much: they turn themselves off). Also what a batch costs
+    here, and the most drafting could gain on these answers at that cost."""
     settings = GenerationSettings(temperature=0.0, max_tokens=160, repeat_penalty=1.0)
     engine = LocalEngine(model, n_ctx=N_CTX, n_threads=threads)
-    result: dict[str, object] = {}
+    costs = batch_costs(engine)
+    single = costs[1]
+    # Least-squares line through the batch times: cost(k) = a + b·k single-token decodes.
+    mean_k = statistics.mean(BATCH_SIZES)
+    mean_t = statistics.mean(costs.values())
+    slope = sum((k - mean_k) * (t - mean_t) for k, t in costs.items()) / sum(
+        (k - mean_k) ** 2 for k in BATCH_SIZES
+    )
+    b = slope / single
+    result: dict[str, object] = {
+        "batch_cost": {str(k): t / single for k, t in costs.items()},
+        "single_token_s": single,
+        "per_extra_token": b,
+        "intercept": (mean_t - slope * mean_k) / single,
+    }
     for name, prompt in (("rewrite", REWRITE), ("story", STORY)):
         rates: dict[bool, list[float]] = {False: [], True: []}
         texts: dict[bool, str] = {}
-        accepted = drafted = 0
+        accepted = drafted = seen = 0
         for _ in range(repeats):
             for enabled in (False, True):
                 engine.prompt_lookup = enabled
@@ -202,6 +258,8 @@ def drafting(model: Path, threads: int, repeats: int) -> dict[str, object]:
                 rates[enabled].append(generation.stats.tokens_per_s)
                 if enabled:
                     drafted, accepted = engine.last_drafts
+                else:
+                    seen = foreseen(engine, prompt, settings)
         plain, drafted_rate = statistics.median(rates[False]), statistics.median(rates[True])
         result[name] = {
             "plain_tps": plain,
@@ -211,6 +269,10 @@ def drafting(model: Path, threads: int, repeats: int) -> dict[str, object]:
             "drafted_tokens": drafted,
             "accepted_tokens": accepted,
             "answer_tokens": engine.count_tokens(texts[True]),
+            "foreseen_tokens": seen,
+            # Every foreseen token drafted and taken, each costing b instead of one decode.
+            "ceiling": (answer := engine.count_tokens(texts[False])) / (answer - seen + b * seen),
+            "measured_batch_cost": engine.measured_batch_cost,
         }
     engine.close()
     return result
@@ -298,12 +360,20 @@ def print_table(r: dict) -> None:
         f"state on disk: {p['bytes_per_1000_tokens'] / 2**20:.1f} MiB per 1,000 tokens "
         f"({p['state_file_bytes'] / 2**20:.1f} MiB for {p['state_tokens']} tokens)"
     )
+    sizes = ", ".join(f"{k}: {c:.2f}" for k, c in d["batch_cost"].items())
+    print(
+        f"a batch of k tokens (all logits) costs, in single-token decodes "
+        f"({d['single_token_s'] * 1000:.1f} ms): "
+        f"{sizes}; about {d['intercept']:.2f} + {d['per_extra_token']:.2f} k"
+    )
     for name, target in (("rewrite", "target >= 1.5"), ("story", "no target")):
         row = d[name]
         print(
             f"{name} decode: {row['plain_tps']:.1f} -> {row['drafted_tps']:.1f} tokens/s "
             f"({row['ratio']:.2f} x, {target}), identical text: {row['identical']}, "
-            f"{row['accepted_tokens']} of {row['answer_tokens']} answer tokens from drafts"
+            f"{row['accepted_tokens']} of {row['answer_tokens']} answer tokens from drafts "
+            f"({row['drafted_tokens']} drafted); the pointer foresaw {row['foreseen_tokens']}: "
+            f"at most {row['ceiling']:.2f} x at this batch cost"
         )
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import random
 import shutil
 import subprocess
 import sys
@@ -151,31 +152,70 @@ def test_a_damaged_file_is_discarded_with_a_log_line(
     assert not path.exists()
 
 
+def _follow(lookup: PromptLookup, tokens: list[int]) -> None:
+    for token in tokens:
+        lookup.push(token)
+
+
+SOURCE = list(range(10, 40))  # a "paragraph" of distinct tokens
+
+
 def test_prompt_lookup_drafts_what_followed() -> None:
-    lookup = PromptLookup([1, 2, 3, 4, 5, 6, 7, 8, 9])
-    for token in (0, 2, 3):
-        lookup.push(token)
-    assert lookup.propose(9) == [4, 5, 6, 7]  # the first draft is short
+    lookup = PromptLookup([1, 2, 3, 4, 5, 6, 7, 8, 9], batch_cost=0.05)
+    _follow(lookup, [0, 2, 3])
+    draft = lookup.propose(9)
+    assert len(draft) >= 2 and draft == [4, 5, 6, 7, 8, 9][: len(draft)]
     assert lookup.propose(2) == [4, 5]
-    for token in (50, 51, 52):
-        lookup.push(token)
-    assert lookup.propose(4) == []
+    _follow(lookup, [50, 51, 52])
+    assert lookup.propose(4) == []  # nothing like it before
 
 
-def test_prompt_lookup_drafts_longer_when_right_and_backs_off_when_wrong() -> None:
-    lookup = PromptLookup([1, 2, 3, 4] * 20)
-    assert len(lookup.propose(20)) == 4
-    lookup.record(4, 4)
-    assert len(lookup.propose(20)) == 8  # all taken: longer
-    lookup.record(0, 8)  # all missed: shorter, after a pause
-    assert [lookup.propose(20) for _ in range(2)] == [[], []]
-    assert len(lookup.propose(20)) == 4
-    lookup.record(0, 4)  # missed again: a longer pause
-    assert [lookup.propose(20) for _ in range(4)] == [[]] * 4
-    assert len(lookup.propose(20)) == 2
-    lookup.record(1, 2)  # partly taken: one more than was taken
-    assert len(lookup.propose(20)) == 2
-    assert lookup.acceptance == 5 / 20
+def test_prompt_lookup_keeps_its_place_across_a_changed_word() -> None:
+    # The answer walks the source, changing a token here and there.
+    lookup = PromptLookup([1, 2, *SOURCE, 3], batch_cost=0.05)
+    _follow(lookup, [1, 2, 10, 11, 12])
+    assert lookup.propose(3) == [13, 14, 15]
+    _follow(lookup, [13, 99])  # 14 replaced by an unknown token: no n-gram leads back
+    _follow(lookup, [15])  # ... but the source resumes right after it
+    assert lookup.propose(3) == [16, 17, 18]
+    _follow(lookup, [16, 98, 17])  # a token inserted before 17
+    assert lookup.propose(2) == [18, 19]
+    _follow(lookup, [18, 97, 96, 21])  # two replaced (19, 20)
+    assert lookup.propose(2) == [22, 23]
+
+
+def test_prompt_lookup_prefers_the_occurrence_ahead_of_its_place() -> None:
+    # 5 occurs three times; after a miss the pointer resumes at the one after where it was.
+    prompt = [5, 60, 61, 70, 71, 72, 5, 62, 63, 73, 74, 75, 5, 64, 65]
+    lookup = PromptLookup(prompt, batch_cost=0.05)
+    _follow(lookup, [70, 71, 72, 5, 62, 63, 90, 91])  # lost after 63 (expected 73)
+    _follow(lookup, [5])
+    assert lookup.propose(2) == [64, 65]  # not the 5 at the start
+    # A longer n-gram wins over nearness.
+    lookup = PromptLookup(prompt, batch_cost=0.05)
+    _follow(lookup, [73, 74, 80, 81, 60, 61])
+    assert lookup.propose(1) == [70]
+
+
+def test_prompt_lookup_drafts_as_far_as_it_pays() -> None:
+    copying = PromptLookup(SOURCE * 3, batch_cost=0.3)
+    _follow(copying, SOURCE * 2)  # every prediction held
+    assert len(copying.propose(16)) == 16
+    assert copying.draft_length(16) == 16
+    copying.batch_cost = 1.2  # a batch costs more than its tokens decoded one by one
+    assert copying.draft_length(16) == 0
+    copying.batch_cost = 0.3
+    assert copying.propose(0) == []
+
+    # An answer that keeps straying from the source: drafting stops by itself...
+    straying = PromptLookup(SOURCE, batch_cost=0.5)
+    shuffled = random.Random(1)
+    _follow(straying, [shuffled.choice(SOURCE) for _ in range(60)])  # source words, any order
+    assert straying.draft_length(16) == 0
+    assert straying.expected[0] < 0.2  # a fresh guess rarely holds
+    # ... and resumes once the answer copies again.
+    _follow(straying, SOURCE[:20])
+    assert straying.draft_length(8) > 2
 
 
 # --- the engine, with the real model ----------------------------------------------------------
@@ -363,11 +403,14 @@ REWRITE = [
 @pytest.mark.slow
 def test_drafting_from_the_prompt_gives_the_same_text(model_path: Path) -> None:
     engine = _engine(model_path, None, prompt_lookup=True)
+    engine.batch_cost = 0.1  # draft whatever the pointer expects, however fast this CPU is
     try:
         settings = GenerationSettings(temperature=0.0, max_tokens=80, repeat_penalty=1.0)
         drafted = engine.stream_chat(REWRITE, settings).run()
         _drafted, accepted = engine.last_drafts
         assert accepted > 10
+        measured = engine.measured_batch_cost  # timed as it went, for when it is not fixed
+        assert measured is not None and measured > 0
         engine.prompt_lookup = False
         assert engine.stream_chat(REWRITE, settings).run() == drafted
         assert engine.last_drafts == (0, 0)
@@ -378,6 +421,11 @@ def test_drafting_from_the_prompt_gives_the_same_text(model_path: Path) -> None:
         plain = engine.stream_chat(REWRITE, sampled).run()
         engine.prompt_lookup = True
         assert engine.stream_chat(REWRITE, sampled).run() == plain
+
+        # Where a batch costs more than its tokens one by one, drafting never starts.
+        engine.batch_cost = 1.5
+        assert engine.stream_chat(REWRITE, settings).run() == drafted
+        assert engine.last_drafts == (0, 0)
     finally:
         engine.close()
 

@@ -161,6 +161,13 @@ class LocalEngine:
             or llama_cpp.llama_model_is_hybrid(raw_model)
         )
         self._draft_batch: LlamaBatch | None = None
+        # What decoding costs on this machine, measured as the engine goes (seconds): one
+        # token alone, and each further token of a batch of drafts. Drafts are sized by it.
+        self._single_s = 0.0
+        self._extra_s = 0.0
+        self.batch_cost: float | None = None
+        """What each token of a batch beyond the first costs, in single-token decodes, if
+        fixed (tests); None: measured."""
         self.last_drafts = (0, 0)
         """Drafted and accepted tokens of the last answer (for benchmarks and tests)."""
 
@@ -438,6 +445,11 @@ class LocalEngine:
                 )
                 if self.prompt_lookup and self._can_draft:
                     lookup = PromptLookup(tokens)
+                    if self.batch_cost is not None:
+                        lookup.batch_cost = self.batch_cost
+                    elif self.measured_batch_cost is not None:
+                        lookup.batch_cost = self.measured_batch_cost
+                clock = time.perf_counter
                 decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
                 scanner = StopScanner(stops + tuple(settings.stop))
                 trim_start = self._format.uses_fallback
@@ -497,11 +509,17 @@ class LocalEngine:
                         )
                         drafts = lookup.propose(room)
                     if drafts:
+                        began = clock()
                         self._decode_drafts(token, drafts)
+                        if lookup is not None:
+                            self._learn_cost(lookup, len(drafts) + 1, clock() - began)
                         logits_at = 0
                         round_accepted, round_drafted = 0, len(drafts)
                     else:
+                        began = clock()
                         self._decode([token])
+                        if lookup is not None:
+                            self._learn_cost(lookup, 1, clock() - began)
                         logits_at = -1
                 if drafts:
                     self._drop_drafts(drafts)
@@ -577,6 +595,25 @@ class LocalEngine:
         llama.input_ids[llama.n_tokens] = token
         llama.n_tokens += 1
         self._unsaved = True
+
+    def _learn_cost(self, lookup: PromptLookup, count: int, seconds: float) -> None:
+        """Fold the time of one decode of ``count`` tokens into the cost model that sizes
+        drafts. Averages move slowly: on a shared CPU single timings vary several-fold."""
+        if count == 1:
+            self._single_s = self._single_s * 0.9 + seconds * 0.1 if self._single_s else seconds
+        elif self._single_s:
+            extra = max(0.0, seconds - self._single_s) / (count - 1)
+            self._extra_s = self._extra_s * 0.8 + extra * 0.2 if self._extra_s else extra
+        if self.batch_cost is None and self.measured_batch_cost is not None:
+            lookup.batch_cost = self.measured_batch_cost
+
+    @property
+    def measured_batch_cost(self) -> float | None:
+        """What each token of a batch beyond the first has cost so far, in single-token
+        decodes (None before any batch of drafts)."""
+        if not (self._single_s and self._extra_s):
+            return None
+        return min(2.0, max(0.02, self._extra_s / self._single_s))
 
     def _drop_drafts(self, drafts: list[int]) -> None:
         """Remove drafts that were not accepted from the context."""
