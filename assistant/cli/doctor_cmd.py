@@ -11,7 +11,9 @@ that dies with "illegal instruction" is reported instead of ending the doctor to
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import sys
 
 from assistant import doctor
@@ -36,6 +38,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def run_doctor(args: argparse.Namespace) -> int:
     if args.engine_probe:
+        # Below the app's priority: on a first start this runs while the window paints.
+        if hasattr(os, "nice"):
+            with contextlib.suppress(OSError):
+                os.nice(10)
         print(json.dumps(diagnose.inspect_engine().to_dict()), flush=True)
         return 0
     paths = app_paths()
