@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
-from PySide6.QtCore import QCoreApplication, QFileSystemWatcher, QObject, QTimer, Signal, Slot
+from PySide6.QtCore import QCoreApplication, QFileSystemWatcher, QObject, Signal, Slot
 
 from assistant.chat.history import HistoryStore
 from assistant.chat.ledger import CloudLedger
@@ -38,9 +38,6 @@ if TYPE_CHECKING:
     from assistant.ui.download_tasks import DownloadQueue
 
 log = logging.getLogger(__name__)
-
-SPEED_CHECK_DELAY_MS = 1_500
-"""The machine's speed is measured this long after a window first asks for it."""
 
 SHUTDOWN_WAIT_MS = 10_000
 
@@ -152,19 +149,17 @@ class AppServices(QObject):
             )
             if not self._speeds.measured and not self._measuring:
                 self._measuring = True
-                # Not at once: the first caller is a window being built, and the measurement
-                # would take the cores its first paint needs.
-                QTimer.singleShot(SPEED_CHECK_DELAY_MS, self, self._start_measuring)
+                run_in_thread(
+                    self._mailbox,
+                    self._measure_speeds,
+                    self._on_speeds_measured,
+                    name="speed-check",
+                )
         return self._speeds
 
     @property
     def usable_tokens_per_s(self) -> float:
         return float(self.settings["usable_tokens_per_s"])
-
-    def _start_measuring(self) -> None:
-        run_in_thread(
-            self._mailbox, self._measure_speeds, self._on_speeds_measured, name="speed-check"
-        )
 
     def _measure_speeds(self) -> None:
         from assistant.models.speed import ensure_profile
