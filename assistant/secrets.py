@@ -13,9 +13,6 @@ import os
 import secrets
 from pathlib import Path
 
-import keyring
-import keyring.errors
-
 from assistant import APP_ID
 from assistant.errors import SecretStoreError
 from assistant.paths import hf_home
@@ -28,6 +25,9 @@ HF_TOKEN_NAME = "huggingface-token"
 
 def get_secret(name: str) -> str | None:
     """The stored secret, or ``None`` when there is none or no keyring to ask."""
+    import keyring  # here, not at the top: it costs the app's start ~40 ms
+    import keyring.errors
+
     try:
         value = keyring.get_password(SERVICE, name)
     except keyring.errors.KeyringError as exc:
@@ -37,6 +37,9 @@ def get_secret(name: str) -> str | None:
 
 
 def set_secret(name: str, value: str) -> None:
+    import keyring
+    import keyring.errors
+
     if not value:
         raise ValueError("an empty secret cannot be stored")
     try:
@@ -51,6 +54,9 @@ def set_secret(name: str, value: str) -> None:
 
 def delete_secret(name: str) -> bool:
     """Forget a secret; ``False`` when there was none."""
+    import keyring
+    import keyring.errors
+
     try:
         keyring.delete_password(SERVICE, name)
     except keyring.errors.PasswordDeleteError:
@@ -156,6 +162,7 @@ _seen: set[str] = set()  # every secret this process handled, so scrub() can hid
 def keyring_available() -> bool:
     """Whether a real keyring is there to store secrets (not keyring's "fail" backend, which
     headless sessions without a Secret Service get)."""
+    import keyring
     from keyring.backends import fail
 
     backend = keyring.get_keyring()
@@ -208,6 +215,9 @@ def set_cloud_key(provider: str, key: str) -> None:
             hint="The key can be held in memory until the app quits, and asked for again "
             "next time; it is never saved to a file.",
         )
+    import keyring
+    import keyring.errors
+
     try:
         keyring.set_password(SERVICE, _CLOUD_PREFIX + provider, key)
     except keyring.errors.KeyringError as exc:

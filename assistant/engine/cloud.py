@@ -22,10 +22,14 @@ import json
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
 
-import httpx2
+# httpx2 is imported where it is used: at module level it added ~45 ms to the app's start,
+# which needs no cloud client until a cloud provider is asked.
+if TYPE_CHECKING:
+    import httpx2
+
 
 from assistant.engine.base import (
     CancelToken,
@@ -206,6 +210,8 @@ class CloudProvider:
         connect_timeout_s: float = CONNECT_TIMEOUT_S,
         read_timeout_s: float = READ_TIMEOUT_S,
     ) -> None:
+        import httpx2
+
         self._endpoint = endpoint if callable(endpoint) else (lambda: endpoint)
         self._key = key
         self._model = model or None
@@ -258,6 +264,8 @@ class CloudProvider:
     def test_connection(self) -> list[str]:
         """Ask the provider for its models (free, sends no conversation): the model ids it
         offers. Raises the same ``CloudError``s a question would."""
+        import httpx2
+
         endpoint, base, key = self._ready()
         try:
             response = self._client.get(f"{base}/models", headers=self._headers(endpoint.kind, key))
@@ -285,6 +293,8 @@ class CloudProvider:
         The connection is made and the status checked before returning, so a rejected key, a
         rate limit or an unreachable host fails here, before anything is saved as an answer.
         """
+        import httpx2
+
         endpoint, base, key = self._ready()
         model = self.model_name
         if endpoint.kind == "anthropic":
@@ -336,6 +346,8 @@ class CloudProvider:
         endpoint: CloudEndpoint,
         key: str,
     ) -> Iterator[str]:
+        import httpx2
+
         progress = _Progress(endpoint, key)
         stop: StopReason = "error"
         first: float | None = None
@@ -531,6 +543,8 @@ def _api_name(endpoint: CloudEndpoint) -> str:
 
 
 def _server_said(response: httpx2.Response, key: str) -> str:
+    import httpx2
+
     try:
         data = response.json()
         error = data.get("error", data) if isinstance(data, dict) else data
@@ -591,6 +605,8 @@ def _retry_after(value: str | None) -> float | None:
 
 
 def _transport_error(exc: httpx2.HTTPError, endpoint: CloudEndpoint) -> CloudError:
+    import httpx2
+
     name = endpoint.display_name
     host = urlsplit(endpoint.base_url).hostname or endpoint.base_url
     if isinstance(exc, httpx2.TimeoutException):
@@ -622,6 +638,8 @@ def _transport_error(exc: httpx2.HTTPError, endpoint: CloudEndpoint) -> CloudErr
 
 
 def _stream_error(exc: httpx2.HTTPError, endpoint: CloudEndpoint) -> CloudError:
+    import httpx2
+
     if isinstance(exc, httpx2.TimeoutException):
         return CloudTimeoutError(
             f"{endpoint.display_name} stopped sending its answer.",
