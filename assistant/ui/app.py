@@ -39,6 +39,10 @@ def build_main_window(paths: AppPaths | None = None) -> MainWindow:
     return MainWindow(AppServices.create(paths))
 
 
+AFTER_FIRST_PAINT_MS = 1_500
+"""The engine check starts this long after the window shows, not while it paints."""
+
+
 def freeze_startup_heap() -> None:
     """Leave the objects made while starting (modules, classes, the windows' wrappers) out of
     later garbage collections. They live as long as the app, yet a full collection walked
@@ -143,8 +147,10 @@ def run_app(
     in_tray = shell.tray.keeps_running and (hidden or command == ipc.QUICK_ASK)
     if not in_tray:
         window.show()
-    # After the window is up: a broken engine then shows as a notice in it (engine_check.py).
-    services.engine_check.start()
+    # After the window is up and painted (the check's child process would compete with the
+    # first paint for a small machine's cores): a broken engine shows as a notice in it
+    # (engine_check.py). A model load before then runs the check itself.
+    QTimer.singleShot(AFTER_FIRST_PAINT_MS, services.engine_check, services.engine_check.start)
     if command == ipc.QUICK_ASK:
         QTimer.singleShot(0, shell, shell.quick_ask)
     if shell.hotkey_problem and not in_tray:
