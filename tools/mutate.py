@@ -57,7 +57,9 @@ TARGETS: dict[str, Target] = {
     "transfer": Target(["assistant/models/transfer.py"], ["tests/test_transfer.py"]),
     "history": Target(
         ["assistant/chat/history.py", "assistant/chat/migrations.py"],
-        ["tests/test_history.py", "tests/test_search.py"],
+        # test_hardening.py holds the damage, read-only and recovery paths (its slow tests, which
+        # load the model, are left out by the marker).
+        ["tests/test_history.py", "tests/test_search.py", "tests/test_hardening.py"],
     ),
     "downloads": Target(
         ["assistant/models/downloads.py"],
