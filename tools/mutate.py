@@ -59,7 +59,13 @@ TARGETS: dict[str, Target] = {
         ["assistant/chat/history.py", "assistant/chat/migrations.py"],
         # test_hardening.py holds the damage, read-only and recovery paths (its slow tests, which
         # load the model, are left out by the marker).
-        ["tests/test_history.py", "tests/test_search.py", "tests/test_hardening.py"],
+        [
+            "tests/test_history.py",
+            "tests/test_history_details.py",
+            "tests/test_history_import.py",
+            "tests/test_search.py",
+            "tests/test_hardening.py",
+        ],
     ),
     "downloads": Target(
         ["assistant/models/downloads.py"],
