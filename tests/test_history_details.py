@@ -113,7 +113,9 @@ def test_a_folder_in_place_of_the_file_says_what_to_do(db_path: Path) -> None:
     db_path.mkdir(parents=True)
     with pytest.raises(HistoryError) as caught:
         HistoryStore(db_path)
-    assert caught.value.message == f"Could not open the chat history file {db_path}: it is a folder."
+    assert caught.value.message == (
+        f"Could not open the chat history file {db_path}: it is a folder."
+    )
     assert caught.value.hint == (
         "Move the folder elsewhere or rename it, so a history file can be made in its place."
     )
@@ -399,14 +401,16 @@ def test_a_read_only_disk_opens_for_reading_and_says_so(
 
 
 def test_a_full_disk_is_told_as_a_full_disk(tmp_path: Path) -> None:
-    with small_filesystem(tmp_path / "small", 1) as disk:
-        with HistoryStore(disk / "history.sqlite3") as store:
-            conversation = store.create_conversation(title="x")
-            fill(disk)
-            with pytest.raises(DiskFullError) as caught:
-                for _ in range(200):
-                    store.add_message(conversation.id, "user", "x" * 5000)
-            assert not store.damaged  # a full disk is not damage: nothing to recover
+    with (
+        small_filesystem(tmp_path / "small", 1) as disk,
+        HistoryStore(disk / "history.sqlite3") as store,
+    ):
+        conversation = store.create_conversation(title="x")
+        fill(disk)
+        with pytest.raises(DiskFullError) as caught:
+            for _ in range(200):
+                store.add_message(conversation.id, "user", "x" * 5000)
+        assert not store.damaged  # a full disk is not damage: nothing to recover
     assert caught.value.message == (
         f"The disk holding the chat history ({disk}) is full; nothing was saved."
     )
