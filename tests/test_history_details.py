@@ -11,6 +11,7 @@ import json
 import logging
 import sqlite3
 import stat
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -415,3 +416,24 @@ def test_a_full_disk_is_told_as_a_full_disk(tmp_path: Path) -> None:
         f"The disk holding the chat history ({disk}) is full; nothing was saved."
     )
     assert caught.value.hint == "Free some space and try again."
+
+
+def test_a_read_only_history_reads_from_any_thread(db_path: Path) -> None:
+    with HistoryStore(db_path) as store:
+        store.create_conversation(title="kept")
+    found: list[str] = []
+    with HistoryStore(db_path, read_only=True) as reader:
+        worker = threading.Thread(
+            target=lambda: found.extend(c.title for c in reader.list_conversations())
+        )
+        worker.start()
+        worker.join()
+    assert found == ["kept"]
+
+
+def test_a_search_gives_fifty_hits_unless_asked_for_more(store: HistoryStore) -> None:
+    conversation = store.create_conversation(title="t")
+    for n in range(52):
+        store.add_message(conversation.id, "user", f"needle {n}")
+    assert len(store.search("needle")) == 50
+    assert len(store.search("needle", limit=60)) == 52
