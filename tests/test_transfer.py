@@ -1,6 +1,7 @@
 """The byte-moving layer on its own: the hashing writer, file hashing, and ranged transfers against
-the fake Hub serving the real SmolLM2 GGUF. Whole pulls (pause, cancel, kill -9, disk full) are in
-``test_downloads.py``."""
+the fake Hub. The bytes moved are random (the layer never reads them), so these tests need no model
+file and run in the quick lane. Whole pulls of the real model (pause, cancel, kill -9, disk full)
+are in ``test_downloads.py``."""
 
 from __future__ import annotations
 
@@ -32,9 +33,17 @@ MB = 1024 * 1024
 
 
 @pytest.fixture
-def server(model_path: Path) -> Iterator[FakeHub]:
+def payload(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A file of random bytes the size of a small model's first shard (16 MB and a bit)."""
+    path = tmp_path_factory.mktemp("payload") / FILENAME
+    path.write_bytes(os.urandom(16 * MB + 12345))
+    return path
+
+
+@pytest.fixture
+def server(payload: Path) -> Iterator[FakeHub]:
     with FakeHub() as fake:
-        fake.add_file(REPO, FILENAME, model_path)
+        fake.add_file(REPO, FILENAME, payload)
         yield fake
 
 
@@ -84,11 +93,11 @@ def test_a_full_disk_reaches_the_callers_thread() -> None:
     writer.close()  # does not hang, does not raise again
 
 
-def test_hash_file_matches_hashlib_and_reports_progress(model_path: Path) -> None:
+def test_hash_file_matches_hashlib_and_reports_progress(payload: Path) -> None:
     seen: list[int] = []
-    digest = hash_file(model_path, on_chunk=seen.append)
-    assert digest.hexdigest() == hashlib.sha256(model_path.read_bytes()).hexdigest()
-    assert seen[-1] == model_path.stat().st_size and seen == sorted(seen)
+    digest = hash_file(payload, on_chunk=seen.append)
+    assert digest.hexdigest() == hashlib.sha256(payload.read_bytes()).hexdigest()
+    assert seen[-1] == payload.stat().st_size and seen == sorted(seen)
 
 
 def test_git_blob_sha1_is_the_id_git_gives_the_bytes(tmp_path: Path) -> None:
@@ -128,9 +137,9 @@ def run_transfer(server: FakeHub, partial: Path, total: int) -> TransferResult:
 
 @pytest.mark.parametrize("ignore_range", [False, True])
 def test_ranged_transfer_resumes_or_starts_over(
-    server: FakeHub, model_path: Path, tmp_path: Path, ignore_range: bool
+    server: FakeHub, payload: Path, tmp_path: Path, ignore_range: bool
 ) -> None:
-    data = model_path.read_bytes()
+    data = payload.read_bytes()
     partial = tmp_path / "partial"
     partial.write_bytes(data[: 10 * MB])
     server.faults.ignore_range = ignore_range
