@@ -69,7 +69,13 @@ TARGETS: dict[str, Target] = {
     ),
     "downloads": Target(
         ["assistant/models/downloads.py"],
-        ["tests/test_downloads.py", "tests/test_hardening_downloads.py"],
+        # The quick tests pull a small runnable GGUF; test_downloads.py moves the real model
+        # (slow lane, left out by the marker) and adds the TLS, timeout and gated-repo cases.
+        [
+            "tests/test_downloads_quick.py",
+            "tests/test_downloads.py",
+            "tests/test_hardening_downloads.py",
+        ],
     ),
     "engine": Target(
         ["assistant/engine/*"],
