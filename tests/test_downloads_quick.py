@@ -21,6 +21,7 @@ from assistant.errors import (
     ModelTooLargeError,
     NotGGUFError,
     RegistrationError,
+    RemoteFileNotFoundError,
     UnsupportedArchitectureError,
 )
 from assistant.models.catalog import ModelSpec
@@ -288,7 +289,7 @@ def test_wait_hands_back_the_error_of_the_thread(hub: FakeHub, downloader: Downl
     with pytest.raises(RuntimeError, match="not started"):
         job.wait()
     job.start()
-    with pytest.raises(Exception, match="no file named missing.gguf"):
+    with pytest.raises(RemoteFileNotFoundError, match=r"no file named missing\.gguf"):
         job.wait(30)
     assert job.state == "failed"
 
