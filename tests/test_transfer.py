@@ -21,6 +21,7 @@ from assistant.errors import (
     Cancelled,
     ConnectionDroppedError,
     DownloadError,
+    DownloadTimeoutError,
     HubAccessError,
     HubOfflineError,
     HubServerError,
@@ -80,6 +81,17 @@ def test_hashing_writer_writes_and_hashes_every_byte_in_order(tmp_path: Path) ->
         assert target.stat().st_size == len(data)  # flush means on disk, not just queued
         assert writer.hexdigest() == hashlib.sha256(data).hexdigest()
     assert target.read_bytes() == data
+
+
+def test_hashing_writer_puts_even_a_few_bytes_in_the_os_hands_at_flush(tmp_path: Path) -> None:
+    target = tmp_path / "out"
+    with HashingWriter(target) as writer:
+        writer.write(b"abc")
+        writer.flush()
+        # What a kill -9 now would leave: the file is unbuffered, so the bytes are there.
+        assert target.read_bytes() == b"abc"
+        writer.write(b"de")
+    assert target.read_bytes() == b"abcde"
 
 
 def test_hashing_writer_continues_a_digest_and_restarts_from_zero(tmp_path: Path) -> None:
@@ -273,7 +285,7 @@ def test_control_pause_waits_in_checkpoint_until_resumed(clock: Clock) -> None:
     control = TransferControl()
     reports: list[DownloadProgress] = []
     meter = ProgressMeter(reports.append, interval=0.0)
-    assert not control.interrupted
+    assert not control.interrupted and not control.paused
     control.checkpoint(meter, 5, 10)  # nothing asked: returns at once
     assert reports == []
     control.pause()
@@ -612,6 +624,7 @@ def test_content_range_and_length_parsing() -> None:
     assert not _range_starts_at(response(**{"Content-Range": "bytes x-999/1000"}), 500)
     assert not _range_starts_at(response(), 0)
     assert _length(response(**{"Content-Range": "bytes 500-999/1000"}), 500) == 1000
+    assert _length(response(**{"Content-Range": "bytes 500-999/x/1000"}), 500) == 1000
     assert _length(response(**{"Content-Range": "bytes 500-999/*"}), 500) is None
     assert _length(raw("Content-Range", "bytes 500-999/1²"), 500) is None
     assert _length(response(**{"Content-Length": "500"}), 300) == 800
@@ -630,3 +643,27 @@ def test_fsync_in_background_hands_back_its_error(tmp_path: Path) -> None:
         pass
     with pytest.raises(KeyError), fsync_in_background(tmp_path / "missing"):
         raise KeyError("the block's own error wins")
+
+
+def test_a_stalled_server_times_out(server: FakeHub, payload: Path, tmp_path: Path) -> None:
+    server.faults.stall_after = 0  # headers, then silence
+    server.faults.stall_s = 2.0
+    server.faults.stall_times = None
+    job = make_transfer(server, [], retries=0)
+    assert (job.timeout, job.retries, job.retry_wait) == (10.0, 0, 0.01)
+    job.timeout = 0.3
+    with pytest.raises(DownloadTimeoutError):
+        job.run(tmp_path / "p", 0, payload.stat().st_size)
+
+
+def test_transfer_defaults() -> None:
+    meta = hub.FileMetadata(REPO, FILENAME, "main", "c" * 40, "e" * 64, 10, "http://127.0.0.1:9/x")
+    job = RangedTransfer(
+        meta,
+        token=None,
+        endpoint="http://127.0.0.1:9",
+        control=TransferControl(),
+        meter=ProgressMeter(lambda p: None, interval=0.0),
+        refresh=lambda: meta,
+    )
+    assert (job.timeout, job.retries, job.retry_wait) == (10.0, 5, 1.0)
