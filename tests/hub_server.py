@@ -50,6 +50,7 @@ class Faults:
     stall_times: int | None = 1
     flip_byte_at: int | None = None  # serve this file offset with its bits inverted
     ignore_range: bool = False  # answer 200 with the whole file even when asked for a range
+    hide_length: bool = False  # no Content-Length: the body ends when the connection closes
     status: int | None = None  # answer matching requests with this status instead
     status_on: tuple[str, ...] = ("head", "get", "api")  # which requests ``status`` hits
     status_times: int | None = None  # None: every time
@@ -64,6 +65,7 @@ class RequestRecord:
     authorization: str | None
     status: int
     bytes_sent: int
+    accept_encoding: str | None = None
 
 
 @dataclass
@@ -293,6 +295,7 @@ class _Handler(BaseHTTPRequestHandler):
                     authorization=self.headers.get("authorization"),
                     status=self._status,
                     bytes_sent=self._sent,
+                    accept_encoding=self.headers.get("Accept-Encoding"),
                 )
             )
             with self.hub._lock:
@@ -417,11 +420,12 @@ class _Handler(BaseHTTPRequestHandler):
                 return
             status = 206
             headers = {**headers, "Content-Range": f"bytes {start}-{size - 1}/{size}"}
-        headers = {
-            **headers,
-            "Content-Type": "application/octet-stream",
-            "Content-Length": str(size - start),
-        }
+        headers = {**headers, "Content-Type": "application/octet-stream"}
+        if self.hub.faults.hide_length:
+            headers.pop("Content-Range", None)
+            self.close_connection = True
+        else:
+            headers["Content-Length"] = str(size - start)
         self._status = status
         self.send_response(status)
         for key, value in headers.items():

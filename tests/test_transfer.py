@@ -117,6 +117,44 @@ def test_a_full_disk_reaches_the_callers_thread() -> None:
         writer.flush()
     assert caught.value.errno == errno.ENOSPC and is_disk_full(caught.value)
     writer.close()  # does not hang, does not raise again
+    with pytest.raises(OSError) as at_exit, HashingWriter(Path("/dev/full")) as unflushed:
+        unflushed.write(b"x")  # written only when the block ends: the error comes then
+    assert at_exit.value.errno == errno.ENOSPC
+
+
+class HeldDigest:
+    """A sha256 whose first update waits until released: it holds the helper thread busy, so
+    the test knows that the writes made meanwhile are still pending."""
+
+    def __init__(self) -> None:
+        self.inner = hashlib.sha256()
+        self.entered = threading.Event()
+        self.release = threading.Event()
+
+    def update(self, data: bytes, /) -> None:
+        self.entered.set()
+        self.release.wait()
+        self.inner.update(data)
+
+    def hexdigest(self) -> str:
+        return self.inner.hexdigest()
+
+
+def test_hashing_writer_joins_what_is_pending_when_closed(tmp_path: Path) -> None:
+    target = tmp_path / "out"
+    digest = HeldDigest()
+    writer = HashingWriter(target, digest=digest, batch=1 << 30)
+    writer.write(b"first ")  # the helper is idle: handed over at once, and held in update
+    assert digest.entered.wait(10)
+    writer.write(b"second ")  # the helper is busy and the batch is not full: kept pending
+    writer.write(b"third")
+    digest.release.set()
+    writer.close()
+    assert target.read_bytes() == b"first second third"
+    assert writer.hexdigest() == hashlib.sha256(b"first second third").hexdigest()
+    writer.close()  # a second close does nothing
+    with pytest.raises(ValueError, match=r"^the HashingWriter is closed$"):
+        writer.flush()
 
 
 def test_hash_file_matches_hashlib_and_reports_progress(payload: Path) -> None:
@@ -124,6 +162,12 @@ def test_hash_file_matches_hashlib_and_reports_progress(payload: Path) -> None:
     digest = hash_file(payload, on_chunk=seen.append)
     assert digest.hexdigest() == hashlib.sha256(payload.read_bytes()).hexdigest()
     assert seen[-1] == payload.stat().st_size and seen == sorted(seen)
+
+
+def test_hash_file_stops_at_the_length_given(payload: Path) -> None:
+    data = payload.read_bytes()
+    for length in (0, 1000, len(data) - 1):
+        assert hash_file(payload, length).hexdigest() == hashlib.sha256(data[:length]).hexdigest()
 
 
 def test_git_blob_sha1_is_the_id_git_gives_the_bytes(tmp_path: Path) -> None:
@@ -158,7 +202,9 @@ def run_transfer(server: FakeHub, partial: Path, total: int) -> TransferResult:
     )
     have = partial.stat().st_size if partial.exists() else 0
     digest = hash_file(partial) if have else None
-    return transfer.run(partial, have, total, digest=digest)
+    result = transfer.run(partial, have, total, digest=digest)
+    assert reports[-1].done == reports[-1].total == total  # the count matches the file
+    return result
 
 
 @pytest.mark.parametrize("ignore_range", [False, True])
@@ -178,6 +224,7 @@ def test_ranged_transfer_resumes_or_starts_over(
     assert [g.range for g in gets] == [f"bytes={10 * MB}-"]
     expected_fetched = len(data) if ignore_range else len(data) - 10 * MB
     assert result.fetched == expected_fetched
+    assert [g.accept_encoding for g in gets] == ["identity"]  # the bytes as stored, never gzip
 
 
 # --- the progress meter ------------------------------------------------------------------------
@@ -237,15 +284,19 @@ def test_meter_speed_is_over_the_last_three_seconds_and_gives_the_time_left(cloc
     clock.now += 2.0
     meter.update(700, 1000)  # the sample at t=0 is now 4 s old: dropped
     assert reports[-1].speed_bps == 200.0  # (700 - 100) bytes in 3 s
-    clock.now += 3.5
-    meter.update(800, 1000)  # two samples are always kept
-    assert reports[-1].speed_bps == pytest.approx(100 / 3.5)
+    clock.now += 1.0
+    meter.update(720, 1000)  # the sample at t=2 is exactly 3 s old: still counted
+    assert reports[-1].speed_bps == pytest.approx((720 - 300) / 3.0)
+    clock.now += 4.5
+    meter.update(800, 1000)  # all older than 3 s, but the last two samples are always kept
+    assert reports[-1].speed_bps == pytest.approx((800 - 720) / 4.5)
     clock.now += 0.04
     meter.update(900, None)
     assert reports[-1].eta_s is None and reports[-1].fraction is None  # no total: no time left
 
 
 def test_meter_speed_needs_a_twentieth_of_a_second(clock: Clock) -> None:
+    clock.now = 0.0  # 0.05 - 0.0 is exactly 0.05 in floating point
     reports: list[DownloadProgress] = []
     meter = ProgressMeter(reports.append, interval=0.0)
     meter.update(0, 1000)
@@ -255,6 +306,15 @@ def test_meter_speed_needs_a_twentieth_of_a_second(clock: Clock) -> None:
     clock.now += 0.01
     meter.update(600, 1000)
     assert reports[-1].speed_bps == pytest.approx(600 / 0.06)
+
+
+def test_meter_gives_the_time_left_at_a_crawl(clock: Clock) -> None:
+    reports: list[DownloadProgress] = []
+    meter = ProgressMeter(reports.append, interval=0.0)
+    meter.update(0, 10)
+    clock.now += 2.0
+    meter.update(1, 10)
+    assert reports[-1].speed_bps == 0.5 and reports[-1].eta_s == 18.0
 
 
 def test_meter_restart_forgets_the_speed_and_pauses_and_retries_keep_the_count(
@@ -387,8 +447,9 @@ def make_transfer(
 
 
 def test_a_dropped_connection_is_resumed_from_the_bytes_on_disk(
-    server: FakeHub, payload: Path, tmp_path: Path
+    server: FakeHub, payload: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level("INFO", logger="assistant.models.transfer")
     data = payload.read_bytes()
     server.faults.drop_after = 3 * MB + 17
     server.faults.drop_times = 2
@@ -409,6 +470,11 @@ def test_a_dropped_connection_is_resumed_from_the_bytes_on_disk(
     ]
     notes = [r.note for r in reports if r.phase == "retrying"]
     assert len(notes) == 2 and all(n.startswith("Connection to the Hub failed") for n in notes)
+    assert {r.total for r in reports if r.phase == "downloading"} == {len(data)}
+    resumed = [r.getMessage() for r in caplog.records if "interrupted" in r.getMessage()]
+    assert len(resumed) == 2
+    assert resumed[0].startswith(f"Download of {FILENAME} interrupted (")
+    assert resumed[0].endswith(f"); resuming at byte {gets[0].bytes_sent}.")
     assert reports[0] == DownloadProgress(0, len(data), 0.0, None, "downloading")
     assert reports[-1].done == len(data) and reports[-1].phase == "downloading"
 
@@ -469,6 +535,20 @@ def test_a_missing_blob_is_not_retried(server: FakeHub, payload: Path, tmp_path:
     assert not [r for r in reports if r.phase == "retrying"]
 
 
+@pytest.mark.parametrize("status", [401, 403])
+def test_an_expired_cdn_link_is_renewed(
+    server: FakeHub, payload: Path, tmp_path: Path, status: int
+) -> None:
+    server.faults.status = status
+    server.faults.status_on = ("get",)
+    server.faults.status_times = 1
+    refreshes: list[str] = []
+    partial = tmp_path / "p"
+    make_transfer(server, [], refreshes=refreshes).run(partial, 0, payload.stat().st_size)
+    assert len(refreshes) == 1
+    assert partial.read_bytes() == payload.read_bytes()
+
+
 def test_an_expired_cdn_link_is_renewed_once(
     server: FakeHub, payload: Path, tmp_path: Path
 ) -> None:
@@ -503,9 +583,12 @@ def test_a_refusal_by_the_hub_itself_is_not_taken_for_an_expired_link(
         job = make_transfer(direct, [], token="hf_secret", refreshes=refreshes)
         direct.faults.status = 403
         direct.faults.status_on = ("get",)
-        with pytest.raises(HubAccessError):
+        with pytest.raises(HubAccessError) as caught:
             job.run(tmp_path / "p", 0, payload.stat().st_size)
         assert refreshes == []
+        assert FILENAME in caught.value.message
+        assert f"{direct.url}/{REPO}" in caught.value.hint  # the model's page on this Hub
+        assert "your token's account was granted access" in caught.value.hint
 
 
 def test_the_token_goes_to_the_hub_and_never_to_the_cdn(
@@ -545,7 +628,8 @@ def test_an_empty_answer_counts_as_a_dropped_connection(tmp_path: Path, payload:
         reports: list[DownloadProgress] = []
         with pytest.raises(ConnectionDroppedError) as caught:
             make_transfer(server, reports, retries=2).run(tmp_path / "p", 0, 1000)
-        assert "kept sending nothing" in caught.value.message
+        assert caught.value.message == f"The Hub kept sending nothing for {FILENAME}."
+        assert caught.value.hint == "Try again later: the bytes downloaded so far are kept."
         assert len([r for r in server.records() if r.server == "cdn"]) == 3
 
 
@@ -574,7 +658,7 @@ def test_pause_mid_transfer_stops_then_resumes_with_a_range(
         time.sleep(0.005)
     on_disk = partial.stat().st_size
     assert on_disk == seen_pause[0]  # everything received was written before pausing
-    assert reports[-1].phase == "paused" and reports[-1].done == on_disk
+    assert reports[-1] == DownloadProgress(on_disk, len(data), 0.0, None, "paused")
     control.resume()
     worker.join(30)
     assert partial.read_bytes() == data and outcome[0].fetched == len(data)
@@ -605,8 +689,9 @@ def test_cancel_mid_transfer_keeps_what_arrived(
 
 def test_offline_mode_is_explained(server: FakeHub, payload: Path, tmp_path: Path) -> None:
     job = make_transfer(server, [])
-    with hub.offline_guard(), pytest.raises(HubOfflineError):
+    with hub.offline_guard(), pytest.raises(HubOfflineError) as caught:
         job.run(tmp_path / "p", 0, payload.stat().st_size)
+    assert REPO in caught.value.message
     assert server.file_gets() == []
 
 
@@ -667,3 +752,52 @@ def test_transfer_defaults() -> None:
         refresh=lambda: meta,
     )
     assert (job.timeout, job.retries, job.retry_wait) == (10.0, 5, 1.0)
+
+
+def test_a_transfer_reports_its_start_and_end_whatever_the_interval(
+    server: FakeHub, payload: Path, tmp_path: Path, clock: Clock
+) -> None:
+    size = payload.stat().st_size
+    reports: list[DownloadProgress] = []
+    job = make_transfer(server, reports)
+    job.meter = ProgressMeter(reports.append, interval=3600.0)
+    job.run(tmp_path / "p", 0, size)
+    assert [(r.done, r.total) for r in reports] == [(0, size), (size, size)]
+
+
+@pytest.mark.parametrize("known_total", [True, False])
+def test_a_server_with_fewer_bytes_than_the_partial_is_an_error(
+    server: FakeHub, payload: Path, tmp_path: Path, known_total: bool
+) -> None:
+    """The file on the server shrank (a new commit under the same name): the range asked for
+    is past its end, answered 416."""
+    size = payload.stat().st_size
+    partial = tmp_path / "p"
+    partial.write_bytes(os.urandom(size + 10))
+    with pytest.raises(DownloadError, match="416"):
+        make_transfer(server, []).run(partial, size + 10, size + 20 if known_total else None)
+    assert partial.stat().st_size == size + 10
+
+
+def test_a_refused_request_is_an_error_not_data(
+    server: FakeHub, payload: Path, tmp_path: Path
+) -> None:
+    server.faults.status = 400
+    server.faults.status_on = ("get",)
+    partial = tmp_path / "p"
+    with pytest.raises(DownloadError, match="HTTP 400"):
+        make_transfer(server, []).run(partial, 0, payload.stat().st_size)
+    assert partial.read_bytes() == b""
+
+
+def test_without_any_length_the_body_ends_when_the_connection_closes(
+    server: FakeHub, payload: Path, tmp_path: Path
+) -> None:
+    server.faults.hide_length = True
+    data = payload.read_bytes()
+    partial = tmp_path / "p"
+    reports: list[DownloadProgress] = []
+    result = make_transfer(server, reports).run(partial, 0, None)
+    assert partial.read_bytes() == data
+    assert result == TransferResult(len(data), hashlib.sha256(data).hexdigest())
+    assert reports[-1].done == len(data) and reports[-1].total is None
