@@ -51,6 +51,7 @@ class Faults:
     flip_byte_at: int | None = None  # serve this file offset with its bits inverted
     ignore_range: bool = False  # answer 200 with the whole file even when asked for a range
     hide_length: bool = False  # no Content-Length: the body ends when the connection closes
+    misplace_range: int = 0  # Content-Range claims to start this many bytes off
     status: int | None = None  # answer matching requests with this status instead
     status_on: tuple[str, ...] = ("head", "get", "api")  # which requests ``status`` hits
     status_times: int | None = None  # None: every time
@@ -419,7 +420,8 @@ class _Handler(BaseHTTPRequestHandler):
                 self._send(416, {"Content-Range": f"bytes */{size}"}, b"")
                 return
             status = 206
-            headers = {**headers, "Content-Range": f"bytes {start}-{size - 1}/{size}"}
+            claimed = start + self.hub.faults.misplace_range
+            headers = {**headers, "Content-Range": f"bytes {claimed}-{size - 1}/{size}"}
         headers = {**headers, "Content-Type": "application/octet-stream"}
         if self.hub.faults.hide_length:
             headers.pop("Content-Range", None)

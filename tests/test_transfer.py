@@ -8,6 +8,8 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -41,6 +43,7 @@ from assistant.models.transfer import (
     hash_file,
 )
 from tests.hub_server import FakeHub
+from tests.support import child_env
 
 REPO = "test-org/smol"
 FILENAME = "smol.gguf"
@@ -117,9 +120,46 @@ def test_a_full_disk_reaches_the_callers_thread() -> None:
         writer.flush()
     assert caught.value.errno == errno.ENOSPC and is_disk_full(caught.value)
     writer.close()  # does not hang, does not raise again
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
+def test_a_full_disk_found_when_the_writer_is_left_is_raised_there() -> None:
     with pytest.raises(OSError) as at_exit, HashingWriter(Path("/dev/full")) as unflushed:
-        unflushed.write(b"x")  # written only when the block ends: the error comes then
+        unflushed.write(b"x")  # nothing waits for this write: its error comes at the end
     assert at_exit.value.errno == errno.ENOSPC
+
+
+SHORT_WRITE = """
+import resource, signal, sys
+from pathlib import Path
+from assistant.models.transfer import HashingWriter
+
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+resource.setrlimit(resource.RLIMIT_FSIZE, (300_000, resource.RLIM_INFINITY))
+try:
+    with HashingWriter(Path(sys.argv[1])) as writer:
+        writer.write(b"x" * 1_000_000)
+        writer.flush()
+except OSError as exc:
+    print(exc.errno)
+"""
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="RLIMIT_FSIZE short writes are Linux's")
+def test_a_short_write_goes_on_and_reports_the_next_error(tmp_path: Path) -> None:
+    """At the file-size limit (as on a full disk) the kernel writes part of a buffer; the rest
+    is written again, and that write's error (EFBIG here, ENOSPC on a full disk) is the one
+    reported, never a silent loss."""
+    target = tmp_path / "out"
+    child = subprocess.run(
+        [sys.executable, "-c", SHORT_WRITE, str(target)],
+        env=child_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert child.stdout.strip() == str(errno.EFBIG), child.stderr
+    assert target.stat().st_size == 300_000
 
 
 class HeldDigest:
@@ -801,3 +841,16 @@ def test_without_any_length_the_body_ends_when_the_connection_closes(
     assert partial.read_bytes() == data
     assert result == TransferResult(len(data), hashlib.sha256(data).hexdigest())
     assert reports[-1].done == len(data) and reports[-1].total is None
+
+
+def test_a_range_that_starts_elsewhere_is_refused(
+    server: FakeHub, payload: Path, tmp_path: Path
+) -> None:
+    data = payload.read_bytes()
+    partial = tmp_path / "p"
+    partial.write_bytes(data[:MB])
+    server.faults.misplace_range = 100
+    with pytest.raises(DownloadError) as caught:
+        make_transfer(server, []).run(partial, MB, len(data), digest=hashlib.sha256(data[:MB]))
+    assert caught.value.message == f"The server sent the wrong part of {FILENAME}."
+    assert partial.read_bytes() == data[:MB]
