@@ -27,7 +27,7 @@ from assistant.errors import (
 from assistant.models.catalog import ModelSpec
 from assistant.models.downloads import Downloader, DownloadProgress, DownloadTarget
 from assistant.models.hardware import Hardware
-from assistant.models.store import ModelStore
+from assistant.models.store import InstalledModel, ModelStore
 from assistant.paths import app_paths
 from tests.hub_server import FakeHub
 from tests.model_files import write_small_runnable, write_unknown_architecture
@@ -457,3 +457,198 @@ def test_a_registry_that_cannot_be_written_after_a_verified_download(
     assert caught.value.command == f"offline-assistant models pull {REPO} --file {FILENAME}"
     cached = downloader.cache.cached_file(REPO, FILENAME)
     assert cached is not None and cached.read_bytes() == tiny.read_bytes()
+
+
+# --- which registry entry is this file; the job's own thread -------------------------------
+
+
+def test_a_repo_file_pulled_twice_is_found_and_another_file_of_the_repo_is_not(
+    hub: FakeHub, store: ModelStore, downloader: Downloader, tiny: Path
+) -> None:
+    first = downloader.pull(REPO, FILENAME)
+    hub.clear_log()
+    again = downloader.pull(REPO, FILENAME)
+    assert again.already_installed and again.model == first.model
+    assert hub.records() == []
+    hub.add_file(REPO, "Other.Q8_0.gguf", tiny)
+    other = downloader.pull(REPO, "Other.Q8_0.gguf")
+    assert not other.already_installed and other.model.filename == "Other.Q8_0.gguf"
+    hub.add_file("test-org/another", FILENAME, tiny)
+    elsewhere = downloader.pull("test-org/another", FILENAME)
+    assert not elsewhere.already_installed and elsewhere.model.repo == "test-org/another"
+
+
+def test_an_import_of_the_catalog_file_under_its_id_counts_as_installed(
+    hub: FakeHub, store: ModelStore, downloader: Downloader, tiny: Path
+) -> None:
+    store.register(
+        InstalledModel(
+            id="tiny-chat",
+            name="Tiny Chat",
+            path=tiny,
+            size_bytes=tiny.stat().st_size,
+            source="import",
+            repo=REPO,
+            filename=FILENAME,
+            owned=False,
+        )
+    )
+    result = downloader.job(DownloadTarget.for_spec(spec_for(tiny))).run()
+    assert result.already_installed and result.model.path == tiny
+    assert hub.records() == []
+
+
+def test_a_catalog_file_under_a_slug_id_is_found_again(
+    hub: FakeHub, store: ModelStore, downloader: Downloader, tiny: Path, tmp_path: Path
+) -> None:
+    theirs = tmp_path / "theirs.gguf"
+    theirs.write_bytes(b"another file")
+    store.register(
+        InstalledModel(
+            id="tiny-chat",
+            name="Theirs",
+            path=theirs,
+            size_bytes=theirs.stat().st_size,
+            source="import",
+            filename=theirs.name,
+            owned=False,
+        )
+    )
+    spec = spec_for(tiny)
+    first = downloader.job(DownloadTarget.for_spec(spec)).run()
+    assert first.model.id == "tiny-model-q4_1" and first.model.source == "catalog"
+    hub.clear_log()
+    again = downloader.job(DownloadTarget.for_spec(spec)).run()
+    assert again.already_installed and again.model == first.model
+    assert hub.records() == []
+
+
+def test_a_cached_copy_is_checked_while_the_job_says_verifying(
+    hub: FakeHub, store: ModelStore, downloader: Downloader, tiny: Path
+) -> None:
+    from huggingface_hub import hf_hub_download
+
+    hf_hub_download(REPO, FILENAME, cache_dir=downloader.cache.root, endpoint=hub.url)
+    states: list[str] = []
+    job = downloader.job(downloader.target_for(REPO, FILENAME))
+    job.on_progress = lambda p: states.append(job.state) if p.phase == "verifying" else None
+    result = job.run()
+    assert states and set(states) == {"verifying"}
+    assert result.from_cache and result.model.size_bytes == tiny.stat().st_size
+    assert result.model.name == "Smollm2 135M 8k Lc100K Mix1 Ep2"  # from the header
+
+
+def test_a_damaged_cached_copy_is_hashed_once_and_logged(
+    hub: FakeHub,
+    store: ModelStore,
+    downloader: Downloader,
+    tiny: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from huggingface_hub import hf_hub_download
+
+    pointer = Path(
+        hf_hub_download(REPO, FILENAME, cache_dir=downloader.cache.root, endpoint=hub.url)
+    )
+    blob = pointer.resolve()
+    blob.chmod(0o644)
+    with blob.open("r+b") as damaged:
+        damaged.seek(MB)
+        damaged.write(b"\xff\x00\xff")
+    seen: list[DownloadProgress] = []
+    downloader.job(downloader.target_for(REPO, FILENAME), on_progress=seen.append).run()
+    size = tiny.stat().st_size
+    before = seen[: [p.phase for p in seen].index("downloading")]
+    # One pass over the damaged copy (a single read: the file is smaller than a hash chunk).
+    assert [p.done for p in before if p.phase == "verifying"] == [size]
+    assert f"Cached {pointer} does not match its checksum; downloading it again." in [
+        r.getMessage() for r in caplog.records
+    ]
+
+
+def test_a_file_the_hub_keeps_in_git_is_verified_by_its_git_id(
+    hub: FakeHub, store: ModelStore, downloader: Downloader, tiny: Path
+) -> None:
+    """Files not stored in LFS have a git blob id for an etag, and no sha256 on the Hub."""
+    from huggingface_hub import hf_hub_download
+
+    from assistant.models.transfer import git_blob_sha1
+
+    git_id = git_blob_sha1(tiny)
+    hub.add_file("test-org/git", FILENAME, tiny, sha256=git_id)
+    fetched = downloader.pull("test-org/git", FILENAME)
+    assert fetched.fetched_bytes == tiny.stat().st_size
+    assert fetched.model.sha256 == sha(tiny)
+    assert fetched.model.path.resolve().name == git_id
+
+    # The same file put in the cache by another tool: checked with the Hub's git id, not fetched.
+    store.remove(fetched.model.id, delete_file=True)
+    hf_hub_download("test-org/git", FILENAME, cache_dir=downloader.cache.root, endpoint=hub.url)
+    hub.clear_log()
+    again = downloader.pull("test-org/git", FILENAME)
+    assert again.from_cache and hub.file_gets() == []
+
+
+def test_wait_gives_nothing_while_the_job_runs(
+    hub: FakeHub, store: ModelStore, downloader: Downloader
+) -> None:
+    job = downloader.job(downloader.target_for(REPO, FILENAME))
+    with pytest.raises(RuntimeError, match=r"^the job was not started$"):
+        job.wait()
+    paused = threading.Event()
+
+    def pause_early(progress: DownloadProgress) -> None:
+        if progress.phase == "downloading" and progress.done >= MB:
+            job.pause()
+        if progress.phase == "paused":
+            paused.set()
+
+    job.on_progress = pause_early
+    job.start()
+    assert paused.wait(30)
+    assert job.wait(0.05) is None  # still paused: no result yet
+    job.on_progress = None
+    job.resume()
+    result = job.wait(30)
+    assert result is not None and result.model.filename == FILENAME
+
+
+QUIT_MID_DOWNLOAD = """
+import sys
+import time
+from assistant.models.downloads import Downloader
+from assistant.models.hardware import Hardware
+from assistant.models.store import InstalledModel, ModelStore
+from assistant.paths import app_paths
+from tests.hub_server import FakeHub
+
+hub = FakeHub().start()
+hub.add_file("test-org/tiny", "Tiny-Model.Q4_1.gguf", __import__("pathlib").Path(sys.argv[1]))
+hub.faults.stall_after = 0
+hub.faults.stall_s = 600
+hub.faults.stall_times = None
+hardware = Hardware(16 << 30, 12 << 30, 2, 2, False)
+downloader = Downloader(ModelStore(app_paths().ensure()), endpoint=hub.url, hardware=hardware)
+job = downloader.job(downloader.target_for("test-org/tiny", "Tiny-Model.Q4_1.gguf"))
+job.start()
+while job.state != "downloading":
+    time.sleep(0.01)
+print("quitting", flush=True)
+"""
+
+
+def test_a_download_in_its_thread_does_not_keep_the_program_alive(tiny: Path) -> None:
+    import subprocess
+    import sys
+
+    from tests.support import child_env
+
+    child = subprocess.run(
+        [sys.executable, "-c", QUIT_MID_DOWNLOAD, str(tiny)],
+        env=child_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert child.stdout.strip() == "quitting", child.stderr
+    assert child.returncode == 0
