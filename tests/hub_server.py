@@ -50,6 +50,8 @@ class Faults:
     stall_times: int | None = 1
     flip_byte_at: int | None = None  # serve this file offset with its bits inverted
     ignore_range: bool = False  # answer 200 with the whole file even when asked for a range
+    hide_length: bool = False  # no Content-Length: the body ends when the connection closes
+    misplace_range: int = 0  # Content-Range claims to start this many bytes off
     status: int | None = None  # answer matching requests with this status instead
     status_on: tuple[str, ...] = ("head", "get", "api")  # which requests ``status`` hits
     status_times: int | None = None  # None: every time
@@ -64,6 +66,7 @@ class RequestRecord:
     authorization: str | None
     status: int
     bytes_sent: int
+    accept_encoding: str | None = None
 
 
 @dataclass
@@ -293,6 +296,7 @@ class _Handler(BaseHTTPRequestHandler):
                     authorization=self.headers.get("authorization"),
                     status=self._status,
                     bytes_sent=self._sent,
+                    accept_encoding=self.headers.get("Accept-Encoding"),
                 )
             )
             with self.hub._lock:
@@ -416,12 +420,14 @@ class _Handler(BaseHTTPRequestHandler):
                 self._send(416, {"Content-Range": f"bytes */{size}"}, b"")
                 return
             status = 206
-            headers = {**headers, "Content-Range": f"bytes {start}-{size - 1}/{size}"}
-        headers = {
-            **headers,
-            "Content-Type": "application/octet-stream",
-            "Content-Length": str(size - start),
-        }
+            claimed = start + self.hub.faults.misplace_range
+            headers = {**headers, "Content-Range": f"bytes {claimed}-{size - 1}/{size}"}
+        headers = {**headers, "Content-Type": "application/octet-stream"}
+        if self.hub.faults.hide_length:
+            headers.pop("Content-Range", None)
+            self.close_connection = True
+        else:
+            headers["Content-Length"] = str(size - start)
         self._status = status
         self.send_response(status)
         for key, value in headers.items():

@@ -43,3 +43,28 @@ def with_sampling_metadata(source: Path, target: Path, values: dict[str, float |
     }
     copy_with_new_metadata(reader, writer, new, [])
     return target
+
+
+def write_small_runnable(path: Path, source: Path, *, padding: int = 0) -> Path:
+    """A GGUF of a few megabytes that llama.cpp accepts as ``source``'s architecture: every
+    header key of ``source`` (its vocabulary included, which is all a vocab-only load reads),
+    a tiny stand-in tensor, and about ``padding`` bytes of zeros as a second tensor. Downloads
+    check exactly that, so download tests can move this instead of the real model."""
+    reader = gguf.GGUFReader(str(source))
+    arch = reader.fields[gguf.Keys.General.ARCHITECTURE].contents()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    writer = gguf.GGUFWriter(str(path), arch=arch)
+    for item in reader.fields.values():
+        if item.name == gguf.Keys.General.ARCHITECTURE or item.name.startswith("GGUF."):
+            continue  # the writer sets these itself
+        kind = item.types[0]
+        sub = item.types[-1] if kind == gguf.GGUFValueType.ARRAY else None
+        writer.add_key_value(item.name, item.contents(), kind, sub_type=sub)
+    writer.add_tensor("token_embd.weight", np.zeros((4, 8), dtype=np.float32))
+    if padding:
+        writer.add_tensor("padding.weight", np.zeros(max(padding // 4, 1), dtype=np.float32))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return path

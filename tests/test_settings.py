@@ -468,6 +468,10 @@ def test_the_file_is_read_as_utf8_whatever_the_locale(tmp_path: Path) -> None:
     prompt = "Réponds en français ✓"
     Settings.load(path).update({"system_prompt": prompt})
     assert Settings.load(path)["system_prompt"] == prompt
+    # The app writes \u escapes, which any codec reads; a person editing the file in a text
+    # editor saves the characters themselves, as UTF-8 bytes.
+    path.write_bytes(json.dumps({"system_prompt": prompt}, ensure_ascii=False).encode("utf-8"))
+    assert "é".encode() in path.read_bytes()
     read = subprocess.run(
         [
             sys.executable,

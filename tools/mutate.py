@@ -57,11 +57,25 @@ TARGETS: dict[str, Target] = {
     "transfer": Target(["assistant/models/transfer.py"], ["tests/test_transfer.py"]),
     "history": Target(
         ["assistant/chat/history.py", "assistant/chat/migrations.py"],
-        ["tests/test_history.py", "tests/test_search.py"],
+        # test_hardening.py holds the damage, read-only and recovery paths (its slow tests, which
+        # load the model, are left out by the marker).
+        [
+            "tests/test_history.py",
+            "tests/test_history_details.py",
+            "tests/test_history_import.py",
+            "tests/test_search.py",
+            "tests/test_hardening.py",
+        ],
     ),
     "downloads": Target(
         ["assistant/models/downloads.py"],
-        ["tests/test_downloads.py", "tests/test_hardening_downloads.py"],
+        # The quick tests pull a small runnable GGUF; test_downloads.py moves the real model
+        # (slow lane, left out by the marker) and adds the TLS, timeout and gated-repo cases.
+        [
+            "tests/test_downloads_quick.py",
+            "tests/test_downloads.py",
+            "tests/test_hardening_downloads.py",
+        ],
     ),
     "engine": Target(
         ["assistant/engine/*"],
