@@ -128,7 +128,7 @@ def test_a_full_disk_found_when_the_writer_is_left_is_raised_there() -> None:
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="RLIMIT_FSIZE short writes are Linux's")
-def test_a_short_write_goes_on_and_reports_the_next_error(tmp_path: Path) -> None:
+def test_a_short_write_is_continued_and_the_next_error_reported(tmp_path: Path) -> None:
     """At the file-size limit (as on a full disk) the kernel writes part of a buffer; the rest
     is written again, and that write's error (EFBIG here, ENOSPC on a full disk) is the one
     reported, never a silent loss. In this process, so that mutation runs see it: the limit is
