@@ -844,3 +844,27 @@ def test_a_range_that_starts_elsewhere_is_refused(
         make_transfer(server, []).run(partial, MB, len(data), digest=hashlib.sha256(data[:MB]))
     assert caught.value.message == f"The server sent the wrong part of {FILENAME}."
     assert partial.read_bytes() == data[:MB]
+
+
+def test_control_flags_are_plain_booleans_from_the_start(clock: Clock) -> None:
+    """Front ends read these flags (and show them); they are ``False`` until set, and again
+    after a pause ends."""
+    control = TransferControl()
+    flags = ("pause_requested", "cancel_requested", "discard_partial", "paused")
+    assert [getattr(control, name) for name in flags] == [False] * 4
+    assert all(getattr(control, name) is False for name in flags)
+    meter = ProgressMeter(lambda p: None, interval=0.0)
+    control.pause()
+    worker = threading.Thread(target=control.checkpoint, args=(meter, 0, None))
+    worker.start()
+    while not control.paused:
+        time.sleep(0.005)
+    control.resume()
+    worker.join(10)
+    assert control.pause_requested is False and control.paused is False
+
+
+def test_the_writer_thread_says_what_it_is(tmp_path: Path) -> None:
+    """Named for thread dumps and profilers (a hung download shows where it waits)."""
+    with HashingWriter(tmp_path / "out"):
+        assert "sha256-writer" in [thread.name for thread in threading.enumerate()]
