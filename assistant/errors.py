@@ -6,6 +6,8 @@ Anything that is not an ``AssistantError`` is a bug: front ends log its tracebac
 
 from __future__ import annotations
 
+import ssl
+
 
 class AssistantError(Exception):
     """A known problem. ``str(err)`` is the user-facing sentence; ``hint`` says what to do next.
@@ -264,3 +266,19 @@ class DownloadInProgressError(DownloadError):
 
 class ModelIdTakenError(AssistantError):
     """The id asked for a model belongs to another one: installed, or a catalog model's."""
+
+
+def is_tls_failure(exc: BaseException) -> bool:
+    """Whether ``exc``, or an error it was raised from, is a failed TLS handshake or certificate
+    check (the Hub client and the cloud client both wrap the ``ssl`` error)."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, ssl.SSLError | ssl.CertificateError):
+            return True
+        text = str(current)
+        if "CERTIFICATE_VERIFY_FAILED" in text or "[SSL" in text or "SSL:" in text:
+            return True
+        current = current.__cause__ or current.__context__
+    return False

@@ -40,7 +40,7 @@ from assistant.engine.base import (
     ProviderKind,
     StopReason,
 )
-from assistant.errors import AssistantError
+from assistant.errors import AssistantError, is_tls_failure
 
 CloudKind = Literal["openai", "anthropic"]
 CLOUD_KINDS: tuple[CloudKind, ...] = ("openai", "anthropic")
@@ -614,8 +614,7 @@ def _transport_error(exc: httpx2.HTTPError, endpoint: CloudEndpoint) -> CloudErr
             f"{name} did not answer in time.",
             hint="Check the connection and try again; the provider may be busy.",
         )
-    text = str(exc)
-    if "CERTIFICATE" in text.upper() or "SSL" in text.upper() or "TLS" in text.upper():
+    if is_tls_failure(exc):
         return CloudTLSError(
             f"A secure connection to {host} could not be made.",
             hint="Check the computer's date and time and any network that intercepts secure "

@@ -55,6 +55,7 @@ from assistant.errors import (
     RemoteFileNotFoundError,
     RepoNotFoundError,
     TLSError,
+    is_tls_failure,
 )
 from assistant.models.hub_cache import DEFAULT_REVISION
 
@@ -372,20 +373,6 @@ def same_origin(url: str, other: str) -> bool:
 
 
 # --- errors in plain words ---------------------------------------------------------------------
-
-
-def is_tls_failure(exc: BaseException) -> bool:
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        if isinstance(current, ssl.SSLError | ssl.CertificateError):
-            return True
-        text = str(current)
-        if "CERTIFICATE_VERIFY_FAILED" in text or "[SSL" in text or "SSL:" in text:
-            return True
-        current = current.__cause__ or current.__context__
-    return False
 
 
 def is_hub_problem(exc: BaseException) -> bool:
