@@ -228,14 +228,11 @@ def model_memory_section(context: DoctorContext) -> Section:
     """The saved model states (issue 15): how much disk they take and how often they saved a
     conversation from being read again."""
     from assistant.disk import format_bytes
-    from assistant.engine.state_cache import FOLDER_NAME, StateCache
-    from assistant.models.hardware import MIB
+    from assistant.providers import saved_states
     from assistant.settings import Settings
 
-    disk = Settings.load(context.paths.settings_file)["model_memory_disk_mb"] * MIB
-    # Only the folder is read: nothing is kept in this process's memory.
-    folder = context.paths.cache / FOLDER_NAME
-    stats = StateCache(folder, memory_budget=0, disk_budget=disk).stats()
+    settings = Settings.load(context.paths.settings_file)
+    stats = saved_states(settings, context.paths).stats()
     rate = stats.hit_rate
     data = {
         "disk_bytes": stats.disk_bytes,

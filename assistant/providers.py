@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from assistant.engine.base import ChatProvider, LoadProgress, ProviderKind
 from assistant.errors import AssistantError
-from assistant.paths import app_paths
+from assistant.paths import AppPaths, app_paths
 
 if TYPE_CHECKING:
     from assistant.engine.state_cache import StateCache
@@ -111,11 +111,21 @@ _STATE_CACHE: list[StateCache] = []
 has, replaces it)."""
 
 
-def state_cache_folder() -> Path:
+def state_cache_folder(paths: AppPaths | None = None) -> Path:
     """Where saved model states live: ``model-state`` in the cache folder."""
     from assistant.engine.state_cache import FOLDER_NAME
 
-    return app_paths().cache / FOLDER_NAME
+    return (paths or app_paths()).cache / FOLDER_NAME
+
+
+def saved_states(settings: ProviderSettings, paths: AppPaths | None = None) -> StateCache:
+    """The saved model states on disk, to look at or clear (``models memory``, the doctor):
+    nothing is kept in this process's memory."""
+    from assistant.engine.state_cache import StateCache
+    from assistant.models.hardware import MIB
+
+    disk = int(_setting(settings, "model_memory_disk_mb", 4096)) * MIB
+    return StateCache(state_cache_folder(paths), memory_budget=0, disk_budget=disk)
 
 
 def shared_state_cache(settings: ProviderSettings) -> StateCache | None:

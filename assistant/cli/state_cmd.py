@@ -35,14 +35,10 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 
 def _cache() -> tuple[StateCache, Settings]:
     # Imported here: numpy is slow to import, and every `models` command builds this parser.
-    from assistant.engine.state_cache import StateCache
-    from assistant.models.hardware import MIB
-    from assistant.providers import state_cache_folder
+    from assistant.providers import saved_states
 
     settings = Settings.load(app_paths().settings_file)
-    disk = settings["model_memory_disk_mb"] * MIB
-    # Only the folder is read here: nothing is kept in this process's memory.
-    return StateCache(state_cache_folder(), memory_budget=0, disk_budget=disk), settings
+    return saved_states(settings), settings
 
 
 def run_memory(args: argparse.Namespace) -> int:
