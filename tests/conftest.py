@@ -34,6 +34,7 @@ from typing import Any
 import keyring
 import pytest
 
+from assistant.models.hardware import Hardware, detect_hardware
 from tests.keyring_backend import MemoryKeyring
 from tests.support import (
     IN_NAMESPACE_ENV,
@@ -248,6 +249,12 @@ def _close_all_widgets_and_threads() -> list[str]:
         stuck.append("the global QThreadPool")
     QCoreApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
     return stuck
+
+
+@pytest.fixture(scope="session")
+def hardware() -> Hardware:
+    """This computer, as the app sees it (a test module may stand in a made-up one)."""
+    return detect_hardware()
 
 
 @pytest.fixture(scope="session")

@@ -11,7 +11,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QApplication
 from pytestqt.qtbot import QtBot
 
-from assistant.models.hardware import Hardware, detect_hardware
+from assistant.models.hardware import Hardware
 from assistant.models.store import ModelStore
 from assistant.paths import app_paths
 from assistant.settings import Settings
@@ -26,11 +26,6 @@ QUESTION = "What is the capital of France?"
 LONG_QUESTION = "Write a long story about a dragon who learns to fly over the mountains."
 LOAD_MS = 120_000
 ANSWER_MS = 300_000
-
-
-@pytest.fixture(scope="module")
-def hardware() -> Hardware:
-    return detect_hardware()
 
 
 @pytest.fixture

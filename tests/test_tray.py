@@ -12,7 +12,7 @@ import pytest
 from PySide6.QtWidgets import QApplication
 from pytestqt.qtbot import QtBot
 
-from assistant.models.hardware import Hardware, detect_hardware
+from assistant.models.hardware import Hardware
 from assistant.models.store import ModelStore
 from assistant.paths import app_paths
 from assistant.ui.desktop import DesktopShell
@@ -20,11 +20,6 @@ from assistant.ui.main_window import MainWindow
 from assistant.ui.services import AppServices
 
 pytestmark = pytest.mark.gui
-
-
-@pytest.fixture(scope="module")
-def hardware() -> Hardware:
-    return detect_hardware()
 
 
 @pytest.fixture

@@ -27,7 +27,7 @@ from pytestqt.qtbot import QtBot
 
 from assistant.chat.history import HistoryStore
 from assistant.engine.base import ChatProvider
-from assistant.models.hardware import Hardware, detect_hardware
+from assistant.models.hardware import Hardware
 from assistant.models.store import InstalledModel, ModelStore
 from assistant.paths import app_paths
 from assistant.providers import FileLoader, ProviderRegistry, load_gguf, local_provider
@@ -63,11 +63,6 @@ def test_settings() -> Settings:
     settings.set("max_tokens", 64)
     settings.save()
     return settings
-
-
-@pytest.fixture(scope="session")
-def hardware() -> Hardware:
-    return detect_hardware()
 
 
 @pytest.fixture

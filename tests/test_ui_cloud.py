@@ -20,7 +20,7 @@ from pytestqt.qtbot import QtBot
 from assistant import secrets
 from assistant.cli import main
 from assistant.cloud import make_endpoint
-from assistant.models.hardware import Hardware, detect_hardware
+from assistant.models.hardware import Hardware
 from assistant.models.store import ModelStore
 from assistant.paths import app_paths
 from assistant.settings import Settings
@@ -35,11 +35,6 @@ KEY = "sk-test-0123456789abcdef"
 QUESTION = "What is the capital of France?"
 LOAD_MS = 120_000
 ANSWER_MS = 300_000
-
-
-@pytest.fixture(scope="module")
-def hardware() -> Hardware:
-    return detect_hardware()
 
 
 @pytest.fixture

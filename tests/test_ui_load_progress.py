@@ -12,7 +12,7 @@ from PySide6.QtCore import Qt
 from pytestqt.qtbot import QtBot
 
 from assistant.engine.base import ChatProvider, GenerationSettings, load_percent
-from assistant.models.hardware import Hardware, detect_hardware
+from assistant.models.hardware import Hardware
 from assistant.models.store import ModelStore
 from assistant.paths import app_paths
 from assistant.providers import ProviderSettings, load_gguf
@@ -29,11 +29,6 @@ LOAD_MS = 120_000
 ANSWER_MS = 300_000
 GREEDY = GenerationSettings(temperature=0.0, max_tokens=32, repeat_penalty=1.0)
 LONG = GenerationSettings(temperature=0.0, max_tokens=400)
-
-
-@pytest.fixture(scope="module")
-def hardware() -> Hardware:
-    return detect_hardware()
 
 
 @pytest.fixture

@@ -24,7 +24,7 @@ from assistant.engine.base import (
     GenerationSettings,
     GenerationStats,
 )
-from assistant.models.hardware import Hardware, detect_hardware
+from assistant.models.hardware import Hardware
 from assistant.models.store import ModelStore
 from assistant.paths import app_paths
 from assistant.providers import ProviderEntry, ProviderSettings
@@ -41,11 +41,6 @@ LOAD_MS = 120_000
 ANSWER_MS = 300_000
 GREEDY = GenerationSettings(temperature=0.0, max_tokens=48, repeat_penalty=1.0)
 LONG = GenerationSettings(temperature=0.0, max_tokens=400)
-
-
-@pytest.fixture(scope="module")
-def hardware() -> Hardware:
-    return detect_hardware()
 
 
 @pytest.fixture
