@@ -43,7 +43,6 @@ from tests.test_ui_chat import (  # noqa: F401  (fixtures)
     OpenWindow,
     answers,
     ask,
-    hardware,
     model_id,
     open_window,
     saved,
