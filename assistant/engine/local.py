@@ -515,11 +515,13 @@ class LocalEngine:
                             self._learn_cost(lookup, len(drafts) + 1, clock() - began)
                         logits_at = 0
                         round_accepted, round_drafted = 0, len(drafts)
+                    elif lookup is None:  # plain decoding: nothing to time
+                        self._decode([token])
+                        logits_at = -1
                     else:
                         began = clock()
                         self._decode([token])
-                        if lookup is not None:
-                            self._learn_cost(lookup, 1, clock() - began)
+                        self._learn_cost(lookup, 1, clock() - began)
                         logits_at = -1
                 if drafts:
                     self._drop_drafts(drafts)
