@@ -6,10 +6,14 @@ prompt of a few hundred tokens, from the answer's time to first token) and decod
 answer's own tokens/s). The prediction is the raw one: no correction learnt from earlier use.
 Targets: within ±30 % for decoding, ±50 % for prompt processing.
 
+``--shaped`` adds models of catalog models' shapes and formats with random weights (built once
+by ``benchmarks/shaped_models.py``, about 7 GB, a few minutes): the test models are 135M and
+270M, the catalog's 0.6–4B, and the prediction must hold there too.
+
 On a machine shared with other busy programs, llama.cpp threads that wait for each other slow
 down far more than the calibration does; ``--threads 1`` takes that stall out of both sides.
 
-Usage: python benchmarks/bench_predict.py [--threads N] [--repeats N] [--json]
+Usage: python benchmarks/bench_predict.py [--threads N] [--repeats N] [--shaped] [--json]
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from assistant.engine.base import ChatMessage, GenerationSettings  # noqa: E402
 from assistant.engine.local import LocalEngine  # noqa: E402
@@ -68,6 +73,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--threads", type=int, default=0, help="0: one per physical core")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--shaped", action="store_true", help="also catalog-shaped models")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
 
@@ -77,7 +83,11 @@ def main() -> int:
     profile = calibrate(hw)
     estimator = SpeedEstimator(hw, profile, threads=threads)
     rows = []
-    models = (("SmolLM2 135M Q4_1", smollm2_path()), ("Gemma 3 270M Q4_K_M", gemma_base_path()))
+    models = [("SmolLM2 135M, Q4_1", smollm2_path()), ("Gemma 3 270M, Q4_K_M", gemma_base_path())]
+    if args.shaped:
+        import shaped_models
+
+        models += [(shaped_models.label(n), shaped_models.ensure(n)) for n in shaped_models.SHAPES]
     for label, path in models:
         predicted = estimator.for_gguf(read_gguf_info(path))
         decode, prompt = measure(path, threads, args.repeats)

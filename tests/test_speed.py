@@ -93,6 +93,9 @@ def test_a_gguf_file_is_judged_by_its_header(model_path: Path, catalog: Catalog)
     from_file = shape_for_gguf(info)
     from_catalog = shape_for_spec(catalog.get("smollm2-135m-instruct"))
     assert from_file.weight_bytes == from_catalog.weight_bytes
+    # The weights' format (it sets the prompt kernels' efficiency), from the header's file type.
+    assert from_file.quantization == from_catalog.quantization == "Q4_1"
+    assert from_file.prompt_efficiency == pytest.approx(from_catalog.prompt_efficiency, rel=0.15)
     # The catalog's estimated width is close to the header's.
     assert abs(from_catalog.embedding_length - 576) / 576 < 0.15
     estimator = SpeedEstimator(BIG_MEMORY, FAST)

@@ -48,18 +48,57 @@ PROFILE_FILE = "speed-profile.json"
 FACTORS_FILE = "speed-factors.json"
 PROFILE_VERSION = 1
 
-# llama.cpp's quantized matrix-vector kernels reach this share of a plain streaming read
-# (numpy summing a large float32 buffer) on the same threads: they dequantize as they go. Fitted
-# with benchmarks/bench_predict.py on SmolLM2 135M (Q4_1) and Gemma 3 270M (Q4_K_M).
-DECODE_EFFICIENCY = 0.6
-# llama.cpp's quantized matrix-matrix kernels reach this share of float32 BLAS per thread.
-PROMPT_EFFICIENCY = 0.45
-# Per generated token beyond reading the weights: graph launch, the Python loop, the sampler's
-# pass over the vocabulary (its cost grows with the vocabulary: Gemma's 262K entries show).
-DECODE_OVERHEAD_S = 0.6e-3
-DECODE_OVERHEAD_S_PER_VOCAB_ENTRY = 6e-9
+# The constants below were fitted with benchmarks/bench_predict.py --shaped on seven models
+# (135M to 1.7B parameters, Q4_1, Q4_K_M and Q8_0; 1 and 2 threads) on a 2-core machine: every
+# prediction within 10 % of the measured speed there. See the README's bench_predict section.
+#
+# Writing the answer (decoding) reads every weight once per token and does two FLOPs with each:
+# whichever of the two takes longer sets the pace. llama.cpp's matrix-vector kernels stream the
+# weights at this share of a plain read (numpy summing a large float32 buffer) ...
+DECODE_EFFICIENCY = 0.85
+# ... and compute at this share of one thread's float32 matrix products.
+DECODE_COMPUTE_EFFICIENCY = 0.85
+# Per token, whatever the model's size: building and scheduling the graph, the small
+# operations between the matrix products, attention, the sampler. Counted as work at one
+# thread's float32 rate (GFLOP), so a faster processor pays less.
+DECODE_FIXED_GFLOP = 0.8
+# Each thread beyond the first adds this share of one thread's decoding speed: the threads
+# meet after every operation, hundreds of times per token.
+DECODE_THREAD_GAIN = 0.3
+# Reading the prompt multiplies matrices of hundreds of tokens, where llama.cpp's kernels for
+# some formats (repacked for the processor's integer dot products) do better than float32
+# BLAS. Share of the float32 rate per thread, by the format of most of the weights:
+PROMPT_EFFICIENCY = {"Q4_K": 1.1, "Q4_0": 1.1, "IQ4_NL": 1.1, "Q4_1": 0.8, "Q8_0": 0.8}
+PROMPT_EFFICIENCY_DEFAULT = 0.7
+# Narrow models (576–640 wide) keep the cores less busy between operations: the efficiency
+# falls in proportion below this width.
+PROMPT_FULL_WIDTH = 1024
 # Attention in the prompt is counted at this many tokens of context (a short chat turn).
 NOMINAL_PROMPT_TOKENS = 512
+
+# llama.cpp's file types (general.file_type in a GGUF header) that the catalog and common
+# downloads use, by the name the catalog gives them.
+FILE_TYPES = {
+    0: "F32",
+    1: "F16",
+    2: "Q4_0",
+    3: "Q4_1",
+    7: "Q8_0",
+    8: "Q5_0",
+    9: "Q5_1",
+    10: "Q2_K",
+    11: "Q3_K_S",
+    12: "Q3_K_M",
+    13: "Q3_K_L",
+    14: "Q4_K_S",
+    15: "Q4_K_M",
+    16: "Q5_K_S",
+    17: "Q5_K_M",
+    18: "Q6_K",
+    25: "IQ4_NL",
+    30: "IQ4_XS",
+    32: "BF16",
+}
 
 # Without a measurement: a modest laptop, so the first guess errs on the slow side.
 GUESS_READ_GBPS_PER_THREAD = 6.0
@@ -100,10 +139,29 @@ class ModelShape:
     layers: int
     vocab_size: int
     embedding_length: int
+    quantization: str = ""
+    """The format of most weights ("Q4_K_M", "Q8_0"); empty when unknown."""
 
     @property
     def decode_bytes_per_token(self) -> int:
         return self.weight_bytes
+
+    @property
+    def decode_flops_per_token(self) -> float:
+        """Two FLOPs per weight: the output layer (often the embedding table itself) is
+        computed for every token, so here nothing is left out."""
+        return 2.0 * self.parameters
+
+    @property
+    def prompt_efficiency(self) -> float:
+        """Share of the float32 rate llama.cpp reaches on a prompt with these weights."""
+        kind = self.quantization.upper()
+        share = PROMPT_EFFICIENCY_DEFAULT
+        for prefix, value in PROMPT_EFFICIENCY.items():
+            if kind.startswith(prefix):
+                share = value
+                break
+        return share * min(1.0, self.embedding_length / PROMPT_FULL_WIDTH)
 
     @property
     def prompt_flops_per_token(self) -> float:
@@ -135,6 +193,7 @@ def shape_for_spec(spec: ModelSpec) -> ModelShape:
         layers=layers,
         vocab_size=vocab,
         embedding_length=_estimated_width(spec.parameters, layers, vocab),
+        quantization=spec.quantization,
     )
 
 
@@ -145,7 +204,9 @@ def shape_for_gguf(info: GGUFInfo) -> ModelShape:
     layers = info.layers or _guess_layers(parameters)
     vocab = info.vocab_size or DEFAULT_VOCAB
     width = info.embedding_length or _estimated_width(parameters, layers, vocab)
-    return ModelShape(size, parameters, layers, vocab, width)
+    file_type = info.metadata.get("general.file_type")
+    quantization = FILE_TYPES.get(file_type, "") if isinstance(file_type, int) else ""
+    return ModelShape(size, parameters, layers, vocab, width, quantization)
 
 
 def shape_for_size(size_bytes: int) -> ModelShape:
@@ -158,6 +219,7 @@ def shape_for_size(size_bytes: int) -> ModelShape:
         layers,
         DEFAULT_VOCAB,
         _estimated_width(parameters, layers, DEFAULT_VOCAB),
+        "Q4_K_M",
     )
 
 
@@ -436,16 +498,21 @@ def format_rate(tokens_per_s: float) -> str:
     return f"{tokens_per_s:.1f}".removesuffix(".0")
 
 
+def decode_thread_scale(profile: MachineProfile, threads: int) -> float:
+    """How many times one thread's decoding speed ``threads`` threads reach (up to the
+    physical cores measured: hyper-threads share one core's arithmetic)."""
+    return 1.0 + DECODE_THREAD_GAIN * (max(1, min(threads, profile.threads)) - 1)
+
+
 def raw_rates(shape: ModelShape, profile: MachineProfile, threads: int) -> tuple[float, float]:
     """(decode, prompt) tokens/s from the physics alone, before any learnt correction."""
-    bandwidth = profile.read_gbps(threads) * 1e9 * DECODE_EFFICIENCY
-    per_token = (
-        shape.decode_bytes_per_token / bandwidth
-        + DECODE_OVERHEAD_S
-        + shape.vocab_size * DECODE_OVERHEAD_S_PER_VOCAB_ENTRY
-    )
-    compute = profile.compute_gflops(threads) * 1e9 * PROMPT_EFFICIENCY
-    return 1.0 / per_token, compute / shape.prompt_flops_per_token
+    scale = decode_thread_scale(profile, threads)
+    one_thread = profile.gflops_1 * 1e9
+    reading = shape.decode_bytes_per_token / (profile.read_gbps(threads) * 1e9 * DECODE_EFFICIENCY)
+    arithmetic = shape.decode_flops_per_token / (one_thread * DECODE_COMPUTE_EFFICIENCY * scale)
+    fixed = DECODE_FIXED_GFLOP * 1e9 / (one_thread * scale)
+    compute = profile.compute_gflops(threads) * 1e9 * shape.prompt_efficiency
+    return 1.0 / (max(reading, arithmetic) + fixed), compute / shape.prompt_flops_per_token
 
 
 class SpeedEstimator:
