@@ -169,6 +169,27 @@ def test_answers_move_the_machine_factor_toward_what_was_measured(
     assert wild is not None and wild.decode == pytest.approx(decodes[-1])
 
 
+def test_a_token_waits_for_the_slower_of_reading_and_computing_the_weights(
+    catalog: Catalog,
+) -> None:
+    """Q8_0 holds twice the bytes of Q4_K_M for the same arithmetic: where memory is the limit
+    it writes about half as fast; where arithmetic is, about as fast."""
+    q8 = shape_for_spec(catalog.get("qwen3-1.7b"))
+    assert q8.quantization == "Q8_0"
+    q4 = replace(q8, weight_bytes=q8.weight_bytes * 9 // 17, quantization="Q4_K_M")
+    slow_memory = _profile(BIG_MEMORY, 6.0, 400.0)
+    slow_arithmetic = _profile(BIG_MEMORY, 400.0, 6.0)
+    read_bound = raw_rates(q4, slow_memory, 4)[0] / raw_rates(q8, slow_memory, 4)[0]
+    compute_bound = raw_rates(q4, slow_arithmetic, 4)[0] / raw_rates(q8, slow_arithmetic, 4)[0]
+    assert read_bound > 1.6
+    assert compute_bound == pytest.approx(1.0)
+    # More threads help arithmetic, less than in proportion: they meet after every operation.
+    one, four = raw_rates(q8, slow_arithmetic, 1)[0], raw_rates(q8, slow_arithmetic, 4)[0]
+    assert 1.2 < four / one < 4
+    # Reading a prompt: the format's kernels count (Q4_K's repacked ones beat Q8_0's).
+    assert raw_rates(q4, slow_memory, 4)[1] > raw_rates(q8, slow_memory, 4)[1]
+
+
 def test_the_profile_is_cached_and_measured_again_on_new_hardware(tmp_path: Path) -> None:
     hw = replace(detect_hardware(), available_ram=8 * GIB)
     assert load_profile(tmp_path, hw) is None
