@@ -55,6 +55,8 @@ class Faults:
     status: int | None = None  # answer matching requests with this status instead
     status_on: tuple[str, ...] = ("head", "get", "api")  # which requests ``status`` hits
     status_times: int | None = None  # None: every time
+    opaque_etags: bool = False  # a mirror whose ETags are its own ids, not the file's checksum
+    hide_lfs: bool = False  # the API's file listing gives no LFS sha256
 
 
 @dataclass(frozen=True)
@@ -345,7 +347,11 @@ class _Handler(BaseHTTPRequestHandler):
                 "rfilename": f.filename,
                 "size": f.size,
                 "blobId": f.sha256[:40],
-                "lfs": {"sha256": f.sha256, "size": f.size, "pointerSize": 135},
+                **(
+                    {}
+                    if self.hub.faults.hide_lfs
+                    else {"lfs": {"sha256": f.sha256, "size": f.size, "pointerSize": 135}}
+                ),
             }
             for f in files.values()
         ]
@@ -387,6 +393,8 @@ class _Handler(BaseHTTPRequestHandler):
             "ETag": f'"{entry.sha256[:40]}"',
             "Accept-Ranges": "bytes",
         }
+        if self.hub.faults.opaque_etags:
+            headers["X-Linked-Etag"] = headers["ETag"] = f'"mirror-{entry.size}"'
         cdn = self.hub.cdn_url
         if cdn is not None:
             headers["Location"] = f"{cdn}/blobs/{entry.sha256}?X-Signature=test"

@@ -17,6 +17,7 @@ from assistant.errors import (
     Cancelled,
     ChecksumMismatchError,
     DiskFullError,
+    DownloadError,
     DownloadInProgressError,
     ModelTooLargeError,
     NotGGUFError,
@@ -587,6 +588,35 @@ def test_a_file_the_hub_keeps_in_git_is_verified_by_its_git_id(
     hub.clear_log()
     again = downloader.pull("test-org/git", FILENAME)
     assert again.from_cache and hub.file_gets() == []
+
+
+def test_with_a_mirrors_own_etags_the_file_is_checked_against_the_listings_sha256(
+    hub: FakeHub, downloader: Downloader, tiny: Path
+) -> None:
+    """A mirror whose ETags are not checksums: the repository's file listing still has the
+    sha256, and a byte changed on the way is caught with it."""
+    hub.faults.opaque_etags = True
+    fetched = downloader.pull(REPO, FILENAME)
+    assert fetched.model.sha256 == sha(tiny)
+    assert any("/api/models/" in r.path for r in hub.log)
+
+    hub.add_file("test-org/copy", FILENAME, tiny)
+    hub.faults.flip_byte_at = 1000
+    with pytest.raises(ChecksumMismatchError):
+        downloader.pull("test-org/copy", FILENAME)
+
+
+def test_without_a_checksum_anywhere_nothing_unverified_is_installed(
+    hub: FakeHub, store: ModelStore, downloader: Downloader
+) -> None:
+    hub.faults.opaque_etags = True
+    hub.faults.hide_lfs = True
+    with pytest.raises(DownloadError, match=r"publishes no checksum for " + FILENAME) as caught:
+        downloader.pull(REPO, FILENAME)
+    assert caught.value.command == "offline-assistant models import PATH"
+    assert "web browser" in (caught.value.hint or "")
+    assert hub.file_gets() == []
+    assert store.list_installed() == []
 
 
 def test_wait_gives_nothing_while_the_job_runs(
