@@ -25,7 +25,7 @@ import numpy as np
 import pytest
 
 from assistant.engine.base import ChatMessage, GenerationSettings, GenerationStats
-from assistant.engine.local import LocalEngine
+from assistant.engine.local import EXACT_DRAFT_POSITIONS, LocalEngine
 from assistant.engine.prompt_lookup import PromptLookup
 from assistant.engine.state_cache import SUFFIX, StateCache, common_prefix
 from assistant.paths import app_paths
@@ -426,6 +426,51 @@ def test_drafting_from_the_prompt_gives_the_same_text(model_path: Path) -> None:
         engine.batch_cost = 1.5
         assert engine.stream_chat(REWRITE, settings).run() == drafted
         assert engine.last_drafts == (0, 0)
+    finally:
+        engine.close()
+
+
+LONG_REWRITE = [
+    SYSTEM,
+    ChatMessage(
+        "user",
+        "Fix the typos in this paragraph and reply with the corrected paragraph only:\n\n"
+        "Teh old lighthouse stood on the edge of the cliff for more then a hundred years. Every "
+        "night its keeper climbed the narow stairs, lit the great lamp and watched the ships "
+        "pass safely thru the dark water. The keeper was a quiet man who liked his books, his "
+        "cat and the sound of the waves, and he rarely spoke to anyone in the vilage below. One "
+        "winter a terible storm broke the windows and put out the lamp, and the keeper had to "
+        "carry a lantern to the top of the tower and hold it there untill the morning came.",
+    ),
+]
+
+
+@pytest.mark.slow
+def test_drafts_stop_where_batches_and_single_tokens_would_part(
+    model_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On two threads llama.cpp attends differently for one token and for a batch once 512
+    cells are in use: this answer left the plain one at position 257 when drafts went on past
+    256. Drafts stop there; the text is the plain text."""
+    engine = _engine(model_path, None, prompt_lookup=True)
+    engine.batch_cost = 0.1
+    last_positions: list[int] = []
+    decode_drafts = engine._decode_drafts
+
+    def recording(token: int, drafts: list[int]) -> None:
+        last_positions.append(engine._llama.n_tokens + len(drafts))
+        decode_drafts(token, drafts)
+
+    monkeypatch.setattr(engine, "_decode_drafts", recording)
+    try:
+        settings = GenerationSettings(temperature=0.0, max_tokens=160, repeat_penalty=1.0)
+        drafted = engine.stream_chat(LONG_REWRITE, settings).run()
+        assert engine.last_drafts[1] > 0
+        assert last_positions and max(last_positions) < EXACT_DRAFT_POSITIONS
+        assert engine._llama.n_tokens > EXACT_DRAFT_POSITIONS + 20  # the answer went on past it
+        engine.prompt_lookup = False
+        engine.clear_context()
+        assert engine.stream_chat(LONG_REWRITE, settings).run() == drafted
     finally:
         engine.close()
 

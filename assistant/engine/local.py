@@ -65,6 +65,8 @@ process's stdout and stderr (file descriptors 1 and 2, and ``sys.stdout``/``sys.
 and leave the process's stderr silenced for good."""
 
 DEFAULT_CONTEXT = 4096
+# Drafts on several CPU threads stay below this position (see LocalEngine._exact_draft_room).
+EXACT_DRAFT_POSITIONS = 256
 
 
 class _EngineSettings(Protocol):
@@ -155,6 +157,7 @@ class LocalEngine:
         # Drafts need the tail of the cache to be removable; sliding-window and recurrent
         # memories cannot drop single positions.
         raw_model = model.model
+        self._gpu_layers = n_gpu_layers if hardware.gpu_offload else 0
         self._can_draft = not (
             llama_cpp.llama_model_n_swa(raw_model) > 0
             or llama_cpp.llama_model_is_recurrent(raw_model)
@@ -506,6 +509,7 @@ class LocalEngine:
                         room = min(
                             settings.max_tokens - stats.completion_tokens - 1,
                             self.n_ctx - llama.n_tokens - 2,
+                            self._exact_draft_room(llama.n_tokens),
                         )
                         drafts = lookup.propose(room)
                     if drafts:
@@ -579,6 +583,23 @@ class LocalEngine:
         llama.input_ids[llama.n_tokens : llama.n_tokens + count] = tokens
         llama.n_tokens += count
         self._unsaved = True
+
+    def _exact_draft_room(self, n_tokens: int) -> int:
+        """How many drafts a batch starting after ``n_tokens`` may hold and still give the
+        logits single-token decoding would (the answer must not change by drafting).
+
+        On the CPU with more than one thread, llama.cpp's flash attention splits the cached
+        positions among the threads for a single token once 512 cells are in use (beyond
+        position 255) and adds the parts afterwards, while a batch sums each row in one pass:
+        from there, batch logits differ from single-token ones (by up to ~0.5 here) and a near
+        tie can go the other way. Offloaded layers use other kernels for batches and single
+        tokens at every position.
+        """
+        if self._gpu_layers:
+            return 0
+        if self.n_threads > 1:
+            return EXACT_DRAFT_POSITIONS - n_tokens - 1
+        return self.n_ctx
 
     def _decode_drafts(self, token: int, drafts: list[int]) -> None:
         """Evaluate ``token`` (accepted) and ``drafts`` (not yet) in one batch, with logits
