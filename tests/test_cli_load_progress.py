@@ -111,11 +111,22 @@ def test_ask_json_on_a_terminal_prints_no_meter(model_path: Path) -> None:
 
 
 def test_no_meter_when_stderr_is_not_a_terminal(model_path: Path) -> None:
+    # A short, greedy answer: the meter is the point, and a loaded machine writes slowly.
+    short = ["--temperature", "0", "--max-tokens", "16"]
     result = subprocess.run(
-        [sys.executable, "-m", "assistant", "ask", "--model-path", str(model_path), QUESTION],
+        [
+            sys.executable,
+            "-m",
+            "assistant",
+            "ask",
+            "--model-path",
+            str(model_path),
+            *short,
+            QUESTION,
+        ],
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=240,
         env=os.environ.copy(),
         check=False,
     )
@@ -163,7 +174,7 @@ def ctrl_c_in_load() -> Iterator[list[int]]:
 def test_ctrl_c_cancels_ask_with_a_message_and_exit_code(
     model_path: Path, ctrl_c_in_load: list[int], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code = main(["ask", "--model-path", str(model_path), QUESTION])
+    code = main(["ask", "--model-path", str(model_path), "--max-tokens", "16", QUESTION])
     captured = capsys.readouterr()
     assert code == EXIT_INTERRUPTED
     assert captured.err.strip() == "Loading SmolLM2-135M-Instruct.Q4_1 was cancelled."
