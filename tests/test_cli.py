@@ -10,6 +10,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from assistant.chat.history import HistoryStore
 from assistant.paths import app_paths
 
@@ -118,6 +120,9 @@ def test_errors_are_one_clear_line(tmp_path: Path) -> None:
     assert unknown.returncode == 1 and "Traceback" not in unknown.stderr
 
 
+# Generous waits: on a machine whose cores are busy with other work, loading and the first
+# words can take minutes; only a hang should fail this.
+@pytest.mark.timeout(600)
 def test_ctrl_c_keeps_partial_answer(model_path: Path) -> None:
     process = subprocess.Popen(
         [
@@ -140,11 +145,12 @@ def test_ctrl_c_keeps_partial_answer(model_path: Path) -> None:
     )
     assert process.stdout is not None
     received = ""
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + 300
     while len(received) < 40 and time.monotonic() < deadline:
         received += process.stdout.read(1)
+    assert len(received) >= 40, "no answer within 5 minutes"
     process.send_signal(signal.SIGINT)
-    _, stderr = process.communicate(timeout=60)
+    _, stderr = process.communicate(timeout=240)
     assert process.returncode == 130, stderr
     assert "Traceback" not in stderr
 
