@@ -85,8 +85,11 @@ class Sidebar(QWidget):
         self._filling = False
         self._activate_first_result = False
         self._final_query: str | None = None
+        self._searched_for: str | None = None  # the query last searched for
+        self._shown: tuple[str, list[SearchHit]] | None = None  # the query and hits listed
         self._items: dict[int, QListWidgetItem] = {}  # the list's item of each conversation
         self._unshown: list[SearchHit] = []
+        self._fitted_width = 0  # the width the result rows were measured at
         self._more_results = QTimer(self)
         self._more_results.setSingleShot(True)
         self._more_results.setInterval(0)
@@ -391,7 +394,7 @@ class Sidebar(QWidget):
         elif (
             watched is self.results.viewport()
             and isinstance(event, QResizeEvent)
-            and event.size().width() != event.oldSize().width()
+            and self._results_width() != self._fitted_width
         ):
             self._fit_results()  # rows wrap anew at another width
         return super().eventFilter(watched, event)
@@ -405,12 +408,15 @@ class Sidebar(QWidget):
     @Slot(str)
     def _on_search_text_changed(self, text: str) -> None:
         if text.strip():
-            self._search_timer.start()
+            # A space typed after a word asks nothing new: the search asked for stands.
+            if text.strip() != self._searched_for:
+                self._search_timer.start()
         else:
             self._search_timer.stop()
             self.searcher.cancel()
             self._unshown = []
-            self._final_query = None
+            self._final_query = self._searched_for = None
+            self._shown = None
             self.pages.setCurrentIndex(0)
 
     @Slot()
@@ -422,6 +428,7 @@ class Sidebar(QWidget):
             self.pages.setCurrentIndex(0)
             return
         self._final_query = None
+        self._searched_for = query
         self.searcher.search(query)
 
     @Slot(str, list, bool)
@@ -430,10 +437,14 @@ class Sidebar(QWidget):
             return  # typed on meanwhile; the newer search reports soon
         if not hits and not final:
             return  # a better stage follows: keep what is shown until then
-        # Results are laid out a few per event-loop turn, so typing never waits for 50 of them.
-        self.results.clear()
-        self._unshown = list(hits)
-        self._add_some_results()
+        # The next stage often brings the same list: nothing to lay out again.
+        if (query, hits) != self._shown:
+            self._shown = (query, list(hits))
+            # Laid out a few per event-loop turn, so typing never waits for 50 of them.
+            self.results.clear()
+            self._fitted_width = self._results_width()
+            self._unshown = list(hits)
+            self._add_some_results()
         self.no_results.setVisible(not hits)
         self.results.setVisible(bool(hits))
         self.pages.setCurrentIndex(1)
@@ -466,16 +477,20 @@ class Sidebar(QWidget):
         html = result_html(title, None if hit.message_id is None else snippet)
         item.setData(RESULT_HTML_ROLE, html)
         item.setSizeHint(
-            self._result_delegate.row_size(html, self._results_width(), self.results.font())
+            self._result_delegate.row_size(html, self._fitted_width, self.results.font())
         )
         self.results.addItem(item)
 
     def _results_width(self) -> int:
-        return self.results.viewport().width()
+        """The width rows are measured at: the list's inside with its scroll bar shown,
+        whether it is or not. The bar comes and goes as results are replaced while typing;
+        each time, every row was measured again (a stall)."""
+        inside = self.results.contentsRect().width()  # the viewport with no bar beside it
+        return inside - self.results.verticalScrollBar().sizeHint().width()
 
     def _fit_results(self) -> None:
         """Rows are as tall as their text at the list's width: measured again when it changes."""
-        width = self._results_width()
+        width = self._fitted_width = self._results_width()
         font = self.results.font()
         for row in range(self.results.count()):
             item = self.results.item(row)
