@@ -54,6 +54,9 @@ UNTITLED = "New chat"
 # Off the UI thread and cancelled by the next key, a search can start at once.
 SEARCH_DELAY_MS = 0
 RESULTS_PER_TURN = 10
+# Rows past the first screenful wait this long: while the user types on, each key replaces the
+# results before then, and only the rows in view are ever laid out.
+MORE_RESULTS_AFTER_MS = 120
 # Conversations listed at a time (more as the list is scrolled down).
 PAGE = 150
 
@@ -462,7 +465,8 @@ class Sidebar(QWidget):
         for hit in batch:
             self._add_result(hit)
         if self._unshown:
-            self._more_results.start()
+            first = self.results.count() <= RESULTS_PER_TURN
+            self._more_results.start(MORE_RESULTS_AFTER_MS if first else 0)
 
     def _add_result(self, hit: SearchHit) -> None:
         title = hit.conversation_title or UNTITLED
@@ -500,8 +504,8 @@ class Sidebar(QWidget):
     @property
     def searching(self) -> bool:
         """A query is typed and its final results have not all been shown yet."""
-        typed = bool(self.search.text().strip())
-        return typed and (self._final_query is None or bool(self._unshown))
+        typed = self.search.text().strip()
+        return bool(typed) and (self._final_query != typed or bool(self._unshown))
 
     def result_count(self) -> int:
         return self.results.count() if self.pages.currentIndex() == 1 else 0
