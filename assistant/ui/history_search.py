@@ -110,6 +110,8 @@ class _SearchTask(QRunnable):
             with newest.lock:
                 newest.running = searcher
             try:
+                if not self._wanted():
+                    return  # asked for while the connection opened: no one interrupted it
                 for stage in searcher.stages(self._query, self._limit, wanted=self._wanted):
                     self._relay.stage.emit(self._ticket, self._query, stage.hits, stage.final)
             finally:
