@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from assistant.chat import search as search_module
 from assistant.chat.history import HistoryStore, Message
 from assistant.chat.migrations import open_connection
 from assistant.chat.search import (
@@ -122,6 +125,50 @@ def test_a_search_no_longer_wanted_stops_quietly(store: HistoryStore) -> None:
         assert list(searcher.stages("banana"))[-1].final
     finally:
         searcher.close()
+
+
+def test_a_newer_query_interrupts_the_statement_running_now(
+    store: HistoryStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    chat = store.create_conversation(title="Endless")
+    store.add_message(chat.id, "user", "endless")
+    monkeypatch.setattr(search_module, "_CHECK_EVERY", 10**9)  # no check while it runs
+
+    def endless_titles(conn: sqlite3.Connection, match: str, limit: int) -> list[Any]:
+        running.set()
+        conn.execute(  # a statement that never ends by itself
+            "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT max(x) FROM c"
+        ).fetchall()
+        return []
+
+    monkeypatch.setattr(search_module, "_ranked_titles", endless_titles)
+    running = threading.Event()
+    wanted = threading.Event()
+    wanted.set()
+    stages: list[object] = []
+    failures: list[BaseException] = []
+    searcher = HistorySearcher(store.db_path)
+
+    def work() -> None:
+        try:
+            stages.extend(searcher.stages("endless", wanted=wanted.is_set))
+        except BaseException as exc:  # the test says which
+            failures.append(exc)
+
+    thread = threading.Thread(target=work, daemon=True)
+    thread.start()
+    try:
+        assert running.wait(30)
+        wanted.clear()  # a newer query was typed
+        searcher.interrupt()
+        thread.join(30)
+        assert not thread.is_alive()
+        assert stages == [] and failures == []  # ended quietly, nothing reported
+    finally:
+        searcher.interrupt()
+        thread.join(30)
+        searcher.close()
+    searcher.interrupt()  # once closed: nothing to stop, no error
 
 
 def test_a_searcher_works_from_another_thread(store: HistoryStore) -> None:

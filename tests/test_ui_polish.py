@@ -417,6 +417,36 @@ def test_search_keeps_up_and_shows_only_the_newest_query(
         assert "<b>zebra</b>" in shown
 
 
+def test_a_space_after_a_word_searches_nothing_new(
+    qtbot: QtBot, open_window: OpenWindow, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with HistoryStore(app_paths().ensure().history_db) as history:
+        chat = history.create_conversation(title="Fruit")
+        history.add_message(chat.id, "user", "kiwi and mango")
+    window = open_window()
+    sidebar = window.sidebar
+    asked: list[str] = []
+    search = sidebar.searcher.search
+
+    def spy(query: str) -> None:
+        asked.append(query)
+        search(query)
+
+    monkeypatch.setattr(sidebar.searcher, "search", spy)
+    qtbot.keyClicks(sidebar.search, "kiwi")
+    qtbot.waitUntil(lambda: not sidebar.searching, timeout=30_000)
+    first_row = sidebar.results.item(0)
+    qtbot.keyClicks(sidebar.search, " ")
+    qtbot.wait(200)
+    assert asked == ["kiwi"] and not sidebar.searching and sidebar.result_count() == 1
+    sidebar.run_search()  # asked again (the history changed): the same list stays as it is
+    qtbot.waitUntil(lambda: not sidebar.searching, timeout=30_000)
+    assert asked[-1] == "kiwi" and sidebar.results.item(0) is first_row
+    qtbot.keyClicks(sidebar.search, "mango")
+    qtbot.waitUntil(lambda: not sidebar.searching, timeout=30_000)
+    assert asked[-1] == "kiwi mango" and sidebar.result_count() == 1
+
+
 def test_search_result_rows_fit_their_wrapped_text_at_any_width(
     qtbot: QtBot, open_window: OpenWindow
 ) -> None:

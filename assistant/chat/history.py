@@ -538,8 +538,11 @@ class HistoryStore:
     def list_conversations(self, limit: int | None = None, offset: int = 0) -> list[Conversation]:
         """Conversations not deleted, most recently updated first (``limit`` of them, after
         the first ``offset``)."""
+        # "+deleted_at": walk the updated_at index newest first and stop after ``limit``;
+        # through the deleted_at index, SQLite sorted every conversation first (7 ms of the
+        # window's start with 5,000 of them, growing with the history).
         rows = self._read(
-            "SELECT * FROM conversations WHERE deleted_at IS NULL"
+            "SELECT * FROM conversations WHERE +deleted_at IS NULL"
             " ORDER BY updated_at DESC, id DESC LIMIT ? OFFSET ?",
             (-1 if limit is None else limit, offset),
         )

@@ -21,6 +21,7 @@ from assistant.state import WindowState
 from assistant.ui.collector import MainThreadCollector
 from assistant.ui.desktop import DesktopShell
 from assistant.ui.errors import show_bug_report
+from assistant.ui.first_paint import ThreadHold, after_first_paint
 from assistant.ui.instance import become_server
 from assistant.ui.main_window import MainWindow
 from assistant.ui.recovery import start_services
@@ -41,6 +42,8 @@ def build_main_window(paths: AppPaths | None = None) -> MainWindow:
 
 AFTER_FIRST_PAINT_MS = 1_500
 """The engine check starts this long after the window shows, not while it paints."""
+HOLD_LIMIT_S = 5.0
+"""The longest the model's thread waits for the first paint, whatever happens."""
 
 
 def freeze_startup_heap() -> None:
@@ -142,9 +145,17 @@ def run_app(
     if startup is None:
         return 1
     services = startup.services
+    # The default model's load (MainWindow asks for it) waits for the first paint.
+    hold = ThreadHold(services.runner.model_thread, HOLD_LIMIT_S, services)
+    services.shuttingDown.connect(hold.release)
     window = MainWindow(services)
     shell = DesktopShell(services, window, server, services)
     in_tray = shell.tray.keeps_running and (hidden or command == ipc.QUICK_ASK)
+    if in_tray or command == ipc.QUICK_ASK:
+        hold.release()  # no window to paint first; the popup wants the model soon
+    else:
+        after_first_paint(window, hold.release)
+        QTimer.singleShot(AFTER_FIRST_PAINT_MS, hold, hold.release)  # a window never exposed
     if not in_tray:
         window.show()
     # After the window is up and painted (the check's child process would compete with the

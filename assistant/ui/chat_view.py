@@ -23,6 +23,7 @@ from PySide6.QtWidgets import (
 )
 
 from assistant.chat.history import Message
+from assistant.ui.first_paint import after_first_paint
 from assistant.ui.markdown import Style, warm_up_in_background
 from assistant.ui.message_view import MessageWidget
 from assistant.ui.theme import colors_for
@@ -109,10 +110,8 @@ class ChatView(QWidget):
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.scroll_area)
-        warm_up_in_background(self._style)
-        # The first rich-text widget costs more than the rest (fonts, layout engine): pay for
-        # it while the window is idle rather than when the first answer arrives.
-        QTimer.singleShot(300, self, self._on_warm_up_due)
+        # Not before the window is on screen: the warm-up would compete with its first paint.
+        after_first_paint(self, self._on_first_paint)
 
     def _build_empty_state(self) -> QWidget:
         self.empty = QWidget()
@@ -370,6 +369,13 @@ class ChatView(QWidget):
         width = self._bubble_width()
         for widget in self._widgets:
             widget.set_max_bubble_width(width)
+
+    @Slot()
+    def _on_first_paint(self) -> None:
+        warm_up_in_background(self._style)
+        # The first rich-text widget costs more than the rest (fonts, layout engine): pay for
+        # it while the window is idle rather than when the first answer arrives.
+        QTimer.singleShot(300, self, self._on_warm_up_due)
 
     @Slot()
     def _on_warm_up_due(self) -> None:

@@ -9,7 +9,7 @@ notification says so. Quitting is the tray's Quit or Ctrl+Q (``services.quit``).
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QEvent, QObject, QTimer, Slot
 from PySide6.QtGui import QGuiApplication
@@ -19,9 +19,11 @@ from assistant import APP_NAME, autostart, ipc
 from assistant.ui.hotkey import GlobalHotkey
 from assistant.ui.instance import InstanceServer
 from assistant.ui.main_window import MainWindow
-from assistant.ui.quick_ask import QuickAskPopup
 from assistant.ui.services import AppServices
 from assistant.ui.tray import Tray
+
+if TYPE_CHECKING:
+    from assistant.ui.quick_ask import QuickAskPopup
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +67,9 @@ class DesktopShell(QObject):
     def popup(self) -> QuickAskPopup:
         """Made on first use: a start that never asks pays nothing for it."""
         if self._popup is None:
+            # Imported on first use, not at start-up: the window paints sooner.
+            from assistant.ui.quick_ask import QuickAskPopup
+
             self._popup = QuickAskPopup(self.services)
             self._popup.continueRequested.connect(self.continue_in_chat)
         return self._popup

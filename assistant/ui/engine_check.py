@@ -23,7 +23,6 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from assistant import doctor
 from assistant.engine.base import ChatProvider
 from assistant.engine.diagnose import EngineReport
 from assistant.paths import AppPaths
@@ -31,6 +30,14 @@ from assistant.providers import FileLoader, ProviderSettings
 from assistant.ui.background import Mailbox, run_in_thread
 
 log = logging.getLogger(__name__)
+
+
+def _check_engine(paths: AppPaths) -> EngineReport:
+    # Imported when the check runs (after the window is up): the doctor's imports
+    # (importlib.metadata, platform…) are not needed for the first frame.
+    from assistant import doctor
+
+    return doctor.check_engine(paths)
 
 
 class EngineCheck(QObject):
@@ -64,7 +71,7 @@ class EngineCheck(QObject):
         # On a plain thread that never touches Qt: the outcome comes back through the mailbox.
         run_in_thread(
             self._mailbox,
-            lambda: doctor.check_engine(self._paths),
+            lambda: _check_engine(self._paths),
             self._on_checked,
             name="engine-check",
         )
@@ -78,7 +85,7 @@ class EngineCheck(QObject):
     def run(self) -> EngineReport:
         """Check now, blocking (off the UI thread: the model thread, which outlives no
         services); cached, so later calls are instant."""
-        report = doctor.check_engine(self._paths)
+        report = _check_engine(self._paths)
         self._settle(report)
         return report
 
@@ -105,6 +112,8 @@ class EngineCheck(QObject):
     def details(self) -> str:
         """The doctor's report, for people to read or send."""
         from PySide6 import __version__ as qt_version
+
+        from assistant import doctor
 
         report = self.report or EngineReport(problem="", error="not checked yet")
         return doctor.to_text(doctor.collect(self._paths, report, qt_version=qt_version))

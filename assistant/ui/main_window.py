@@ -45,7 +45,6 @@ from assistant.ui.composer import Composer
 from assistant.ui.errors import ErrorBanner, FixAction
 from assistant.ui.model_picker import ModelPicker
 from assistant.ui.services import AppServices
-from assistant.ui.settings_dialog import SettingsDialog
 from assistant.ui.sidebar import Sidebar
 from assistant.ui.theme import apply_theme as style_application
 from assistant.ui.theme import is_dark
@@ -54,7 +53,7 @@ from assistant.ui.window_geometry import clamp_minimum, fit_window, keep_inside_
 from assistant.ui.window_models import ModelsSection
 
 if TYPE_CHECKING:
-    pass
+    from assistant.ui.settings_dialog import SettingsDialog
 
 log = logging.getLogger(__name__)
 
@@ -527,6 +526,8 @@ class MainWindow(ModelsSection, ChatListSection, QMainWindow):
 
     @Slot()
     def open_settings(self) -> SettingsDialog:
+        from assistant.ui.settings_dialog import SettingsDialog  # on first use
+
         # Changes reach this window (and every other) through services.settingsChanged.
         dialog = SettingsDialog(
             self.settings,

@@ -54,6 +54,9 @@ UNTITLED = "New chat"
 # Off the UI thread and cancelled by the next key, a search can start at once.
 SEARCH_DELAY_MS = 0
 RESULTS_PER_TURN = 10
+# Rows past the first screenful wait this long: while the user types on, each key replaces the
+# results before then, and only the rows in view are ever laid out.
+MORE_RESULTS_AFTER_MS = 120
 # Conversations listed at a time (more as the list is scrolled down).
 PAGE = 150
 
@@ -85,8 +88,11 @@ class Sidebar(QWidget):
         self._filling = False
         self._activate_first_result = False
         self._final_query: str | None = None
+        self._searched_for: str | None = None  # the query last searched for
+        self._shown: tuple[str, list[SearchHit]] | None = None  # the query and hits listed
         self._items: dict[int, QListWidgetItem] = {}  # the list's item of each conversation
         self._unshown: list[SearchHit] = []
+        self._fitted_width = 0  # the width the result rows were measured at
         self._more_results = QTimer(self)
         self._more_results.setSingleShot(True)
         self._more_results.setInterval(0)
@@ -391,7 +397,7 @@ class Sidebar(QWidget):
         elif (
             watched is self.results.viewport()
             and isinstance(event, QResizeEvent)
-            and event.size().width() != event.oldSize().width()
+            and self._results_width() != self._fitted_width
         ):
             self._fit_results()  # rows wrap anew at another width
         return super().eventFilter(watched, event)
@@ -405,12 +411,15 @@ class Sidebar(QWidget):
     @Slot(str)
     def _on_search_text_changed(self, text: str) -> None:
         if text.strip():
-            self._search_timer.start()
+            # A space typed after a word asks nothing new: the search asked for stands.
+            if text.strip() != self._searched_for:
+                self._search_timer.start()
         else:
             self._search_timer.stop()
             self.searcher.cancel()
             self._unshown = []
-            self._final_query = None
+            self._final_query = self._searched_for = None
+            self._shown = None
             self.pages.setCurrentIndex(0)
 
     @Slot()
@@ -422,6 +431,7 @@ class Sidebar(QWidget):
             self.pages.setCurrentIndex(0)
             return
         self._final_query = None
+        self._searched_for = query
         self.searcher.search(query)
 
     @Slot(str, list, bool)
@@ -430,10 +440,14 @@ class Sidebar(QWidget):
             return  # typed on meanwhile; the newer search reports soon
         if not hits and not final:
             return  # a better stage follows: keep what is shown until then
-        # Results are laid out a few per event-loop turn, so typing never waits for 50 of them.
-        self.results.clear()
-        self._unshown = list(hits)
-        self._add_some_results()
+        # The next stage often brings the same list: nothing to lay out again.
+        if (query, hits) != self._shown:
+            self._shown = (query, list(hits))
+            # Laid out a few per event-loop turn, so typing never waits for 50 of them.
+            self.results.clear()
+            self._fitted_width = self._results_width()
+            self._unshown = list(hits)
+            self._add_some_results()
         self.no_results.setVisible(not hits)
         self.results.setVisible(bool(hits))
         self.pages.setCurrentIndex(1)
@@ -451,7 +465,8 @@ class Sidebar(QWidget):
         for hit in batch:
             self._add_result(hit)
         if self._unshown:
-            self._more_results.start()
+            first = self.results.count() <= RESULTS_PER_TURN
+            self._more_results.start(MORE_RESULTS_AFTER_MS if first else 0)
 
     def _add_result(self, hit: SearchHit) -> None:
         title = hit.conversation_title or UNTITLED
@@ -466,16 +481,20 @@ class Sidebar(QWidget):
         html = result_html(title, None if hit.message_id is None else snippet)
         item.setData(RESULT_HTML_ROLE, html)
         item.setSizeHint(
-            self._result_delegate.row_size(html, self._results_width(), self.results.font())
+            self._result_delegate.row_size(html, self._fitted_width, self.results.font())
         )
         self.results.addItem(item)
 
     def _results_width(self) -> int:
-        return self.results.viewport().width()
+        """The width rows are measured at: the list's inside with its scroll bar shown,
+        whether it is or not. The bar comes and goes as results are replaced while typing;
+        each time, every row was measured again (a stall)."""
+        inside = self.results.contentsRect().width()  # the viewport with no bar beside it
+        return inside - self.results.verticalScrollBar().sizeHint().width()
 
     def _fit_results(self) -> None:
         """Rows are as tall as their text at the list's width: measured again when it changes."""
-        width = self._results_width()
+        width = self._fitted_width = self._results_width()
         font = self.results.font()
         for row in range(self.results.count()):
             item = self.results.item(row)
@@ -485,8 +504,8 @@ class Sidebar(QWidget):
     @property
     def searching(self) -> bool:
         """A query is typed and its final results have not all been shown yet."""
-        typed = bool(self.search.text().strip())
-        return typed and (self._final_query is None or bool(self._unshown))
+        typed = self.search.text().strip()
+        return bool(typed) and (self._final_query != typed or bool(self._unshown))
 
     def result_count(self) -> int:
         return self.results.count() if self.pages.currentIndex() == 1 else 0

@@ -114,7 +114,11 @@ class ResultDelegate(QStyledItemDelegate):
             opt.text = ""
             widget.style().drawControl(_ITEM_VIEW_ITEM, opt, painter, widget)
         rect = option.rect
-        inner = max(60, rect.width() - 2 * RESULT_PADDING.width())
+        # Laid out at the width the row was measured at (its size hint), which stays put when
+        # the scroll bar comes or goes: a new layout of every row on screen was a stall.
+        measured = index.data(Qt.ItemDataRole.SizeHintRole)  # type: ignore[union-attr]
+        width = measured.width() if isinstance(measured, QSize) else rect.width()
+        inner = max(60, width - 2 * RESULT_PADDING.width())
         document = self._document(text, inner, option.font)
         role = _HIGHLIGHTED_TEXT if option.state & _SELECTED else _TEXT
         context = QAbstractTextDocumentLayout.PaintContext()

@@ -21,7 +21,6 @@ from assistant.chat.history import HistoryStore
 from assistant.errors import AssistantError
 from assistant.ui.chat_view import ChatView
 from assistant.ui.composer import Composer
-from assistant.ui.conversation_files import export_conversation, import_conversation
 from assistant.ui.message_view import MessageWidget
 from assistant.ui.sidebar import Sidebar
 
@@ -141,6 +140,8 @@ class ChatListSection(QMainWindow):
         if self.chat.conversation_id is None:
             self.show_problem("Open a chat to export it.", "Pick one in the chat list.")
             return None
+        from assistant.ui.conversation_files import export_conversation  # on first use
+
         try:
             written = export_conversation(self, self.history, self.chat.conversation_id, fmt, path)
         except AssistantError as exc:
@@ -165,6 +166,8 @@ class ChatListSection(QMainWindow):
 
     def import_chat(self, path: Path | None = None) -> None:
         """Import a chat exported as JSON and open it."""
+        from assistant.ui.conversation_files import import_conversation  # on first use
+
         try:
             conversation = import_conversation(self, self.history, path)
         except AssistantError as exc:

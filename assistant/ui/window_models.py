@@ -96,6 +96,8 @@ class ModelsSection(QMainWindow):
         self.banner.hide()
         self.picker.set_current(model_id)
         self.runner.load(model_id, self.settings)
+        # Said at once: at start the load itself begins only after the first paint.
+        self._show_loading(model_id, None)
 
     @Slot(str)
     def _on_model_chosen(self, model_id: str) -> None:
