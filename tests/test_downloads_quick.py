@@ -250,6 +250,18 @@ def test_a_cancelled_pull_keeps_its_bytes_and_the_next_resumes(
     assert "verifying" in [p.phase for p in seen[:first_download]]
 
 
+def test_a_pull_that_got_no_bytes_leaves_no_empty_partial_behind(
+    hub: FakeHub, store: ModelStore, downloader: Downloader, tiny: Path
+) -> None:
+    """Every answer is cut before its first byte: nothing to resume, so no 0-byte file stays."""
+    hub.faults.drop_after = 0
+    hub.faults.drop_times = None
+    with pytest.raises(DownloadError):
+        downloader.pull(REPO, FILENAME)
+    assert not downloader.cache.partial_path(REPO, sha(tiny)).exists()
+    assert store.list_installed() == []
+
+
 def test_a_cancel_that_discards_leaves_nothing(
     hub: FakeHub, store: ModelStore, downloader: Downloader, tiny: Path
 ) -> None:
