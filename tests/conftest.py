@@ -25,6 +25,7 @@ os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
 
 import gc
 import platform
+import signal
 import sys
 import warnings
 from collections.abc import Callable, Generator, Iterator
@@ -172,8 +173,14 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     """Garbage is collected on the main thread only, as the app does (assistant/ui/collector.py):
     a reference cycle holding a Qt object, freed by Python's collector on a worker thread, tore
     down a socket notifier from the wrong thread and flooded, or crashed, a later test's event
-    loop. ``collect_on_main_thread`` collects after each test."""
+    loop. ``collect_on_main_thread`` collects after each test.
+
+    Ctrl+C as a user presses it: a shell without job control starts background commands (``cmd
+    &`` in a script, ``nohup``) with SIGINT ignored, and Python then leaves it ignored, in this
+    process and in every child the tests start. The Ctrl+C tests would test that, not the app."""
     gc.disable()
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 _tests_run = [0]
