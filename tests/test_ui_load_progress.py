@@ -128,6 +128,9 @@ def test_cancel_stops_the_load_and_the_next_load_answers(
     picker = window.picker
     qtbot.waitUntil(picker.cancel_button.isVisible, timeout=10_000)
     assert runner.loading
+    # The load waits for the window's first paint: cancel once it is at llama.cpp's door, the
+    # case this test is about (a cancel before the load began is stopped before it, simpler).
+    qtbot.waitUntil(lambda: gate.loads == 1, timeout=10_000)
 
     qtbot.mouseClick(picker.cancel_button, Qt.MouseButton.LeftButton)
     assert picker.state.text() == "Cancelling…" and not picker.cancel_button.isEnabled()
