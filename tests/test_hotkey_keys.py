@@ -1,7 +1,7 @@
 """The global shortcut's key tables for macOS (Carbon) and Windows, checked on any OS.
 
 The hot keys themselves need those systems (the X11 one is tested under Xvfb in
-test_desktop_x11.py); what decides which key and modifiers they register is plain data.
+test_x11_desktop.py); what decides which key and modifiers they register is plain data.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The tray menu's actions and the model state it shows, offscreen (where no tray exists, the
 menu still works and closing the window quits as before). The real tray is tested under Xvfb
-in test_desktop_x11.py."""
+in test_x11_desktop.py."""
 
 from __future__ import annotations
 

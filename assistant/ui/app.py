@@ -12,7 +12,7 @@ import types
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from PySide6.QtCore import Qt, QTimer
+from PySide6.QtCore import QCoreApplication, QEvent, Qt, QTimer
 from PySide6.QtWidgets import QApplication
 
 from assistant import APP_ID, APP_NAME, __version__, ipc
@@ -190,6 +190,9 @@ def run_app(
         for number, previous in handlers.items():
             signal.signal(number, previous)
         services.shutdown()  # does nothing when the Quit action already did it
+        # A quit asked for after the loop had begun to end stays posted; the next event loop
+        # of this process (a later start, in tests) would take it and end at once.
+        QCoreApplication.removePostedEvents(app, QEvent.Type.Quit)
 
 
 def _welcome(window: MainWindow, state: WindowState) -> None:

@@ -3,10 +3,6 @@ xdotool), the selection brought along (set with xclip) and the tray (trayer as t
 
 Runs on its own Xvfb, without a window manager: the hardest case for taking the focus. The
 tools are build dependencies (packaging/debian-build-deps.txt); a box without them says so.
-
-Named to run before test_ui_startup.py: after its in-process run_app test, no timer or socket
-notifier fires any more in this process's event loop (found 2026-11-30, cause not yet known),
-and the shortcut test timed out. Open: find what that test leaves behind.
 """
 
 from __future__ import annotations
