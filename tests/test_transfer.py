@@ -660,7 +660,10 @@ def test_an_empty_answer_counts_as_a_dropped_connection(tmp_path: Path, payload:
             make_transfer(server, reports, retries=2).run(tmp_path / "p", 0, 1000)
         assert caught.value.message == f"The Hub kept sending nothing for {FILENAME}."
         assert caught.value.hint == "Try again later: the bytes downloaded so far are kept."
-        assert len([r for r in server.records() if r.server == "cdn"]) == 3
+        # Three attempts (retries=2), each one GET; but an attempt can die on a kept-alive
+        # connection the server had just closed, before it reaches the server (a dropped
+        # connection too, retried alike), so the server may see only two of them.
+        assert 2 <= len([r for r in server.records() if r.server == "cdn"]) <= 3
 
 
 def test_pause_mid_transfer_stops_then_resumes_with_a_range(
