@@ -27,7 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar
 
-from PySide6.QtCore import QCoreApplication, QObject, QThread, Signal, Slot
+from PySide6.QtCore import QObject, QThread, Signal, Slot
 
 from assistant.chat import conversation
 from assistant.chat.history import APP_CLOSED, HistoryStore
@@ -335,10 +335,7 @@ class ProviderWorker(QObject):
         """Free every provider and end the thread (queued after any task in progress)."""
         self._close_all()
         thread = self.thread()
-        app = QCoreApplication.instance()
-        # Never the GUI thread's loop (a worker not moved to its thread yet lives there):
-        # quitting it would leave every later event loop of the process ending at once.
-        if thread is not None and (app is None or thread is not app.thread()):
+        if thread is not None:
             thread.quit()
 
     def _close_all(self) -> None:
