@@ -77,9 +77,35 @@ TARGETS: dict[str, Target] = {
             "tests/test_hardening_downloads.py",
         ],
     ),
+    # The cloud client and the hardware diagnosis run in the quick lane against loopback servers
+    # and the doctor; the rest of the engine needs the real model, so its run takes hours.
+    "cloud": Target(
+        ["assistant/engine/cloud.py"], ["tests/test_cloud.py", "tests/test_cloud_wire.py"]
+    ),
+    "diagnose": Target(
+        ["assistant/engine/cpu.py", "assistant/engine/diagnose.py"], ["tests/test_doctor.py"]
+    ),
     "engine": Target(
-        ["assistant/engine/*"],
-        ["tests/test_engine.py", "tests/test_engine_received.py"],
+        [
+            f"assistant/engine/{name}.py"
+            for name in (
+                "base",
+                "kv_state",
+                "llama_log",
+                "load_progress",
+                "local",
+                "prompt",
+                "prompt_lookup",
+                "state_cache",
+            )
+        ],
+        [
+            "tests/test_engine.py",
+            "tests/test_engine_received.py",
+            "tests/test_model_memory.py",
+            "tests/test_model_sampling.py",
+            "tests/test_load_progress.py",
+        ],
         markers="",
     ),
 }
