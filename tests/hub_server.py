@@ -57,6 +57,7 @@ class Faults:
     status_times: int | None = None  # None: every time
     opaque_etags: bool = False  # a mirror whose ETags are its own ids, not the file's checksum
     hide_lfs: bool = False  # the API's file listing gives no LFS sha256
+    hide_size: bool = False  # a mirror that sends no X-Linked-Size with a file's metadata
 
 
 @dataclass(frozen=True)
@@ -393,6 +394,8 @@ class _Handler(BaseHTTPRequestHandler):
             "ETag": f'"{entry.sha256[:40]}"',
             "Accept-Ranges": "bytes",
         }
+        if self.hub.faults.hide_size:
+            del headers["X-Linked-Size"]
         if self.hub.faults.opaque_etags:
             headers["X-Linked-Etag"] = headers["ETag"] = f'"mirror-{entry.size}"'
         cdn = self.hub.cdn_url

@@ -694,3 +694,99 @@ def test_a_download_in_its_thread_does_not_keep_the_program_alive(tiny: Path) ->
     )
     assert child.stdout.strip() == "quitting", child.stderr
     assert child.returncode == 0
+
+
+# --- what the user reads when a check fails ------------------------------------------------------
+
+
+def test_a_file_of_the_wrong_size_is_refused_with_both_sizes(
+    hub: FakeHub, store: ModelStore, downloader: Downloader, tiny: Path
+) -> None:
+    """Without a size from the Hub, the catalog's size is the one to meet."""
+    hub.faults.hide_size = True
+    size = tiny.stat().st_size
+    target = DownloadTarget.for_spec(spec_for(tiny, size=size - 10))
+    with pytest.raises(ChecksumMismatchError) as caught:
+        downloader.job(target).run()
+    assert (caught.value.message, caught.value.hint) == (
+        f"{FILENAME} arrived with {size} bytes instead of {size - 10}. "
+        "It was deleted; nothing was installed.",
+        "Try again; if it keeps happening the file on the Hub may be changing.",
+    )
+    nothing_left(downloader, store, sha(tiny))
+
+
+def test_a_changed_byte_names_both_checksums(
+    hub: FakeHub, store: ModelStore, downloader: Downloader, tiny: Path
+) -> None:
+    hub.faults.flip_byte_at = 1
+    data = bytearray(tiny.read_bytes())
+    data[1] ^= 0xFF
+    got = hashlib.sha256(bytes(data)).hexdigest()
+    with pytest.raises(ChecksumMismatchError) as caught:
+        downloader.pull(REPO, FILENAME)
+    assert (caught.value.message, caught.value.hint) == (
+        f"The downloaded {FILENAME} does not match its published checksum "
+        f"(expected {sha(tiny)[:12]}…, got {got[:12]}…). It was deleted; nothing was installed.",
+        "Try again. If it happens again, the connection or a proxy is altering the file.",
+    )
+
+
+def test_a_partial_file_already_complete_or_too_long(
+    hub: FakeHub, downloader: Downloader, store: ModelStore, tiny: Path
+) -> None:
+    """A complete partial file (a crash after the last byte) is only verified; one longer than
+    the file cannot be a prefix of it and is started over."""
+    partial = downloader.cache.partial_path(REPO, sha(tiny))
+    partial.parent.mkdir(parents=True, exist_ok=True)
+    size = tiny.stat().st_size
+    partial.write_bytes(tiny.read_bytes())
+    result = downloader.pull(REPO, FILENAME)
+    assert (result.resumed_from, result.fetched_bytes) == (size, 0)
+    store.remove(result.model.id)  # the app's own download: its file goes too
+    assert downloader.cache.cached_file(REPO, FILENAME) is None
+
+    partial.write_bytes(tiny.read_bytes() + b"extra")
+    result = downloader.pull(REPO, FILENAME)
+    assert (result.resumed_from, result.fetched_bytes) == (0, size)
+    assert result.model.path.read_bytes() == tiny.read_bytes()
+
+
+def test_memory_warnings_name_the_model_and_the_memory(
+    hub: FakeHub, store: ModelStore, tiny: Path
+) -> None:
+    from assistant.models import hardware
+    from assistant.disk import format_bytes
+
+    spec = spec_for(tiny)
+    needed = hardware.estimate_for_spec(spec).total
+    tight = Hardware(
+        total_ram=4 * needed,
+        available_ram=needed // 2,
+        physical_cores=1,
+        logical_cores=1,
+        gpu_offload=False,
+    )
+    result = make_downloader(store, hardware=tight).job(DownloadTarget.for_spec(spec)).run()
+    assert result.warnings == (
+        f"{FILENAME} needs about {format_bytes(needed)} of memory; "
+        "close other programs before using it.",
+    )
+
+    # A repo file has no catalog entry: its size stands for the model.
+    by_size = hardware.estimate_for_size(tiny.stat().st_size).total
+    small = Hardware(
+        total_ram=by_size // 2,
+        available_ram=by_size // 4,
+        physical_cores=1,
+        logical_cores=1,
+        gpu_offload=False,
+    )
+    store.remove(result.model.id)
+    job = make_downloader(store, hardware=small).job(
+        DownloadTarget(REPO, FILENAME), allow_large=True
+    )
+    assert job.run().warnings == (
+        f"{FILENAME} needs about {format_bytes(by_size)} of memory and this computer has "
+        f"{format_bytes(by_size // 2)}: it will probably not run here. Consider a smaller model.",
+    )
