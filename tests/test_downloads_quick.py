@@ -755,8 +755,8 @@ def test_a_partial_file_already_complete_or_too_long(
 def test_memory_warnings_name_the_model_and_the_memory(
     hub: FakeHub, store: ModelStore, tiny: Path
 ) -> None:
-    from assistant.models import hardware
     from assistant.disk import format_bytes
+    from assistant.models import hardware
 
     spec = spec_for(tiny)
     needed = hardware.estimate_for_spec(spec).total
