@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from assistant.engine.base import ChatMessage, GenerationSettings, GenerationStats
+from assistant.engine.base import CancelToken, ChatMessage, GenerationSettings, GenerationStats
 from assistant.engine.cloud import (
     CloudDisabledError,
     CloudEndpoint,
@@ -226,6 +226,8 @@ def test_the_anthropic_request_takes_the_system_prompt_apart_and_alternates_turn
         ChatMessage("system", "Be brief."),
         ChatMessage("system", "Answer in English."),
         ChatMessage("assistant", "An earlier answer."),
+        ChatMessage("user", "Thanks."),
+        ChatMessage("assistant", "You are welcome."),
         ChatMessage("user", "First part."),
         ChatMessage("user", "Second part."),
         ChatMessage("assistant", "A reply."),
@@ -241,6 +243,8 @@ def test_the_anthropic_request_takes_the_system_prompt_apart_and_alternates_turn
             "messages": [
                 {"role": "user", "content": "(continuing a conversation)"},
                 {"role": "assistant", "content": "An earlier answer."},
+                {"role": "user", "content": "Thanks."},
+                {"role": "assistant", "content": "You are welcome."},
                 {"role": "user", "content": "First part.\n\nSecond part."},
                 {"role": "assistant", "content": "A reply."},
                 {"role": "user", "content": QUESTION},
@@ -363,6 +367,7 @@ def test_an_openai_stream_may_end_on_a_finish_reason_without_done(api: ScriptedA
 
 def test_an_anthropic_stream_names_events_and_skips_what_is_not_text(api: ScriptedAPI) -> None:
     api.reply.body = sse(
+        "",
         {"type": "message_start", "message": {"usage": {"input_tokens": None}}},
         {"type": "content_block_delta", "delta": {"type": "thinking_delta", "text": "hmm"}},
         {"type": "content_block_delta", "delta": {"type": "text_delta", "text": ""}},
@@ -569,6 +574,12 @@ JSON = {"Content-Type": "application/json"}
             "Try again later; nothing is wrong on this computer.",
         ),
         (
+            Reply(502, {**JSON, "Content-Length": "100"}, b'{"err'),  # the body breaks off
+            CloudServerError,
+            f"{NAME} had a problem of its own (502).",
+            "Try again later; nothing is wrong on this computer.",
+        ),
+        (
             Reply(
                 400,
                 JSON,
@@ -728,6 +739,21 @@ def test_loopback_names() -> None:
             "Use the provider's API address, like https://api.openai.com/v1.",
         ),
         (
+            "https://exa\tmple.com/v1",
+            "'https://exa\\tmple.com/v1' is not a valid web address.",
+            "Use the provider's API address, like https://api.openai.com/v1.",
+        ),
+        (
+            "https://exa mple.com/v1",
+            "'https://exa mple.com/v1' is not a valid web address.",
+            "Use the provider's API address, like https://api.openai.com/v1.",
+        ),
+        (
+            "https://api..example.com/v1",
+            "'https://api..example.com/v1' is not a valid web address.",
+            "Use the provider's API address, like https://api.openai.com/v1.",
+        ),
+        (
             "ftp://example.com/v1",
             "'ftp://example.com/v1' is not a web address.",
             "Use the provider's API address, starting with https://.",
@@ -774,3 +800,27 @@ def test_keys_are_masked_and_scrubbed_from_what_servers_say() -> None:
     assert scrub("a  b\n\t c", None) == "a b c"
     assert scrub("x" * 300, None) == "x" * 300
     assert scrub("x" * 301, None) == "x" * 299 + "…"
+
+
+def test_a_cancel_during_the_stream_is_recorded_as_such() -> None:
+    with FakeCloud("openai", key=KEY) as server:
+        cancel = CancelToken()
+        generation = provider(server.url).stream_chat(chat(), GenerationSettings(), cancel)
+        for _ in generation:
+            cancel.cancel()
+        assert generation.text == "Paris "
+        assert generation.stats is not None and generation.stats.stop_reason == "cancelled"
+
+
+@pytest.mark.parametrize("kind", ["openai", "anthropic"])
+def test_a_stream_without_usage_counts_nothing(api: ScriptedAPI, kind: CloudKind) -> None:
+    if kind == "openai":
+        api.reply.body = sse(openai_chunk("Yes.", "stop"), "[DONE]")
+    else:
+        api.reply.body = sse(
+            {"type": "content_block_delta", "delta": {"type": "text_delta", "text": "Yes."}},
+            {"type": "message_stop"},
+        )
+    text, stats = answer(provider(api.url, kind, stream_usage=False))
+    assert text == "Yes."
+    assert (stats.prompt_tokens, stats.completion_tokens, stats.stop_reason) == (0, 0, "stop")

@@ -139,6 +139,14 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
 def check_base_url(url: str) -> str:
     """``url`` cleaned up (no trailing slash), or ``CloudURLError`` saying what is wrong.
 
@@ -146,9 +154,13 @@ def check_base_url(url: str) -> str:
     cross a network unencrypted."""
     cleaned = url.strip().rstrip("/")
     try:
+        if any(char.isspace() or not char.isprintable() for char in cleaned):
+            raise ValueError("a space or a control character")
         parts = urlsplit(cleaned)
         host = parts.hostname or ""
         parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+        if host and not _is_ip(host):
+            host.encode("idna")  # UnicodeError (a ValueError) for an empty or too long label
     except ValueError:
         raise CloudURLError(
             f"{cleaned!r} is not a valid web address.",
@@ -267,12 +279,16 @@ class CloudProvider:
         import httpx2
 
         endpoint, base, key = self._ready()
+        request = self._client.build_request(
+            "GET", f"{base}/models", headers=self._headers(endpoint.kind, key)
+        )
+        response = self._open(request, endpoint, key)
         try:
-            response = self._client.get(f"{base}/models", headers=self._headers(endpoint.kind, key))
+            response.read()
         except httpx2.HTTPError as exc:
             raise _transport_error(exc, endpoint) from exc
-        if response.status_code >= 400:
-            raise _status_error(response.status_code, response, endpoint, key)
+        finally:
+            response.close()
         try:
             data = response.json().get("data", [])
             return [str(item["id"]) for item in data if isinstance(item, dict) and "id" in item]
@@ -293,7 +309,6 @@ class CloudProvider:
         The connection is made and the status checked before returning, so a rejected key, a
         rate limit or an unreachable host fails here, before anything is saved as an answer.
         """
-        import httpx2
 
         endpoint, base, key = self._ready()
         model = self.model_name
@@ -310,18 +325,7 @@ class CloudProvider:
             headers={**self._headers(endpoint.kind, key), "Accept": "text/event-stream"},
         )
         started = time.perf_counter()
-        try:
-            response = self._client.send(request, stream=True)
-        except httpx2.HTTPError as exc:
-            raise _transport_error(exc, endpoint) from exc
-        if response.status_code >= 400:
-            try:
-                response.read()
-            except httpx2.HTTPError:
-                pass
-            finally:
-                response.close()
-            raise _status_error(response.status_code, response, endpoint, key)
+        response = self._open(request, endpoint, key)
         content_type = response.headers.get("content-type", "").split(";")[0].strip().lower()
         if content_type != "text/event-stream":
             response.close()
@@ -335,6 +339,25 @@ class CloudProvider:
         read = _read_anthropic if endpoint.kind == "anthropic" else _read_openai
         chunks = self._stream(response, read, stats, started, cancel, endpoint, key)
         return Generation(chunks, stats=stats)
+
+    def _open(self, request: httpx2.Request, endpoint: CloudEndpoint, key: str) -> httpx2.Response:
+        """Send ``request``; the response, its body not read yet, unless the status says the
+        provider refused (then the error, with what the server said)."""
+        import httpx2
+
+        try:
+            response = self._client.send(request, stream=True)
+        except httpx2.HTTPError as exc:
+            raise _transport_error(exc, endpoint) from exc
+        if response.status_code >= 400:
+            try:
+                response.read()
+            except httpx2.HTTPError:
+                pass  # a refusal whose body broke off: the status says enough
+            finally:
+                response.close()
+            raise _status_error(response.status_code, response, endpoint, key)
+        return response
 
     def _stream(
         self,
@@ -549,10 +572,11 @@ def _server_said(response: httpx2.Response, key: str) -> str:
         data = response.json()
         error = data.get("error", data) if isinstance(data, dict) else data
         said = error.get("message", "") if isinstance(error, dict) else str(error)
-    except (ValueError, httpx2.HTTPError):
+    except (ValueError, httpx2.HTTPError, httpx2.StreamError):
+        # StreamError: the body broke off before it could be read whole.
         try:
             said = response.text
-        except httpx2.HTTPError:
+        except (httpx2.HTTPError, httpx2.StreamError):
             said = ""
     return scrub(str(said), key)
 
@@ -624,11 +648,6 @@ def _transport_error(exc: httpx2.HTTPError, endpoint: CloudEndpoint) -> CloudErr
         return CloudUnreachableError(
             f"The proxy refused the connection to {host}.",
             hint="Check the system's proxy settings.",
-        )
-    if isinstance(exc, httpx2.UnsupportedProtocol | httpx2.InvalidURL):
-        return CloudURLError(
-            f"{endpoint.base_url!r} is not a usable address.",
-            hint="Use the provider's API address, starting with https://.",
         )
     return CloudUnreachableError(
         f"{host} could not be reached.",
