@@ -16,6 +16,7 @@ import pytest
 from assistant.errors import (
     Cancelled,
     ChecksumMismatchError,
+    CorruptModelError,
     DiskFullError,
     DownloadError,
     DownloadInProgressError,
@@ -337,9 +338,15 @@ def test_a_catalog_pin_that_differs_from_the_hub_is_refused_before_any_byte(
     hub: FakeHub, store: ModelStore, downloader: Downloader, tiny: Path
 ) -> None:
     spec = spec_for(tiny, sha256="0" * 64)
-    with pytest.raises(ChecksumMismatchError, match="catalog vouches for") as caught:
+    with pytest.raises(ChecksumMismatchError) as caught:
         downloader.job(DownloadTarget.for_spec(spec)).run()
-    assert caught.value.command == f"offline-assistant models pull {REPO} --file {FILENAME}"
+    assert (caught.value.message, caught.value.hint, caught.value.command) == (
+        f"The Hub now serves a different {FILENAME} than the one this app's catalog vouches "
+        "for (the checksums differ). Nothing was downloaded.",
+        "Update the app for a refreshed catalog, or download the file from the "
+        f"{REPO} repository's file list instead of the catalog.",
+        f"offline-assistant models pull {REPO} --file {FILENAME}",
+    )
     assert hub.file_gets() == []
     assert store.list_installed() == []
 
@@ -356,6 +363,7 @@ def test_a_file_that_is_not_gguf_is_deleted(
         "junk.gguf from test-org/junk is not a GGUF model file, so it cannot be used. "
         "It was deleted; nothing was installed."
     )
+    assert caught.value.hint == "Pick one of the repository's .gguf files."
     assert caught.value.command == "offline-assistant models search test-org/junk"
     assert not downloader.cache.blob_path("test-org/junk", sha(junk)).exists()
     assert not downloader.cache.partial_path("test-org/junk", sha(junk)).exists()
@@ -369,7 +377,12 @@ def test_an_unsupported_architecture_is_deleted_when_fetched_and_kept_when_found
     with pytest.raises(UnsupportedArchitectureError) as caught:
         downloader.pull("test-org/florp", florp.name)
     assert caught.value.architecture == "florp"
-    assert caught.value.message.endswith(" It was deleted; nothing was installed.")
+    assert (caught.value.message, caught.value.hint) == (
+        f"{florp.name} from test-org/florp holds a model of the 'florp' architecture, which "
+        "this version of the app's engine (llama.cpp) does not support. It was deleted; "
+        "nothing was installed.",
+        "Update Offline Assistant, or pick another model.",
+    )
     assert not downloader.cache.blob_path("test-org/florp", sha(florp)).exists()
 
     from huggingface_hub import hf_hub_download
@@ -789,4 +802,39 @@ def test_memory_warnings_name_the_model_and_the_memory(
     assert job.run().warnings == (
         f"{FILENAME} needs about {format_bytes(by_size)} of memory and this computer has "
         f"{format_bytes(by_size // 2)}: it will probably not run here. Consider a smaller model.",
+    )
+
+
+def test_a_damaged_header_is_named_and_deleted(
+    hub: FakeHub, store: ModelStore, downloader: Downloader, tiny: Path, tmp_path: Path
+) -> None:
+    """The GGUF magic, then a header cut short: damaged, not "not a model"."""
+    broken = tmp_path / "broken.gguf"
+    broken.write_bytes(tiny.read_bytes()[:4096])
+    hub.add_file("test-org/broken", broken.name, broken)
+    with pytest.raises(CorruptModelError) as caught:
+        downloader.pull("test-org/broken", broken.name)
+    message = caught.value.message
+    assert message.startswith("broken.gguf from test-org/broken is damaged (")
+    assert message.endswith(") It was deleted; nothing was installed.")
+    assert caught.value.hint == "Try the download again, or pick another file."
+    assert not downloader.cache.blob_path("test-org/broken", sha(broken)).exists()
+    assert store.list_installed() == []
+
+
+def test_a_model_too_large_says_how_much_memory_there_is(store: ModelStore, tiny: Path) -> None:
+    from assistant.disk import format_bytes
+    from assistant.models import hardware
+
+    big = 4 * GIB
+    needed = hardware.estimate_for_spec(spec_for(tiny, size=big)).total
+    with pytest.raises(ModelTooLargeError) as caught:
+        make_downloader(store, hardware=SMALL).preflight(
+            DownloadTarget.for_spec(spec_for(tiny, size=big))
+        )
+    assert (caught.value.message, caught.value.hint) == (
+        f"Tiny Chat needs about {format_bytes(needed)} of memory to run, and this computer "
+        f"has {format_bytes(SMALL.total_ram)} in all ({format_bytes(SMALL.available_ram)} free "
+        "now): it would not run here. Nothing was downloaded.",
+        "Pick a smaller model, or download it anyway if you will run it elsewhere.",
     )
