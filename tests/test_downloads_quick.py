@@ -838,3 +838,34 @@ def test_a_model_too_large_says_how_much_memory_there_is(store: ModelStore, tiny
         "now): it would not run here. Nothing was downloaded.",
         "Pick a smaller model, or download it anyway if you will run it elsewhere.",
     )
+
+
+def test_a_gated_file_comes_with_the_token_and_an_expired_link_is_renewed_with_it(
+    store: ModelStore, tiny: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without a CDN the file itself comes from the Hub, which wants the token. With one, a
+    signed link that expired mid-download (403) is renewed by asking the Hub again, with the
+    token, and the token never goes to the CDN."""
+    from assistant.secrets import set_hf_token
+
+    set_hf_token("hf_secret")
+    for cdn in (False, True):
+        with FakeHub(cdn=cdn) as server:
+            server.add_file(REPO, FILENAME, tiny)
+            server.gate(REPO, "hf_secret")
+            monkeypatch.setenv("HF_ENDPOINT", server.url)
+            if cdn:
+                server.faults.status = 403
+                server.faults.status_on = ("get",)
+                server.faults.status_times = 1
+            downloader = make_downloader(store)
+            result = downloader.pull(REPO, FILENAME)
+            assert result.model.path.read_bytes() == tiny.read_bytes()
+            seen = [(r.server, r.method, r.authorization) for r in server.records()]
+            hub_head = ("hub", "HEAD", "Bearer hf_secret")
+            if cdn:
+                cdn_get = ("cdn", "GET", None)
+                assert seen == [hub_head, cdn_get, hub_head, cdn_get]
+            else:
+                assert seen == [hub_head, ("hub", "GET", "Bearer hf_secret")]
+            store.remove(result.model.id)
