@@ -5,6 +5,7 @@ of stand-in weights) from the fake Hub: the quick lane's, and the mutation run's
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import threading
@@ -869,3 +870,40 @@ def test_a_gated_file_comes_with_the_token_and_an_expired_link_is_renewed_with_i
             else:
                 assert seen == [hub_head, ("hub", "GET", "Bearer hf_secret")]
             store.remove(result.model.id)
+
+
+def test_a_catalog_entry_pinned_to_a_revision_gets_that_revisions_file(
+    hub: FakeHub, downloader: Downloader, tiny: Path, tmp_path: Path
+) -> None:
+    pinned = hub.repos[REPO].commit
+    newer = tmp_path / FILENAME
+    write_small_runnable(newer, smollm2_path(), padding=MB)  # other bytes, same name
+    hub.new_commit(REPO, FILENAME, newer)
+    spec = dataclasses.replace(spec_for(tiny), revision=pinned)
+    result = downloader.job(DownloadTarget.for_spec(spec)).run()
+    assert result.model.path.read_bytes() == tiny.read_bytes()
+    assert result.model.revision == pinned
+    assert all(f"/resolve/{pinned}/" in r.path for r in hub.records() if r.server == "hub")
+
+
+def test_only_an_empty_partial_file_is_cleaned_up(tmp_path: Path) -> None:
+    """A failed pull removes its partial file only when it holds nothing: a single byte is
+    worth resuming from."""
+    from assistant.models.downloads import _remove_if_empty
+
+    empty, one = tmp_path / "empty.part", tmp_path / "one.part"
+    empty.write_bytes(b"")
+    one.write_bytes(b"G")
+    for path in (empty, one, tmp_path / "missing.part"):
+        _remove_if_empty(path)
+    assert not empty.exists() and one.read_bytes() == b"G"
+
+
+def test_a_job_started_in_the_background_runs_in_a_thread_named_download(
+    hub: FakeHub, downloader: Downloader
+) -> None:
+    job = downloader.job(downloader.target_for(REPO, FILENAME))
+    thread = job.start()
+    assert thread.name == "download" and thread.daemon
+    result = job.wait(timeout=60)
+    assert result is not None and result.model.filename == FILENAME
