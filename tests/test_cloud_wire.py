@@ -640,6 +640,10 @@ def test_a_models_list_that_is_not_an_api_is_named(api: ScriptedAPI, kind: Cloud
     assert provider(api.url, kind).test_connection() == ["a"]
     api.reply = Reply(200, JSON, b"{}")
     assert provider(api.url, kind).test_connection() == []
+    api.reply = Reply(200, {**JSON, "Content-Length": "100"}, b'{"da')  # breaks off
+    with pytest.raises(CloudUnreachableError) as cut:
+        provider(api.url, kind).test_connection()
+    assert str(cut.value) == "127.0.0.1 could not be reached."
     assert api.arrived[0].headers.get("anthropic-version") == (
         "2023-06-01" if kind == "anthropic" else None
     )
@@ -726,7 +730,14 @@ def test_loopback_names() -> None:
         "[::1]",
     ):
         assert is_loopback(host), host
-    for host in ("example.com", "10.0.0.1", "localhost.example.com", "::2", "mylocalhost"):
+    for host in (
+        "example.com",
+        "10.0.0.1",
+        "localhost.example.com",
+        "::2",
+        "mylocalhost",
+        "X127.0.0.1",
+    ):
         assert not is_loopback(host), host
 
 
@@ -785,6 +796,8 @@ def test_an_unusable_address_is_explained(url: str, message: str, hint: str) -> 
 def test_addresses_are_cleaned() -> None:
     assert check_base_url("  https://api.example.com/v1//  ") == "https://api.example.com/v1"
     assert check_base_url("HTTPS://api.example.com/v1") == "HTTPS://api.example.com/v1"
+    assert check_base_url("https://api.example.com/X/") == "https://api.example.com/X"
+    assert check_base_url("http://[::1]:8080/v1") == "http://[::1]:8080/v1"
 
 
 def test_keys_are_masked_and_scrubbed_from_what_servers_say() -> None:
@@ -809,6 +822,15 @@ def test_a_cancel_during_the_stream_is_recorded_as_such() -> None:
         for _ in generation:
             cancel.cancel()
         assert generation.text == "Paris "
+        assert generation.stats is not None and generation.stats.stop_reason == "cancelled"
+
+    # Stopped just as the last piece arrived: still the user's stop.
+    with FakeCloud("openai", key=KEY, reply="Paris.") as server:
+        cancel = CancelToken()
+        generation = provider(server.url).stream_chat(chat(), GenerationSettings(), cancel)
+        for _ in generation:
+            cancel.cancel()
+        assert generation.text == "Paris."
         assert generation.stats is not None and generation.stats.stop_reason == "cancelled"
 
 

@@ -139,14 +139,6 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def _is_ip(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return True
-
-
 def check_base_url(url: str) -> str:
     """``url`` cleaned up (no trailing slash), or ``CloudURLError`` saying what is wrong.
 
@@ -155,12 +147,11 @@ def check_base_url(url: str) -> str:
     cleaned = url.strip().rstrip("/")
     try:
         if any(char.isspace() or not char.isprintable() for char in cleaned):
-            raise ValueError("a space or a control character")
+            raise ValueError  # a space or a control character
         parts = urlsplit(cleaned)
         host = parts.hostname or ""
         parts.port  # noqa: B018 - raises ValueError for a port that is not a number
-        if host and not _is_ip(host):
-            host.encode("idna")  # UnicodeError (a ValueError) for an empty or too long label
+        host.encode("idna")  # UnicodeError (a ValueError) for an empty or too long label
     except ValueError:
         raise CloudURLError(
             f"{cleaned!r} is not a valid web address.",
