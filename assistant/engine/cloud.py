@@ -300,7 +300,6 @@ class CloudProvider:
         The connection is made and the status checked before returning, so a rejected key, a
         rate limit or an unreachable host fails here, before anything is saved as an answer.
         """
-
         endpoint, base, key = self._ready()
         model = self.model_name
         if endpoint.kind == "anthropic":
