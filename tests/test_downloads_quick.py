@@ -182,7 +182,7 @@ def test_a_file_another_tool_fetched_is_verified_and_registered_without_a_reques
     hub.clear_log()
     seen: list[DownloadProgress] = []
     result = downloader.job(downloader.target_for(REPO, FILENAME), on_progress=seen.append).run()
-    assert result.from_cache and result.fetched_bytes == 0
+    assert result.from_cache and result.fetched_bytes == 0 and result.warnings == ()
     assert result.model.path == other and result.model.sha256 == sha(tiny)
     assert result.model.revision == hub.repos[REPO].commit
     assert "verifying" in [p.phase for p in seen]
@@ -316,8 +316,12 @@ def test_a_second_process_downloading_the_same_file_is_told_to_wait(
 
     lock_path = downloader.cache.lock_path(REPO, sha(tiny))
     lock_path.parent.mkdir(parents=True)
-    with FileLock(str(lock_path)), pytest.raises(DownloadInProgressError, match="another process"):
+    with FileLock(str(lock_path)), pytest.raises(DownloadInProgressError) as caught:
         downloader.pull(REPO, FILENAME)
+    assert (caught.value.message, caught.value.hint) == (
+        f"{FILENAME} is being downloaded by another process right now.",
+        "Wait for that download to finish; it will then be ready here too.",
+    )
     assert hub.file_gets() == []
 
 
@@ -911,3 +915,27 @@ def test_a_job_started_in_the_background_runs_in_a_thread_named_download(
     assert thread.name == "download" and thread.daemon
     result = job.wait(timeout=60)
     assert result is not None and result.model.filename == FILENAME
+
+
+def test_a_job_refuses_a_model_too_large_unless_asked_otherwise(
+    hub: FakeHub, store: ModelStore, tiny: Path
+) -> None:
+    """The catalog says 4 GiB, the Hub serves a small file: the catalog's model is what would
+    have to run, and a job checks it once the Hub has answered, before any byte."""
+    target = DownloadTarget.for_spec(spec_for(tiny, size=4 * GIB))
+    with pytest.raises(ModelTooLargeError):
+        make_downloader(store, hardware=SMALL).job(target).run()
+    assert hub.file_gets() == []
+
+
+def test_old_partial_files_that_cannot_be_cleaned_up_do_not_stop_a_download(
+    hub: FakeHub, downloader: Downloader, tiny: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    def refuse() -> list[Path]:
+        raise PermissionError("read-only folder")
+
+    downloader.clean_orphans = refuse  # type: ignore[method-assign]
+    with caplog.at_level("WARNING", logger="assistant.models.downloads"):
+        result = downloader.pull(REPO, FILENAME)
+    assert result.model.path.read_bytes() == tiny.read_bytes()
+    assert "Could not clean up old partial downloads: read-only folder" in caplog.messages
