@@ -664,6 +664,13 @@ def test_silence_before_the_answer_is_a_timeout(api: ScriptedAPI) -> None:
         )
 
 
+def test_silence_in_the_middle_of_the_models_list_is_a_timeout(api: ScriptedAPI) -> None:
+    api.reply = Reply(200, {**JSON, "Content-Length": "100"}, b'{"da', after_s=2.0)
+    with pytest.raises(CloudTimeoutError) as caught:
+        provider(api.url, read_timeout_s=0.3).test_connection()
+    assert str(caught.value) == f"{NAME} did not answer in time."
+
+
 def test_silence_during_the_answer_keeps_the_part_received(api: ScriptedAPI) -> None:
     api.reply = Reply(body=sse(openai_chunk("Par")), after_s=2.0)
     generation = provider(api.url, read_timeout_s=0.3).stream_chat(chat(), GenerationSettings())
