@@ -32,7 +32,7 @@ from assistant.models.downloads import Downloader, DownloadProgress, DownloadTar
 from assistant.models.hardware import Hardware
 from assistant.models.store import InstalledModel, ModelStore
 from assistant.paths import app_paths
-from tests.hub_server import FakeHub
+from tests.hub_server import FakeHub, small_filesystem
 from tests.model_files import write_small_runnable, write_unknown_architecture
 from tests.support import smollm2_path
 
@@ -416,21 +416,25 @@ def test_a_disk_without_room_is_refused_before_any_byte(
 
 
 def test_a_partial_download_counts_against_the_space_needed(
-    hub: FakeHub, store: ModelStore, tiny: Path
+    hub: FakeHub, store: ModelStore, tiny: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    size = tiny.stat().st_size
-    downloader = make_downloader(store)
-    partial = downloader.cache.partial_path(REPO, sha(tiny))
-    partial.parent.mkdir(parents=True)
-    partial.write_bytes(tiny.read_bytes()[: size - 1000])
+    """On a small file system of the test's own: a shared disk's free space moves while the
+    test runs (another process freeing a few megabytes once made the refusal pass)."""
     import shutil
 
-    free = shutil.disk_usage(partial.parent).free
-    # Room for the last 1000 bytes and the margin, not for the whole file again.
-    tight = make_downloader(store, free_margin=free - 100_000)
-    tight.preflight(DownloadTarget.for_spec(spec_for(tiny)))
-    with pytest.raises(DiskFullError):
-        tight.preflight(DownloadTarget.for_spec(spec_for(tiny)), have=0)
+    with small_filesystem(tmp_path / "small", 32) as disk:
+        monkeypatch.setenv("HF_HOME", str(disk / "hf"))
+        size = tiny.stat().st_size
+        downloader = make_downloader(store)
+        partial = downloader.cache.partial_path(REPO, sha(tiny))
+        partial.parent.mkdir(parents=True)
+        partial.write_bytes(tiny.read_bytes()[: size - 1000])
+        free = shutil.disk_usage(partial.parent).free
+        # Room for the last 1000 bytes and the margin, not for the whole file again.
+        tight = make_downloader(store, free_margin=free - 100_000)
+        tight.preflight(DownloadTarget.for_spec(spec_for(tiny)))
+        with pytest.raises(DiskFullError):
+            tight.preflight(DownloadTarget.for_spec(spec_for(tiny)), have=0)
 
 
 def test_a_model_too_large_for_memory_is_refused_or_warned_about(
