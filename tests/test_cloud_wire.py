@@ -14,7 +14,7 @@ import json
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -87,7 +87,7 @@ class ScriptedAPI:
             def _answer(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 raw = self.rfile.read(length) if length else b""
-                headers = {name.lower(): value for name, value in self.headers.items()}
+                headers = lowered(self.headers.items())
                 owner.arrived.append(Arrived(self.command, self.path, headers, raw))
                 reply = owner.reply
                 time.sleep(reply.before_s)
@@ -134,6 +134,11 @@ def api() -> Iterator[ScriptedAPI]:
     server.close()
 
 
+def lowered(items: Iterable[tuple[str, str]]) -> dict[str, str]:
+    """Headers by lower-case name (HTTP header names are case-insensitive)."""
+    return {name.lower(): value for name, value in items}
+
+
 def sse(*events: object) -> bytes:
     """Server-sent events: each item is a JSON value, a raw string, or (event name, value)."""
     out = []
@@ -162,6 +167,11 @@ def answer(
     text = generation.run()
     assert generation.stats is not None
     return text, generation.stats
+
+
+def models(client: CloudProvider) -> list[str]:
+    """The other request a provider makes: the models list."""
+    return client.test_connection()
 
 
 def failure(client: CloudProvider) -> CloudError:
@@ -203,7 +213,7 @@ def test_the_openai_request_carries_exactly_the_compatible_fields() -> None:
             "seed": 7,
             "stream_options": {"include_usage": True},
         }
-        headers = {name.lower(): value for name, value in sent.headers.items()}
+        headers = lowered(sent.headers.items())
         assert headers["authorization"] == f"Bearer {KEY}"
         assert headers["accept"] == "text/event-stream"
         assert "x-api-key" not in headers
@@ -254,7 +264,7 @@ def test_the_anthropic_request_takes_the_system_prompt_apart_and_alternates_turn
             "temperature": 1.0,  # the API's range ends at 1
             "system": "Be brief.\n\nAnswer in English.",
         }
-        headers = {name.lower(): value for name, value in sent.headers.items()}
+        headers = lowered(sent.headers.items())
         assert headers["x-api-key"] == KEY
         assert headers["anthropic-version"] == "2023-06-01"
         assert "authorization" not in headers
@@ -608,7 +618,7 @@ def test_each_refusal_says_what_the_server_said_without_the_key(
     api: ScriptedAPI, reply: Reply, kind: type, message: str, hint: str
 ) -> None:
     api.reply = reply
-    for ask in (lambda c: c.test_connection(), answer):
+    for ask in (models, answer):
         with pytest.raises(CloudError) as caught:
             ask(provider(api.url))
         error = caught.value
@@ -654,7 +664,7 @@ def test_a_models_list_that_is_not_an_api_is_named(api: ScriptedAPI, kind: Cloud
 
 def test_silence_before_the_answer_is_a_timeout(api: ScriptedAPI) -> None:
     api.reply = Reply(before_s=2.0)
-    for ask in (lambda c: c.test_connection(), answer):
+    for ask in (models, answer):
         with pytest.raises(CloudTimeoutError) as caught:
             ask(provider(api.url, read_timeout_s=0.3))
         assert said(caught.value) == (
@@ -701,7 +711,7 @@ def test_nobody_listening_and_no_tls_are_named() -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]  # closed again: nothing listens there
-    for ask in (lambda c: c.test_connection(), answer):
+    for ask in (models, answer):
         with pytest.raises(CloudUnreachableError) as caught:
             ask(provider(f"http://127.0.0.1:{port}/v1"))
         assert said(caught.value) == (
@@ -711,7 +721,7 @@ def test_nobody_listening_and_no_tls_are_named() -> None:
         )
     plain = ScriptedAPI()  # speaks plain HTTP to a client that expects TLS
     try:
-        for ask in (lambda c: c.test_connection(), answer):
+        for ask in (models, answer):
             with pytest.raises(CloudTLSError) as tls:
                 ask(provider(f"https://127.0.0.1:{plain.port}/v1"))
             assert said(tls.value) == (
