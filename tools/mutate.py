@@ -83,7 +83,8 @@ TARGETS: dict[str, Target] = {
         ["assistant/engine/cloud.py"], ["tests/test_cloud.py", "tests/test_cloud_wire.py"]
     ),
     "diagnose": Target(
-        ["assistant/engine/cpu.py", "assistant/engine/diagnose.py"], ["tests/test_doctor.py"]
+        ["assistant/engine/cpu.py", "assistant/engine/diagnose.py"],
+        ["tests/test_doctor.py", "tests/test_diagnose.py"],
     ),
     "engine": Target(
         [

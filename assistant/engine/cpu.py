@@ -12,6 +12,7 @@ import os
 import platform
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -64,6 +65,13 @@ def _linux_cpu(machine: str) -> CpuInfo | None:
     if not sys.platform.startswith("linux"):
         return None
     text = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
+    said = _cpuid_features() if machine.lower() in {"x86_64", "amd64"} else None
+    return read_cpuinfo(text, machine, said)
+
+
+def read_cpuinfo(text: str, machine: str, said: set[str] | None = None) -> CpuInfo:
+    """The processor ``/proc/cpuinfo`` (``text``) describes. ``said`` is what CPUID answered
+    for the names of :data:`_CPUID_BITS` (x86 only; None when it could not be asked)."""
     model, flags = "", None
     for line in text.splitlines():
         name, _, value = line.partition(":")
@@ -76,7 +84,6 @@ def _linux_cpu(machine: str) -> CpuInfo | None:
         return CpuInfo(model or machine, machine, "/proc/cpuinfo", None)
     if "pni" in flags:  # the kernel's name for SSE3 (Prescott New Instructions)
         flags.add("sse3")
-    said = _cpuid_features() if machine.lower() in {"x86_64", "amd64"} else None
     if said is not None:
         # What the processor itself tells programs wins for the bits CPUID was asked about:
         # under an emulator (qemu-user) /proc/cpuinfo still describes the host, and a feature
@@ -147,14 +154,19 @@ def _sysctl(name: str) -> str:
 def _macos_cpu(machine: str) -> CpuInfo | None:
     if sys.platform != "darwin":
         return None
-    model = _sysctl("machdep.cpu.brand_string") or machine
+    return read_sysctl(machine, _sysctl)
+
+
+def read_sysctl(machine: str, sysctl: Callable[[str], str]) -> CpuInfo:
+    """The processor macOS describes; ``sysctl(name)`` is the value of a sysctl, or ""."""
+    model = sysctl("machdep.cpu.brand_string") or machine
     if machine == "arm64":
         # Every Apple silicon chip has NEON; the optional features are sysctl booleans.
         flags = {"neon"}
-        if _sysctl("hw.optional.arm.FEAT_DotProd") == "1":
+        if sysctl("hw.optional.arm.FEAT_DotProd") == "1":
             flags.add("dotprod")
         return CpuInfo(model, machine, "sysctl", frozenset(flags))
-    words = f"{_sysctl('machdep.cpu.features')} {_sysctl('machdep.cpu.leaf7_features')}"
+    words = f"{sysctl('machdep.cpu.features')} {sysctl('machdep.cpu.leaf7_features')}"
     names = {word.lower().replace(".", "_") for word in words.split()}
     # sysctl spells some differently: AVX1.0, SSE4.2, AVX512F, VNNI.
     aliases = {"avx1_0": "avx", "avx512f": "avx512f", "avx512vnni": "avx512_vnni"}
@@ -166,12 +178,18 @@ def _windows_cpu(machine: str) -> CpuInfo | None:
     if os.name != "nt":
         return None
     present = ctypes.windll.kernel32.IsProcessorFeaturePresent  # type: ignore[attr-defined]
-    # PF_* constants of winnt.h; there are none for FMA, F16C or BMI2.
-    table = {"sse3": 13, "cx16": 14, "ssse3": 36, "sse4_1": 37, "sse4_2": 38, "avx": 39,
-             "avx2": 40, "avx512f": 41, "neon": 19, "dotprod": 43}  # fmt: skip
-    flags = {name for name, number in table.items() if present(number)}
+    return read_processor_features(machine, platform.processor(), present)
+
+
+# PF_* constants of winnt.h; there are none for FMA, F16C or BMI2.
+_WINDOWS_FEATURES = {"sse3": 13, "cx16": 14, "ssse3": 36, "sse4_1": 37, "sse4_2": 38, "avx": 39,
+                     "avx2": 40, "avx512f": 41, "neon": 19, "dotprod": 43}  # fmt: skip
+
+
+def read_processor_features(machine: str, model: str, present: Callable[[int], object]) -> CpuInfo:
+    """The processor Windows describes: ``present(number)`` is IsProcessorFeaturePresent."""
+    flags = {name for name, number in _WINDOWS_FEATURES.items() if present(number)}
     if "sse4_2" in flags:
         flags.add("popcnt")  # no PF_ constant; every CPU with SSE4.2 has it
-    knows = frozenset(table) | {"popcnt"}
-    model = platform.processor() or machine
-    return CpuInfo(model, machine, "IsProcessorFeaturePresent", frozenset(flags), knows)
+    knows = frozenset(_WINDOWS_FEATURES) | {"popcnt"}
+    return CpuInfo(model or machine, machine, "IsProcessorFeaturePresent", frozenset(flags), knows)

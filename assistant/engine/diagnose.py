@@ -99,6 +99,10 @@ class EngineReport:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> EngineReport:
+        """The report ``data`` holds (as :meth:`to_dict` wrote it); TypeError when it is not
+        one (a damaged cache file, a child that printed something else)."""
+        if not isinstance(data, dict):
+            raise TypeError(f"an engine report is a JSON object, not {type(data).__name__}")
         known = {name for name in cls.__dataclass_fields__}
         return cls(**{key: value for key, value in data.items() if key in known})
 
@@ -294,7 +298,7 @@ def _lookup(key: str, cache_dir: Path | None) -> EngineReport | None:
         return None
     try:
         saved = json.loads((cache_dir / CACHE_FILE).read_text(encoding="utf-8"))
-        if saved.get("key") == key:
+        if isinstance(saved, dict) and saved.get("key") == key:
             return EngineReport.from_dict(saved["report"])
     except (OSError, ValueError, KeyError, TypeError):
         pass
@@ -370,7 +374,8 @@ def _crash_report(code: int, stderr: str) -> EngineReport:
     number = -code if code < 0 else code - 128 if code > 128 else 0
     # A shell-less child is killed with a negative code; qemu-user and some wrappers exit 128+N.
     name = signal.Signals(number).name if number in signal.Signals._value2member_map_ else ""
-    report = EngineReport(isolated=True, error=f"exit status {code} {name}\n{tail}".strip())
+    said = f"exit status {code} {name}".strip()
+    report = EngineReport(isolated=True, error=f"{said}\n{tail}".strip())
     if name == "SIGILL":
         report.problem = (
             "The llama.cpp engine stopped with an illegal instruction: it was built for a "
