@@ -484,6 +484,32 @@ def test_set_default_and_delete_with_confirmation(
 # --- first run -------------------------------------------------------------------------------
 
 
+def test_the_welcome_screen_scrolls_rather_than_squeezing_on_a_short_screen(
+    qtbot: QtBot, store: ModelStore, catalog: Catalog, hardware: Hardware
+) -> None:
+    dialog = FirstRunDialog(store, catalog, hardware)
+    qtbot.addWidget(dialog)
+    dialog.show()
+    qtbot.waitExposed(dialog)
+    # Shown whole where the screen allows: no scrolling.
+    bar = dialog.scroller.verticalScrollBar()
+    assert bar.maximum() == 0
+    assert dialog.height() >= dialog.sizeHint().height()
+    # A screen too short for it (a small laptop at 200 %): every part keeps the height it
+    # needs and the body scrolls; the buttons stay in view.
+    dialog.resize(dialog.width(), 240)
+    qtbot.waitUntil(lambda: bar.maximum() > 0)
+    body = dialog.body
+    assert body.height() >= body.layout().totalHeightForWidth(body.width())
+    assert dialog.download_button.height() >= dialog.download_button.sizeHint().height()
+    assert dialog.reason.height() >= dialog.reason.heightForWidth(dialog.reason.width())
+    for button in (dialog.import_button, dialog.later_button):
+        assert dialog.rect().contains(button.geometry())
+    dialog.scroller.ensureWidgetVisible(dialog.download_button)
+    assert bar.value() > 0
+    dialog.downloads.shutdown()
+
+
 def test_first_run_imports_a_local_gguf_and_makes_it_the_default(
     qtbot: QtBot,
     store: ModelStore,

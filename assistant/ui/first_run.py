@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from PySide6.QtCore import QSize, QTimer, Signal
+from PySide6.QtCore import QSize, Qt, QTimer, Signal
+from PySide6.QtGui import QShowEvent
 from PySide6.QtWidgets import (
     QDialog,
     QFileDialog,
@@ -17,6 +18,7 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QPushButton,
+    QScrollArea,
     QVBoxLayout,
     QWidget,
 )
@@ -26,7 +28,12 @@ from assistant.disk import format_bytes
 from assistant.models.catalog import Catalog
 from assistant.models.downloads import DownloadTarget
 from assistant.models.hardware import Hardware, estimate_for_spec, fit_for_spec
-from assistant.models.speed import Recommendation, SpeedEstimator, recommend_by_speed
+from assistant.models.speed import (
+    Recommendation,
+    SpeedEstimator,
+    format_rate,
+    recommend_by_speed,
+)
 from assistant.models.store import InstalledModel, ModelStore
 from assistant.ui.download_tasks import DownloadQueue, DownloadTask, TaskRunner
 from assistant.ui.errors import ErrorBanner
@@ -51,6 +58,23 @@ def pick_model(
     machine is still offered something to try."""
     return recommend_by_speed(
         catalog, speeds or SpeedEstimator(hardware), min_tokens_per_s=usable_tokens_per_s
+    )
+
+
+def why_this_one(advice: Recommendation, usable_tokens_per_s: float) -> str:
+    """Why the offered model, in the user's terms. Its name, fit and predicted speed are shown
+    right above (name, badge, speed), so this says what they mean instead of repeating them."""
+    if not advice.fits:
+        return "Memory will be tight: close other programs while it answers."
+    comfortable = f"{format_rate(usable_tokens_per_s)} tokens/s"
+    if advice.usable:
+        return (
+            "The most capable model in the catalog that fits this computer and answers at a "
+            f"comfortable speed (at least {comfortable})."
+        )
+    return (
+        f"No model answers at a comfortable speed here (at least {comfortable}): this is the "
+        "fastest that fits."
     )
 
 
@@ -81,6 +105,7 @@ class FirstRunDialog(QDialog):
         self.downloads = downloads or make_downloads(store, catalog, hardware, self)
         self.runner = TaskRunner(self.downloads.pool, self)
         self.speeds = speeds or SpeedEstimator(hardware)
+        self.usable_tokens_per_s = usable_tokens_per_s
         self.advice = pick_model(catalog, hardware, self.speeds, usable_tokens_per_s)
         self.spec, self.fits = self.advice.spec, self.advice.fits
         self.task: DownloadTask | None = None
@@ -125,18 +150,32 @@ class FirstRunDialog(QDialog):
         buttons.addStretch(1)
         buttons.addWidget(self.later_button)
 
-        layout = QVBoxLayout(self)
-        layout.setContentsMargins(28, 24, 28, 20)
-        layout.setSpacing(12)
-        layout.addWidget(title)
-        layout.addWidget(intro)
-        layout.addWidget(step)
-        layout.addWidget(self.problem)
+        # Everything above the buttons scrolls when the screen is too small for it (a laptop
+        # at 200 %), instead of being squeezed until labels overlap and buttons lose their text.
+        self.body = QWidget(self)
+        self._body = QVBoxLayout(self.body)
+        self._body.setContentsMargins(28, 24, 28, 0)
+        self._body.setSpacing(12)
+        self._body.addWidget(title)
+        self._body.addWidget(intro)
+        self._body.addWidget(step)
+        self._body.addWidget(self.problem)
         self.offer = self._build_offer()
-        layout.addWidget(self.offer)
-        layout.addLayout(self._progress_holder)
-        layout.addStretch(1)
-        layout.addLayout(buttons)
+        self._body.addWidget(self.offer)
+        self._body.addLayout(self._progress_holder)
+        self._body.addStretch(1)
+        self.scroller = QScrollArea(self)
+        self.scroller.setWidget(self.body)
+        self.scroller.setWidgetResizable(True)
+        self.scroller.setFrameShape(QFrame.Shape.NoFrame)
+        self.scroller.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        buttons.setContentsMargins(28, 0, 28, 20)
+        self._buttons = buttons
+        self._outer = QVBoxLayout(self)
+        self._outer.setContentsMargins(0, 0, 0, 0)
+        self._outer.setSpacing(12)
+        self._outer.addWidget(self.scroller, 1)
+        self._outer.addLayout(buttons)
 
         running = self.downloads.find(DownloadTarget.for_spec(self.spec)) if self.spec else None
         if running is not None:
@@ -168,7 +207,7 @@ class FirstRunDialog(QDialog):
         self.badge = badge
         self.speed = SpeedLabel(self.speeds.for_spec(spec), card)
         # Why this one, in the words of what the user will feel.
-        self.reason = QLabel(self.advice.reason, card)
+        self.reason = QLabel(why_this_one(self.advice, self.usable_tokens_per_s), card)
         self.reason.setWordWrap(True)
         self.reason.setAccessibleName("Why this model")
         facts = QLabel(
@@ -202,15 +241,15 @@ class FirstRunDialog(QDialog):
         self.speeds = speeds
         if self.task is not None or self.spec is None:
             return
+        self.usable_tokens_per_s = usable_tokens_per_s
         self.advice = pick_model(self.catalog, self.hardware, speeds, usable_tokens_per_s)
         self.spec, self.fits = self.advice.spec, self.advice.fits
-        layout = self.layout()
-        if not isinstance(layout, QVBoxLayout):
-            return
         old = self.offer
         self.offer = self._build_offer()
-        layout.replaceWidget(old, self.offer)
+        self._body.replaceWidget(old, self.offer)
         old.deleteLater()
+        self.offer.show()  # now, not at the next event loop turn: the height counts it
+        self._fit_height()
         self.download_button.setFocus()
 
     # --- actions ---------------------------------------------------------------------------
@@ -251,14 +290,26 @@ class FirstRunDialog(QDialog):
         task.failed.connect(self._on_download_ended)
         task.cancelled.connect(self._on_download_ended)
 
+    def sizeHint(self) -> QSize:
+        """Tall enough to show the whole body without scrolling, when the screen allows."""
+        hint = super().sizeHint()
+        return QSize(hint.width(), self._height_for(max(hint.width(), self.minimumWidth())))
+
+    def _height_for(self, width: int) -> int:
+        """The height that shows everything at ``width``: the body as wrapped labels need it
+        (the height-for-width a plain size hint ignores), and the buttons."""
+        self._body.activate()
+        body = self._body.totalHeightForWidth(width)
+        return body + self._outer.spacing() + self._buttons.sizeHint().height()
+
+    def showEvent(self, event: QShowEvent) -> None:
+        super().showEvent(event)
+        self._fit_height()
+
     def _fit_height(self) -> None:
-        """Grow the window for a new progress row instead of squeezing the card above it
-        (wrapped labels need the height-for-width that a plain adjustSize() ignores)."""
-        layout = self.layout()
-        if layout is None:
-            return
-        layout.activate()
-        needed = min(layout.totalHeightForWidth(self.width()), available_area(self).height())
+        """Grow the window for what it shows now (a new progress row, another offer) instead
+        of squeezing the card, as far as the screen allows; beyond that the body scrolls."""
+        needed = min(self._height_for(self.width()), available_area(self).height())
         if needed > self.height():
             self.resize(self.width(), needed)
             keep_inside_screen(self)
