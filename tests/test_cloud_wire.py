@@ -651,9 +651,13 @@ def test_a_models_list_that_is_not_an_api_is_named(api: ScriptedAPI, kind: Cloud
     api.reply = Reply(200, JSON, b"{}")
     assert provider(api.url, kind).test_connection() == []
     api.reply = Reply(200, {**JSON, "Content-Length": "100"}, b'{"da')  # breaks off
-    with pytest.raises(CloudUnreachableError) as cut:
+    with pytest.raises(CloudStreamError) as cut:
         provider(api.url, kind).test_connection()
-    assert str(cut.value) == "127.0.0.1 could not be reached."
+    assert said(cut.value) == (
+        f"The connection to {NAME} broke off while it listed its models.",
+        "Try again; if it keeps happening, check the network and the base URL.",
+        None,
+    )
     assert api.arrived[0].headers.get("anthropic-version") == (
         "2023-06-01" if kind == "anthropic" else None
     )

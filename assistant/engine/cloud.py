@@ -276,8 +276,13 @@ class CloudProvider:
         response = self._open(request, endpoint, key)
         try:
             response.read()
-        except httpx2.HTTPError as exc:
+        except httpx2.TimeoutException as exc:
             raise _transport_error(exc, endpoint) from exc
+        except httpx2.HTTPError as exc:  # it answered, then the connection broke off
+            raise CloudStreamError(
+                f"The connection to {endpoint.display_name} broke off while it listed its models.",
+                hint="Try again; if it keeps happening, check the network and the base URL.",
+            ) from exc
         finally:
             response.close()
         try:
