@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from pathlib import Path
 
 import gguf
@@ -45,11 +46,14 @@ def with_sampling_metadata(source: Path, target: Path, values: dict[str, float |
     return target
 
 
-def write_small_runnable(path: Path, source: Path, *, padding: int = 0) -> Path:
+def write_small_runnable(
+    path: Path, source: Path, *, padding: int = 0, without: Collection[str] = ()
+) -> Path:
     """A GGUF of a few megabytes that llama.cpp accepts as ``source``'s architecture: every
-    header key of ``source`` (its vocabulary included, which is all a vocab-only load reads),
-    a tiny stand-in tensor, and about ``padding`` bytes of zeros as a second tensor. Downloads
-    check exactly that, so download tests can move this instead of the real model."""
+    header key of ``source`` but those named in ``without`` (its vocabulary included, which is
+    all a vocab-only load reads), a tiny stand-in tensor, and about ``padding`` bytes of zeros
+    as a second tensor. Downloads check exactly that, so download tests can move this instead of
+    the real model."""
     reader = gguf.GGUFReader(str(source))
     arch = reader.fields[gguf.Keys.General.ARCHITECTURE].contents()
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -57,6 +61,8 @@ def write_small_runnable(path: Path, source: Path, *, padding: int = 0) -> Path:
     for item in reader.fields.values():
         if item.name == gguf.Keys.General.ARCHITECTURE or item.name.startswith("GGUF."):
             continue  # the writer sets these itself
+        if item.name in without:
+            continue
         kind = item.types[0]
         sub = item.types[-1] if kind == gguf.GGUFValueType.ARRAY else None
         writer.add_key_value(item.name, item.contents(), kind, sub_type=sub)
