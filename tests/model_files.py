@@ -12,9 +12,20 @@ import numpy as np
 def write_unknown_architecture(path: Path, arch: str = "florp") -> Path:
     """A well-formed GGUF whose architecture no llama.cpp knows: its header reads fine, and
     llama.cpp refuses it with "unknown model architecture: '<arch>'"."""
+    return _write_header_only(path, arch, "Florp 1B")
+
+
+def write_without_vocabulary(path: Path) -> Path:
+    """A well-formed GGUF of an architecture llama.cpp knows (llama) but with no vocabulary: its
+    header reads fine, and llama.cpp refuses it for a reason of its own ("key not found in model:
+    tokenizer.ggml.model"), neither an unknown architecture nor a damaged file."""
+    return _write_header_only(path, "llama", "No Vocab")
+
+
+def _write_header_only(path: Path, arch: str, name: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     writer = gguf.GGUFWriter(str(path), arch=arch)
-    writer.add_name("Florp 1B")
+    writer.add_name(name)
     writer.add_context_length(2048)
     writer.add_tensor("token_embd.weight", np.zeros((4, 8), dtype=np.float32))
     writer.write_header_to_file()

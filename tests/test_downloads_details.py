@@ -6,21 +6,71 @@ runs and what ends up on disk and in the registry. The quick lane's companion of
 
 from __future__ import annotations
 
+import os
+import shutil
+import threading
 from pathlib import Path
 
-from assistant.models.downloads import Downloader
-from tests.hub_server import FakeHub
-from tests.model_files import write_small_runnable
+import pytest
+
+from assistant.errors import (
+    Cancelled,
+    ChecksumMismatchError,
+    DiskFullError,
+    DownloadError,
+    ModelLoadError,
+    RegistrationError,
+)
+from assistant.models.downloads import (
+    Downloader,
+    DownloadJob,
+    DownloadProgress,
+    DownloadTarget,
+)
+from assistant.models.store import ModelStore
+from tests.hub_server import FakeHub, small_filesystem
+from tests.model_files import (
+    write_small_runnable,
+    write_without_vocabulary,
+)
 from tests.support import smollm2_path
 from tests.test_downloads_quick import (  # noqa: F401  (fixtures)
+    FILENAME,
+    MB,
     REPO,
     downloader,
     hub,
+    make_downloader,
+    sha,
+    spec_for,
     store,
     tiny,
 )
 
 # --- what the user reads -----------------------------------------------------------------------
+
+
+def test_a_file_llama_cpp_refuses_for_a_reason_of_its_own_says_it_and_is_deleted(
+    hub: FakeHub, store: ModelStore, downloader: Downloader, tmp_path: Path
+) -> None:
+    from assistant.models.gguf_file import check_supported
+
+    novocab = write_without_vocabulary(tmp_path / "NoVocab.Q4_0.gguf")
+    with pytest.raises(ModelLoadError) as direct:
+        check_supported(novocab)
+    hub.add_file("test-org/novocab", novocab.name, novocab)
+    with pytest.raises(ModelLoadError) as caught:
+        downloader.pull("test-org/novocab", novocab.name)
+    assert type(caught.value) is ModelLoadError
+    assert (caught.value.message, caught.value.hint) == (
+        f"{novocab.name} from test-org/novocab cannot be used: {direct.value.message} "
+        "It was deleted; nothing was installed.",
+        direct.value.hint,
+    )
+    assert "tokenizer.ggml.model" in caught.value.message  # llama.cpp's own reason
+    assert not downloader.cache.blob_path("test-org/novocab", sha(novocab)).exists()
+    assert not downloader.cache.partial_path("test-org/novocab", sha(novocab)).exists()
+    assert store.list_installed() == []
 
 
 def test_a_file_whose_header_has_no_name_is_named_after_the_file(
@@ -32,3 +82,111 @@ def test_a_file_whose_header_has_no_name_is_named_after_the_file(
     )
     hub.add_file(REPO, nameless.name, nameless)
     assert downloader.pull(REPO, nameless.name).model.name == "Nameless-7B.Q4_0"
+
+
+def test_a_changed_byte_from_a_mirror_names_the_listings_checksum(
+    hub: FakeHub, downloader: Downloader, tiny: Path
+) -> None:
+    """A mirror's ETag is no checksum: the one the user is shown is the file listing's sha256."""
+    hub.faults.opaque_etags = True
+    hub.faults.flip_byte_at = 1000
+    with pytest.raises(ChecksumMismatchError) as caught:
+        downloader.pull(REPO, FILENAME)
+    assert caught.value.message.startswith(
+        f"The downloaded {FILENAME} does not match its published checksum "
+        f"(expected {sha(tiny)[:12]}…, got "
+    )
+
+
+def test_a_registry_that_cannot_be_written_says_why_and_how_to_finish(
+    hub: FakeHub, store: ModelStore, downloader: Downloader, tiny: Path
+) -> None:
+    # A folder stands where the registry's lock file goes: the registry cannot be written.
+    Path(str(store.file) + ".lock").mkdir(parents=True)
+    with pytest.raises(RegistrationError) as caught:
+        downloader.job(DownloadTarget.for_spec(spec_for(tiny))).run()
+    cached = downloader.cache.cached_file(REPO, FILENAME)
+    assert cached is not None
+    assert (caught.value.message, caught.value.hint, caught.value.command) == (
+        f"{FILENAME} was downloaded and verified and is installed in the Hugging Face cache "
+        f"({cached}), but it could not be added to the list of installed models: "
+        f"{store.file} is a folder, not a list of installed models.",
+        "Fix that, then get the model again: the file is found in the cache and added without "
+        "downloading it again.",
+        "offline-assistant models pull tiny-chat",
+    )
+
+
+def test_a_disk_that_fills_up_during_a_download_is_told_and_given_back(
+    hub: FakeHub, store: ModelStore, tiny: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another program fills the disk while the bytes arrive: the partial file is deleted and
+    the user reads where and what. The same when the cache was emptied meanwhile too."""
+    with small_filesystem(tmp_path / "small", 32) as disk:
+        monkeypatch.setenv("HF_HOME", str(disk / "hf"))
+        downloader = make_downloader(store, free_margin=0)
+        partial = downloader.cache.partial_path(REPO, sha(tiny))
+        filler = disk / "someone-elses-file"
+        for empty_the_cache in (False, True):
+
+            def another_program_writes(
+                progress: DownloadProgress, empty: bool = empty_the_cache
+            ) -> None:
+                if progress.phase == "downloading" and progress.done >= MB and not filler.exists():
+                    if empty:
+                        shutil.rmtree(downloader.cache.root)
+                    stat = os.statvfs(disk)
+                    filler.write_bytes(b"\0" * (stat.f_bavail * stat.f_frsize - 256 * 1024))
+
+            job = downloader.job(DownloadTarget(REPO, FILENAME), on_progress=another_program_writes)
+            with pytest.raises(DiskFullError) as caught:
+                job.run()
+            assert (caught.value.message, caught.value.hint) == (
+                f"The disk holding {partial.parent} filled up while writing {FILENAME}. "
+                "The partial download was deleted to give the space back.",
+                "Free some space and try again.",
+            )
+            assert not partial.exists()
+            assert store.list_installed() == []
+            filler.unlink()
+
+
+def test_a_cancel_after_the_cache_was_emptied_is_still_a_cancel(
+    hub: FakeHub, store: ModelStore, downloader: Downloader
+) -> None:
+    """The Hugging Face cache is emptied (by hand, or another tool) during a pull, which is then
+    cancelled: that ends as a cancel, not as an error about files that are gone."""
+    for discard in (False, True):
+        job = downloader.job(downloader.target_for(REPO, FILENAME))
+        emptied = threading.Event()
+
+        def empty_then_cancel(
+            progress: DownloadProgress,
+            job: DownloadJob = job,
+            emptied: threading.Event = emptied,
+            discard: bool = discard,
+        ) -> None:
+            if progress.done >= MB and not emptied.is_set():
+                emptied.set()
+                shutil.rmtree(downloader.cache.root)
+                job.cancel(discard_partial=discard)
+
+        job.on_progress = empty_then_cancel
+        with pytest.raises(Cancelled):
+            job.run()
+        assert job.state == "cancelled" and emptied.is_set()
+        assert store.list_installed() == []
+
+
+def test_without_a_checksum_anywhere_the_user_is_told_how_to_get_the_file_anyway(
+    hub: FakeHub, downloader: Downloader
+) -> None:
+    hub.faults.opaque_etags = True
+    hub.faults.hide_lfs = True
+    with pytest.raises(DownloadError) as caught:
+        downloader.pull(REPO, FILENAME)
+    assert (caught.value.message, caught.value.hint, caught.value.command) == (
+        f"The Hub publishes no checksum for {FILENAME}, so it cannot be verified.",
+        "Download it yourself (for example in a web browser), then import the file.",
+        "offline-assistant models import PATH",
+    )
