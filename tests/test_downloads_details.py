@@ -47,6 +47,15 @@ from tests.test_downloads_quick import (  # noqa: F401  (fixtures)
     tiny,
 )
 
+
+def pinned_and_newer(hub: FakeHub, folder: Path) -> str:
+    """Put other bytes under the same name in a new commit; return the commit before it."""
+    pinned = hub.repos[REPO].commit
+    newer = write_small_runnable(folder / FILENAME, smollm2_path(), padding=MB)
+    hub.new_commit(REPO, FILENAME, newer)
+    return pinned
+
+
 # --- what the user reads -----------------------------------------------------------------------
 
 
@@ -190,3 +199,71 @@ def test_without_a_checksum_anywhere_the_user_is_told_how_to_get_the_file_anyway
         "Download it yourself (for example in a web browser), then import the file.",
         "offline-assistant models import PATH",
     )
+
+
+# --- what goes to the server -------------------------------------------------------------------
+
+
+def test_the_downloaders_own_endpoint_serves_every_request(
+    store: ModelStore, tiny: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The metadata, the file listing (a mirror's ETags are no checksums), the bytes and the
+    renewal of an expired CDN link all go to the endpoint the downloader was given, never to
+    ``HF_ENDPOINT``."""
+    with FakeHub() as ours, FakeHub() as elsewhere:
+        for server in (ours, elsewhere):
+            server.add_file(REPO, FILENAME, tiny)
+        monkeypatch.setenv("HF_ENDPOINT", elsewhere.url)
+        ours.faults.opaque_etags = True
+        ours.faults.status = 403
+        ours.faults.status_on = ("get",)
+        ours.faults.status_times = 1
+        result = make_downloader(store, endpoint=ours.url).pull(REPO, FILENAME)
+        assert result.model.path.read_bytes() == tiny.read_bytes()
+        assert elsewhere.records() == []
+        records = ours.records()
+        hub_seen = [(r.method, r.path.split("/")[1]) for r in records if r.server == "hub"]
+        assert hub_seen == [("HEAD", "test-org"), ("GET", "api"), ("HEAD", "test-org")]
+        assert [(r.method, r.status) for r in records if r.server == "cdn"] == [
+            ("GET", 403),
+            ("GET", 200),
+        ]
+
+
+def test_a_gated_files_listing_is_asked_for_with_the_token(
+    hub: FakeHub, store: ModelStore, downloader: Downloader, tiny: Path
+) -> None:
+    """A mirror's gated file: the checksum comes from the listing, which wants the token too."""
+    from assistant.secrets import set_hf_token
+
+    set_hf_token("hf_secret")
+    hub.gate(REPO, "hf_secret")
+    hub.faults.opaque_etags = True
+    result = downloader.pull(REPO, FILENAME)
+    assert result.model.sha256 == sha(tiny)
+    api = [(r.status, r.authorization) for r in hub.records() if r.path.startswith("/api/")]
+    assert api == [(200, "Bearer hf_secret")]
+
+
+def test_a_mirrors_file_pinned_to_a_commit_is_checked_against_that_commits_listing(
+    hub: FakeHub, downloader: Downloader, tiny: Path, tmp_path: Path
+) -> None:
+    pinned = pinned_and_newer(hub, tmp_path)
+    hub.faults.opaque_etags = True
+    result = downloader.job(DownloadTarget(REPO, FILENAME, revision=pinned)).run()
+    assert result.model.sha256 == sha(tiny) and result.model.revision == pinned
+    api = [r.path for r in hub.records() if r.path.startswith("/api/")]
+    assert len(api) == 1 and f"/revision/{pinned}" in api[0]
+
+
+def test_a_file_pinned_to_a_commit_is_not_taken_from_the_caches_copy_of_another(
+    hub: FakeHub, downloader: Downloader, tiny: Path, tmp_path: Path
+) -> None:
+    from huggingface_hub import hf_hub_download
+
+    pinned = pinned_and_newer(hub, tmp_path)
+    hf_hub_download(REPO, FILENAME, cache_dir=downloader.cache.root, endpoint=hub.url)  # main's
+    result = downloader.job(DownloadTarget(REPO, FILENAME, revision=pinned)).run()
+    assert not result.from_cache
+    assert result.model.revision == pinned
+    assert result.model.path.read_bytes() == tiny.read_bytes()
