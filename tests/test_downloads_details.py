@@ -18,6 +18,7 @@ from assistant.errors import (
     ChecksumMismatchError,
     DiskFullError,
     DownloadError,
+    HubServerError,
     ModelLoadError,
     RegistrationError,
 )
@@ -38,6 +39,7 @@ from tests.test_downloads_quick import (  # noqa: F401  (fixtures)
     FILENAME,
     MB,
     REPO,
+    ROOMY,
     downloader,
     hub,
     make_downloader,
@@ -46,6 +48,16 @@ from tests.test_downloads_quick import (  # noqa: F401  (fixtures)
     store,
     tiny,
 )
+
+
+def retry_notes(into: list[str]) -> object:
+    """An ``on_progress`` that keeps the note of every ``retrying`` report."""
+
+    def keep(progress: DownloadProgress) -> None:
+        if progress.phase == "retrying":
+            into.append(progress.note)
+
+    return keep
 
 
 def pinned_and_newer(hub: FakeHub, folder: Path) -> str:
@@ -267,3 +279,61 @@ def test_a_file_pinned_to_a_commit_is_not_taken_from_the_caches_copy_of_another(
     assert not result.from_cache
     assert result.model.revision == pinned
     assert result.model.path.read_bytes() == tiny.read_bytes()
+
+
+def test_a_silent_hub_is_given_up_on_after_the_timeout_and_asked_again(
+    hub: FakeHub, store: ModelStore, tiny: Path
+) -> None:
+    """The first HEAD, and later the bytes, stop coming for longer than the timeout: each is
+    abandoned after the timeout and asked for again, and the user is told."""
+    hub.faults.stall_head_s = 8.0
+    hub.faults.stall_after = MB
+    hub.faults.stall_s = 8.0
+    notes: list[str] = []
+    downloader = make_downloader(store, timeout=2.0, retries=2)
+    job = downloader.job(DownloadTarget(REPO, FILENAME), on_progress=retry_notes(notes))
+    result = job.run()
+    assert result.model.path.read_bytes() == tiny.read_bytes()
+    assert len(notes) == 2 and notes[0] == "Hub did not answer in time, retrying in 0.0 s (1/2)"
+    assert notes[1].startswith("Hub did not answer in time, retrying in 0.0 s (")
+
+
+def test_each_request_is_retried_as_often_as_set_and_each_retry_is_told(
+    hub: FakeHub, store: ModelStore
+) -> None:
+    downloader = make_downloader(store, retries=2, retry_wait=0.01)
+    notes: list[str] = []
+    hub.faults.status = 500
+    hub.faults.status_on = ("head",)
+    with pytest.raises(HubServerError):
+        downloader.job(DownloadTarget(REPO, FILENAME), on_progress=retry_notes(notes)).run()
+    assert notes == [f"Hub answered 500, retrying in 0.0 s ({n}/2)" for n in (1, 2)]
+    assert [r.method for r in hub.records()] == ["HEAD"] * 3
+
+    # The bytes: every answer cut before its first byte.
+    hub.faults.status = None
+    hub.faults.drop_after = 0
+    hub.faults.drop_times = None
+    hub.clear_log()
+    notes.clear()
+    with pytest.raises(DownloadError):
+        downloader.job(DownloadTarget(REPO, FILENAME), on_progress=retry_notes(notes)).run()
+    assert notes == [f"Connection to the Hub failed, retrying in 0.0 s ({n}/2)" for n in (1, 2)]
+    assert len([r for r in hub.records() if r.server == "cdn"]) == 3
+
+
+def test_by_default_a_request_is_retried_five_times_the_first_after_a_second(
+    hub: FakeHub, store: ModelStore
+) -> None:
+    hub.faults.status = 500
+    hub.faults.status_on = ("head",)
+    notes: list[str] = []
+    quick = Downloader(store, hardware=ROOMY, retry_wait=0.0)
+    with pytest.raises(HubServerError):
+        quick.job(DownloadTarget(REPO, FILENAME), on_progress=retry_notes(notes)).run()
+    assert notes == [f"Hub answered 500, retrying in 0.0 s ({n}/5)" for n in range(1, 6)]
+    notes.clear()
+    once = Downloader(store, hardware=ROOMY, retries=1)
+    with pytest.raises(HubServerError):
+        once.job(DownloadTarget(REPO, FILENAME), on_progress=retry_notes(notes)).run()
+    assert notes == ["Hub answered 500, retrying in 1 s (1/1)"]
