@@ -6,6 +6,9 @@ runs and what ends up on disk and in the registry. The quick lane's companion of
 
 from __future__ import annotations
 
+import dataclasses
+import itertools
+import math
 import os
 import shutil
 import threading
@@ -337,3 +340,68 @@ def test_by_default_a_request_is_retried_five_times_the_first_after_a_second(
     with pytest.raises(HubServerError):
         once.job(DownloadTarget(REPO, FILENAME), on_progress=retry_notes(notes)).run()
     assert notes == ["Hub answered 500, retrying in 1 s (1/1)"]
+
+
+# --- what is reported while it runs ------------------------------------------------------------
+
+
+def test_with_a_long_progress_interval_only_the_steps_are_reported(
+    hub: FakeHub, store: ModelStore, tiny: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """However rarely the front end wants progress, it hears each step begin and end. And no
+    helper thread of the pull (the hashing writer, the background fsync) dies with an error."""
+    failures: list[object] = []
+    monkeypatch.setattr(threading, "excepthook", failures.append)
+    size = tiny.stat().st_size
+    seen: list[DownloadProgress] = []
+    make_downloader(store, progress_interval=math.inf).pull(REPO, FILENAME, on_progress=seen.append)
+    assert [(p.phase, p.done, p.total) for p in seen] == [
+        ("checking", 0, None),
+        ("downloading", 0, size),
+        ("downloading", size, size),
+        ("verifying", size, size),
+    ]
+    assert failures == []
+
+
+def test_the_job_says_what_it_does_at_each_step_of_a_resumed_pull(
+    hub: FakeHub, downloader: Downloader, tiny: Path
+) -> None:
+    partial = downloader.cache.partial_path(REPO, sha(tiny))
+    partial.parent.mkdir(parents=True)
+    partial.write_bytes(tiny.read_bytes()[: 2 * MB])
+    job = downloader.job(downloader.target_for(REPO, FILENAME))
+    seen: list[tuple[str, str]] = []
+    job.on_progress = lambda progress: seen.append((progress.phase, job.state))
+    assert job.run().resumed_from == 2 * MB
+    assert all(phase == state for phase, state in seen), seen
+    steps = [phase for phase, _ in itertools.groupby(phase for phase, _ in seen)]
+    assert steps == ["checking", "verifying", "downloading", "verifying"]
+
+
+def test_checking_a_cached_copy_reports_progress_against_its_size(
+    hub: FakeHub, downloader: Downloader, tiny: Path
+) -> None:
+    from huggingface_hub import hf_hub_download
+
+    hf_hub_download(REPO, FILENAME, cache_dir=downloader.cache.root, endpoint=hub.url)
+    seen: list[DownloadProgress] = []
+    result = downloader.job(downloader.target_for(REPO, FILENAME), on_progress=seen.append).run()
+    assert result.from_cache
+    size = tiny.stat().st_size
+    checked = [(p.done, p.total) for p in seen if p.phase == "verifying"]
+    assert checked and checked[-1] == (size, size)
+    assert {total for _, total in checked} == {size}
+
+
+def test_a_failing_memory_estimate_does_not_stop_a_download_asked_for_anyway(
+    hub: FakeHub, downloader: Downloader, tiny: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The memory warning is advice: an entry the estimate cannot work with (no context
+    length) is logged, and the download goes on."""
+    spec = dataclasses.replace(spec_for(tiny), context_length=0)
+    with caplog.at_level("ERROR", logger="assistant.models.downloads"):
+        result = downloader.job(DownloadTarget.for_spec(spec), allow_large=True).run()
+    assert result.model.id == "tiny-chat" and result.warnings == ()
+    logged = [(r.getMessage(), r.exc_info is not None) for r in caplog.records]
+    assert logged == [("Memory-fit estimate failed", True)]
