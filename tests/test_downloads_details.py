@@ -12,6 +12,7 @@ import math
 import os
 import shutil
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -24,17 +25,21 @@ from assistant.errors import (
     HubServerError,
     ModelLoadError,
     RegistrationError,
+    UnsupportedArchitectureError,
 )
+from assistant.models.catalog import Catalog
 from assistant.models.downloads import (
     Downloader,
     DownloadJob,
     DownloadProgress,
     DownloadTarget,
 )
-from assistant.models.store import ModelStore
+from assistant.models.store import InstalledModel, ModelStore
+from assistant.models.transfer import git_blob_sha1
 from tests.hub_server import FakeHub, small_filesystem
 from tests.model_files import (
     write_small_runnable,
+    write_unknown_architecture,
     write_without_vocabulary,
 )
 from tests.support import smollm2_path
@@ -51,6 +56,8 @@ from tests.test_downloads_quick import (  # noqa: F401  (fixtures)
     store,
     tiny,
 )
+
+HEADER_NAME = "Smollm2 135M 8k Lc100K Mix1 Ep2"  # the tiny file's general.name
 
 
 def retry_notes(into: list[str]) -> object:
@@ -405,3 +412,149 @@ def test_a_failing_memory_estimate_does_not_stop_a_download_asked_for_anyway(
     assert result.model.id == "tiny-chat" and result.warnings == ()
     logged = [(r.getMessage(), r.exc_info is not None) for r in caplog.records]
     assert logged == [("Memory-fit estimate failed", True)]
+
+
+# --- what ends up on disk and in the registry --------------------------------------------------
+
+
+def test_the_same_bytes_already_in_the_cache_are_checked_and_linked_not_fetched(
+    hub: FakeHub, downloader: Downloader, tiny: Path
+) -> None:
+    """Another file of the repository with the same bytes (its blob is here already): linked
+    after its checks, and registered with everything a download would have."""
+    name = "tiny-00001-of-00003.gguf"
+    hub.add_file(REPO, name, tiny)
+    blob = downloader.cache.blob_path(REPO, sha(tiny))
+    blob.parent.mkdir(parents=True)
+    shutil.copyfile(tiny, blob)
+    result = downloader.pull(REPO, name)
+    assert result.from_cache and hub.file_gets() == []
+    model = result.model
+    assert (model.name, model.size_bytes, model.sha256, model.revision) == (
+        HEADER_NAME,
+        tiny.stat().st_size,
+        sha(tiny),
+        hub.repos[REPO].commit,
+    )
+    assert model.path.name == name and model.path.resolve() == blob
+    assert result.warnings == (
+        f"{name} is part 1 of 3 of a split model; only this part is downloaded.",
+    )
+
+
+def test_an_unusable_blob_already_in_the_cache_is_deleted(
+    hub: FakeHub, store: ModelStore, downloader: Downloader, tmp_path: Path
+) -> None:
+    """Bytes of this app's own earlier download (a blob, not another tool's snapshot) that
+    this engine cannot run do not stay in the cache taking space."""
+    florp = write_unknown_architecture(tmp_path / "Florp-1B.Q4_0.gguf")
+    hub.add_file("test-org/florp", florp.name, florp)
+    blob = downloader.cache.blob_path("test-org/florp", sha(florp))
+    blob.parent.mkdir(parents=True)
+    shutil.copyfile(florp, blob)
+    with pytest.raises(UnsupportedArchitectureError) as caught:
+        downloader.pull("test-org/florp", florp.name)
+    assert caught.value.message.endswith("does not support. It was deleted; nothing was installed.")
+    assert not blob.exists() and store.list_installed() == []
+    assert hub.file_gets() == []
+
+
+def test_a_damaged_copy_of_a_git_stored_file_in_the_cache_is_fetched_again(
+    hub: FakeHub, downloader: Downloader, tiny: Path
+) -> None:
+    git_id = git_blob_sha1(tiny)
+    hub.add_file("test-org/git", FILENAME, tiny, sha256=git_id)
+    blob = downloader.cache.blob_path("test-org/git", git_id)
+    blob.parent.mkdir(parents=True)
+    damaged = bytearray(tiny.read_bytes())
+    damaged[MB] ^= 0xFF
+    blob.write_bytes(bytes(damaged))
+    result = downloader.pull("test-org/git", FILENAME)
+    assert not result.from_cache and result.fetched_bytes == tiny.stat().st_size
+    assert result.model.path.read_bytes() == tiny.read_bytes()
+
+
+def test_without_a_size_from_the_hub_a_repo_file_is_taken_to_the_end_of_its_body(
+    hub: FakeHub, downloader: Downloader, tiny: Path
+) -> None:
+    hub.faults.hide_size = True
+    result = downloader.pull(REPO, FILENAME)
+    assert result.model.path.read_bytes() == tiny.read_bytes()
+    assert result.model.size_bytes == tiny.stat().st_size
+
+
+def test_a_file_registered_twice_is_found_under_its_catalog_id(
+    hub: FakeHub, store: ModelStore, downloader: Downloader, tiny: Path
+) -> None:
+    """An older download under a slug, and an import under the catalog id: the catalog id's
+    entry is the one the pull reports."""
+    for model_id, source, added in (
+        ("tiny-model-q4_1", "hub", "2025-01-01T00:00:00+00:00"),
+        ("tiny-chat", "import", "2025-06-01T00:00:00+00:00"),
+    ):
+        store.register(
+            InstalledModel(
+                id=model_id,
+                name="Tiny",
+                path=tiny,
+                size_bytes=tiny.stat().st_size,
+                source=source,  # type: ignore[arg-type]
+                repo=REPO,
+                filename=FILENAME,
+                owned=False,
+                added_at=added,
+            )
+        )
+    result = downloader.job(DownloadTarget.for_spec(spec_for(tiny))).run()
+    assert result.already_installed and result.model.id == "tiny-chat"
+    assert hub.records() == []
+
+
+def test_a_downloader_uses_the_catalog_and_the_cache_folder_it_is_given(
+    hub: FakeHub, store: ModelStore, tiny: Path, tmp_path: Path
+) -> None:
+    spec = spec_for(tiny)
+    downloader = make_downloader(store, catalog=Catalog([spec]), cache_dir=tmp_path / "cache")
+    assert downloader.target_for(REPO, FILENAME) == DownloadTarget.for_spec(spec)
+    result = downloader.pull("tiny-chat")
+    assert result.model.id == "tiny-chat" and result.model.source == "catalog"
+    assert result.model.path.is_relative_to(tmp_path / "cache")
+
+
+def test_a_pull_deletes_resumable_downloads_left_for_two_weeks_and_keeps_younger_ones(
+    hub: FakeHub, downloader: Downloader
+) -> None:
+    blobs = downloader.cache.repo_dir("test-org/other") / "blobs"
+    blobs.mkdir(parents=True)
+    young, old = blobs / ("a" * 64 + ".incomplete"), blobs / ("b" * 64 + ".incomplete")
+    for path, days in ((young, 13), (old, 15)):
+        path.write_bytes(b"some bytes")
+        stamp = time.time() - days * 24 * 3600
+        os.utime(path, (stamp, stamp))
+    downloader.pull(REPO, FILENAME)
+    assert young.exists() and not old.exists()
+
+
+def test_the_space_a_download_needs_is_the_rest_of_the_file_to_the_byte(
+    hub: FakeHub, store: ModelStore, tiny: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a small file system of the test's own, whose free space nothing else moves."""
+    with small_filesystem(tmp_path / "small", 32) as disk:
+        monkeypatch.setenv("HF_HOME", str(disk / "hf"))
+        size = tiny.stat().st_size
+        folder = make_downloader(store).cache.repo_dir(REPO)
+        folder.mkdir(parents=True)
+        free = shutil.disk_usage(folder).free
+        target = DownloadTarget(REPO, FILENAME)
+        # Nothing here yet: the whole file and the margin must fit, and they do exactly.
+        make_downloader(store, free_margin=free - size).preflight(target, size=size)
+        with pytest.raises(DiskFullError):
+            make_downloader(store, free_margin=free - size + 1).preflight(target, size=size)
+
+        # A Hub file's partial bytes (known only once the Hub has answered) count too.
+        partial = make_downloader(store).cache.partial_path(REPO, sha(tiny))
+        partial.parent.mkdir(parents=True, exist_ok=True)
+        partial.write_bytes(tiny.read_bytes()[: size - 1000])
+        free = shutil.disk_usage(folder).free
+        result = make_downloader(store, free_margin=free - 100_000).pull(REPO, FILENAME)
+        assert result.resumed_from == size - 1000
