@@ -58,6 +58,8 @@ class Faults:
     opaque_etags: bool = False  # a mirror whose ETags are its own ids, not the file's checksum
     hide_lfs: bool = False  # the API's file listing gives no LFS sha256
     hide_size: bool = False  # a mirror that sends no X-Linked-Size with a file's metadata
+    stall_head_s: float | None = None  # wait this long before answering a HEAD on /resolve
+    stall_head_times: int | None = 1
 
 
 @dataclass(frozen=True)
@@ -371,6 +373,9 @@ class _Handler(BaseHTTPRequestHandler):
     def _resolve(self, path: str, *, head: bool) -> None:
         if self._injected_status("head" if head else "get"):
             return
+        stall = self.hub.faults.stall_head_s
+        if head and stall is not None and self.hub._take("stall_head_times"):
+            time.sleep(stall)  # the client may have given up meanwhile: then the answer is lost
         repo_id, _, rest = path.lstrip("/").partition("/resolve/")
         revision, _, filename = rest.partition("/")
         repo = self._repo_or_error(repo_id)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from pathlib import Path
 
 import gguf
@@ -11,9 +12,20 @@ import numpy as np
 def write_unknown_architecture(path: Path, arch: str = "florp") -> Path:
     """A well-formed GGUF whose architecture no llama.cpp knows: its header reads fine, and
     llama.cpp refuses it with "unknown model architecture: '<arch>'"."""
+    return _write_header_only(path, arch, "Florp 1B")
+
+
+def write_without_vocabulary(path: Path) -> Path:
+    """A well-formed GGUF of an architecture llama.cpp knows (llama) but with no vocabulary: its
+    header reads fine, and llama.cpp refuses it for a reason of its own ("key not found in model:
+    tokenizer.ggml.model"), neither an unknown architecture nor a damaged file."""
+    return _write_header_only(path, "llama", "No Vocab")
+
+
+def _write_header_only(path: Path, arch: str, name: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     writer = gguf.GGUFWriter(str(path), arch=arch)
-    writer.add_name("Florp 1B")
+    writer.add_name(name)
     writer.add_context_length(2048)
     writer.add_tensor("token_embd.weight", np.zeros((4, 8), dtype=np.float32))
     writer.write_header_to_file()
@@ -45,11 +57,14 @@ def with_sampling_metadata(source: Path, target: Path, values: dict[str, float |
     return target
 
 
-def write_small_runnable(path: Path, source: Path, *, padding: int = 0) -> Path:
+def write_small_runnable(
+    path: Path, source: Path, *, padding: int = 0, without: Collection[str] = ()
+) -> Path:
     """A GGUF of a few megabytes that llama.cpp accepts as ``source``'s architecture: every
-    header key of ``source`` (its vocabulary included, which is all a vocab-only load reads),
-    a tiny stand-in tensor, and about ``padding`` bytes of zeros as a second tensor. Downloads
-    check exactly that, so download tests can move this instead of the real model."""
+    header key of ``source`` but those named in ``without`` (its vocabulary included, which is
+    all a vocab-only load reads), a tiny stand-in tensor, and about ``padding`` bytes of zeros
+    as a second tensor. Downloads check exactly that, so download tests can move this instead of
+    the real model."""
     reader = gguf.GGUFReader(str(source))
     arch = reader.fields[gguf.Keys.General.ARCHITECTURE].contents()
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -57,6 +72,8 @@ def write_small_runnable(path: Path, source: Path, *, padding: int = 0) -> Path:
     for item in reader.fields.values():
         if item.name == gguf.Keys.General.ARCHITECTURE or item.name.startswith("GGUF."):
             continue  # the writer sets these itself
+        if item.name in without:
+            continue
         kind = item.types[0]
         sub = item.types[-1] if kind == gguf.GGUFValueType.ARRAY else None
         writer.add_key_value(item.name, item.contents(), kind, sub_type=sub)

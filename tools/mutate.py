@@ -69,10 +69,12 @@ TARGETS: dict[str, Target] = {
     ),
     "downloads": Target(
         ["assistant/models/downloads.py"],
-        # The quick tests pull a small runnable GGUF; test_downloads.py moves the real model
-        # (slow lane, left out by the marker) and adds the TLS, timeout and gated-repo cases.
+        # The quick tests pull a small runnable GGUF (test_downloads_details.py checks their
+        # messages, requests, reports and results in detail); test_downloads.py moves the real
+        # model (slow lane, left out by the marker) and adds the TLS, timeout and gated-repo cases.
         [
             "tests/test_downloads_quick.py",
+            "tests/test_downloads_details.py",
             "tests/test_downloads.py",
             "tests/test_hardening_downloads.py",
         ],

@@ -621,7 +621,9 @@ class DownloadJob:
 
     def _check_gguf(self, path: Path, *, delete: bool) -> str:
         """Check the GGUF header, then ask llama.cpp whether it runs the file's architecture;
-        return the model name the header records.
+        return the model name the header records ("" if none: the file's own name, which
+        ``read_gguf_info`` falls back to, is only a sha256 while the bytes are a partial or a
+        blob).
 
         A file that fails is never registered. With ``delete`` its bytes are deleted too: they
         are this download's, and a verified but unusable model would otherwise sit in the Hub
@@ -663,7 +665,7 @@ class DownloadJob:
                 f"{name} from {repo} is damaged ({exc.message})" + fate,
                 hint="Try the download again, or pick another file.",
             ) from exc
-        return info.name
+        return str(info.metadata.get("general.name") or "")
 
     def _register(
         self, path: Path, size: int, sha256: str, header_name: str, commit: str | None
