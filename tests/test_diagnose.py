@@ -13,12 +13,14 @@ import json
 import logging
 import os
 import platform
+import re
 import shutil
 import signal
 import sys
 import sysconfig
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -84,6 +86,11 @@ def test_cpuinfo_gives_the_first_model_and_flags_with_sse3_by_its_name() -> None
     assert info.has("sse3") is True and info.has("avx512f") is False
 
 
+def test_a_model_name_may_hold_a_colon() -> None:
+    text = "model name\t: Engineering Sample: rev 2\nflags\t: fpu\n"
+    assert cpu.read_cpuinfo(text, "x86_64").model == "Engineering Sample: rev 2"
+
+
 def test_cpuinfo_of_an_arm_board_names_neon_and_dot_product() -> None:
     info = cpu.read_cpuinfo(RASPBERRY_PI, "aarch64")
     assert info.model == "aarch64"  # no model line: the machine's name
@@ -138,15 +145,68 @@ def test_this_computer_is_read_from_cpuinfo_and_cpuid() -> None:
 @pytest.mark.skipif(not (LINUX and X86), reason="not an x86-64 CPU with /proc (needs Linux)")
 def test_cpuid_agrees_with_the_kernel_on_this_processor() -> None:
     """Outside an emulator, the bits CPUID sets are the ones the kernel lists (a hypervisor
-    masks both alike); the kernel-only ones it may list fewer of."""
+    masks both alike)."""
     text = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
     flags = set(next(line for line in text.splitlines() if line.startswith("flags")).split())
     flags = {"sse3" if flag == "pni" else flag for flag in flags} & set(cpu._CPUID_BITS)
     said = cpu._cpuid_features()
     assert said is not None
     assert "sse3" in said and "cx16" in said  # every x86-64 since 2006 has both
-    assert said - cpu._KERNEL_ONLY == flags - cpu._KERNEL_ONLY
-    assert flags & cpu._KERNEL_ONLY <= said
+    assert said == flags
+
+
+@pytest.mark.skipif(not LINUX, reason="reads /proc, needs Linux")
+def test_only_an_x86_processor_is_asked_through_cpuid(monkeypatch: pytest.MonkeyPatch) -> None:
+    """What CPUID says replaces the kernel's list for the bits asked (as under an emulator
+    whose processor has none of them); other processors are never asked."""
+    asked: list[str] = []
+
+    def says_nothing() -> set[str]:
+        asked.append("cpuid")
+        return set()
+
+    monkeypatch.setattr(cpu, "_cpuid_features", says_nothing)
+    text = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
+    for machine in ("x86_64", "AMD64"):
+        info = cpu._linux_cpu(machine)
+        assert info is not None and info.features is not None
+        assert info.features == cpu.read_cpuinfo(text, machine, set()).features
+        assert not info.features & {"sse3", "ssse3", "cx16", "sse4_2", "popcnt"}
+    assert asked == ["cpuid", "cpuid"]
+    assert cpu._linux_cpu("aarch64") == cpu.read_cpuinfo(text, "aarch64")
+    assert asked == ["cpuid", "cpuid"]
+
+
+def test_on_macos_the_processor_is_read_from_sysctl(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(cpu, "sys", SimpleNamespace(platform="darwin"))
+    monkeypatch.setattr(cpu, "_sysctl", lambda name: INTEL_MAC.get(name, ""))
+    machine = platform.machine() or "unknown"
+    assert cpu._linux_cpu(machine) is None
+    assert cpu.cpu_info() == cpu.read_sysctl(machine, lambda name: INTEL_MAC.get(name, ""))
+    apple = cpu._macos_cpu("arm64")
+    assert apple == CpuInfo(INTEL_MAC["machdep.cpu.brand_string"], "arm64", "sysctl", NEON)
+
+
+def test_on_windows_each_feature_is_asked_of_the_system(monkeypatch: pytest.MonkeyPatch) -> None:
+    asked: list[int] = []
+
+    def present(number: int) -> int:
+        asked.append(number)
+        return int(number in (13, 38))  # SSE3 and SSE4.2
+
+    kernel32 = SimpleNamespace(IsProcessorFeaturePresent=present)
+    monkeypatch.setattr(cpu, "sys", SimpleNamespace(platform="win32"))
+    monkeypatch.setattr(cpu, "os", SimpleNamespace(name="nt"))
+    monkeypatch.setattr(cpu, "ctypes", SimpleNamespace(windll=SimpleNamespace(kernel32=kernel32)))
+    machine = platform.machine() or "unknown"
+    assert cpu.cpu_info() == CpuInfo(
+        platform.processor() or machine,
+        machine,
+        "IsProcessorFeaturePresent",
+        frozenset({"sse3", "sse4_2", "popcnt"}),
+        frozenset(cpu._WINDOWS_FEATURES) | {"popcnt"},
+    )
+    assert sorted(asked) == sorted(cpu._WINDOWS_FEATURES.values())
 
 
 def test_a_failing_reader_leaves_a_name_and_no_features(
@@ -161,7 +221,8 @@ def test_a_failing_reader_leaves_a_name_and_no_features(
         info = cpu.cpu_info()
     machine = platform.machine() or "unknown"
     assert info == CpuInfo(platform.processor() or machine, machine, "none", None)
-    assert "CPU probe unreadable failed: /proc/cpuinfo: permission denied" in caplog.text
+    said = "CPU probe unreadable failed: /proc/cpuinfo: permission denied"
+    assert caplog.messages == [said, said, said]
 
 
 # --- the processor: macOS and Windows, as they report it -------------------------------------
@@ -199,12 +260,15 @@ def test_an_intel_mac_spells_its_features_its_own_way() -> None:
     )
 
 
+NEON = frozenset({"neon"})
+
+
 def test_apple_silicon_has_neon_and_says_whether_it_has_dot_product() -> None:
     m1 = {"machdep.cpu.brand_string": "Apple M1", "hw.optional.arm.FEAT_DotProd": "1"}
     info = cpu.read_sysctl("arm64", lambda name: m1.get(name, ""))
     assert info == CpuInfo("Apple M1", "arm64", "sysctl", frozenset({"neon", "dotprod"}))
     older = cpu.read_sysctl("arm64", lambda name: "0" if name.startswith("hw.") else "")
-    assert older == CpuInfo("arm64", "arm64", "sysctl", frozenset({"neon"}))
+    assert older == CpuInfo("arm64", "arm64", "sysctl", NEON)
 
 
 def test_sysctl_is_asked_for_one_value_and_an_unknown_name_is_empty(
@@ -232,7 +296,8 @@ def test_sysctl_is_asked_for_one_value_and_an_unknown_name_is_empty(
 def test_windows_names_what_it_can_ask_and_infers_popcnt() -> None:
     haswell = {13, 14, 36, 37, 38, 39, 40}  # PF_SSE3_INSTRUCTIONS_AVAILABLE … PF_AVX2_…
     info = cpu.read_processor_features("AMD64", "", lambda number: int(number in haswell))
-    assert info.model == "AMD64" and info.source == "IsProcessorFeaturePresent"
+    assert info.model == info.machine == "AMD64"
+    assert info.source == "IsProcessorFeaturePresent"
     assert info.features == frozenset(
         {"sse3", "cx16", "ssse3", "sse4_1", "sse4_2", "avx", "avx2", "popcnt"}
     )
@@ -288,7 +353,7 @@ def test_this_engine_is_described_in_full() -> None:
     assert report.system_info == bindings.llama_print_system_info().decode().strip()
     assert report.system_info.startswith("CPU :")
     assert report.gpu_offload is bool(bindings.llama_supports_gpu_offload())
-    assert report.error == ""
+    assert report.error == "" and report.cpu_kernels == ""
     assert "CPU" in report.backends
     processor = next(device for device in report.devices if device["type"] == "CPU")
     assert processor["name"] == "CPU" and processor["description"]
@@ -312,14 +377,46 @@ def test_a_build_whose_processor_kernels_did_not_load_says_so(
     assert report.hint == REINSTALL
 
 
-def test_an_unreadable_registry_is_not_a_problem(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize(
+    "error",
+    [
+        AttributeError("undefined symbol: ggml_backend_reg_count"),
+        OSError("cannot read"),
+        ValueError("bad pointer"),
+    ],
+    ids=["old-build", "os", "value"],
+)
+def test_an_unreadable_registry_is_not_a_problem(
+    monkeypatch: pytest.MonkeyPatch, error: Exception
+) -> None:
     def missing(_library: object) -> tuple[list[str], list[dict[str, str]]]:
-        raise AttributeError("undefined symbol: ggml_backend_reg_count")
+        raise error
 
     monkeypatch.setattr(diagnose, "_registry", missing)
     report = diagnose.inspect_engine()
     assert report.backends == [] and report.devices == []
     assert report.usable, report.problem
+
+
+def test_an_engine_that_is_not_installed_is_named_in_this_process(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setitem(sys.modules, "llama_cpp", None)  # import llama_cpp now fails
+    report = diagnose.inspect_engine()
+    assert report.problem == "The llama.cpp engine (llama-cpp-python) is not installed."
+    assert report.error.startswith("ModuleNotFoundError: ")
+
+
+def test_a_build_without_system_info_still_gets_a_report(monkeypatch: pytest.MonkeyPatch) -> None:
+    import llama_cpp.llama_cpp as bindings
+
+    def missing() -> bytes:
+        raise AttributeError("llama_print_system_info")
+
+    monkeypatch.setattr(bindings, "llama_print_system_info", missing)
+    report = diagnose.inspect_engine()
+    assert report.error == "AttributeError: llama_print_system_info"
+    assert report.system_info == "" and report.usable
 
 
 class CFunction:
@@ -343,6 +440,7 @@ def test_the_registry_names_every_backend_and_device_kind() -> None:
         (b"Vulkan0", b"AMD Radeon 780M", 2),
         (b"NPU", None, 3),
         (None, b"\xffodd", 9),
+        (b"\xfeGPU", b"", 1),
     ]
     library = type("Library", (), {})()
     functions = {
@@ -365,6 +463,7 @@ def test_the_registry_names_every_backend_and_device_kind() -> None:
         {"name": "Vulkan0", "description": "AMD Radeon 780M", "type": "integrated GPU"},
         {"name": "NPU", "description": "", "type": "accelerator"},
         {"name": "?", "description": "\ufffdodd", "type": "other"},
+        {"name": "\ufffdGPU", "description": "", "type": "GPU"},
     ]
     size, pointer, text = ctypes.c_size_t, ctypes.c_void_p, ctypes.c_char_p
     expected = {
@@ -404,6 +503,13 @@ def test_the_processor_kernels_ggml_picked_are_named(tmp_path: Path) -> None:
         assert diagnose._loaded_cpu_kernels() == "libggml-cpu-haswell.so"
     finally:
         _ctypes.dlclose(library._handle)
+    assert diagnose._loaded_cpu_kernels() == ""
+
+
+def test_a_system_without_proc_has_no_kernels_to_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(diagnose, "_MAPS", tmp_path / "no-proc" / "maps")
     assert diagnose._loaded_cpu_kernels() == ""
 
 
@@ -477,6 +583,11 @@ def test_an_illegal_instruction_is_named_however_the_child_ends(code: int, name:
     assert report.hint == OWN_BUILD
 
 
+def test_a_wrapper_reports_a_signal_as_128_and_more() -> None:
+    hangup = diagnose._crash_report(128 + signal.SIGHUP, "")
+    assert hangup.problem == "The llama.cpp engine crashed while starting (SIGHUP)."
+
+
 def test_a_crash_and_a_plain_failure_are_told_apart() -> None:
     crash = diagnose._crash_report(-signal.SIGSEGV, "")
     assert crash.error == f"exit status {-signal.SIGSEGV} SIGSEGV"
@@ -527,9 +638,19 @@ def test_a_childs_garbled_output_is_still_read() -> None:
 
 
 def test_a_child_that_reads_its_input_is_not_left_waiting() -> None:
+    """The app's own input may be a terminal or a pipe nobody writes to: the child must not
+    inherit it."""
     answer = json.dumps(EngineReport(loaded=True).to_dict())
     code = f"import sys; sys.stdin.read(); print({answer!r})"
-    report, lasting = diagnose._run_probe(python(code), 60)
+    reading, writing = os.pipe()
+    own_input = os.dup(0)
+    os.dup2(reading, 0)  # an input that never ends
+    try:
+        report, lasting = diagnose._run_probe(python(code), 30)
+    finally:
+        os.dup2(own_input, 0)
+        for fd in (own_input, reading, writing):
+            os.close(fd)
     assert lasting and report.loaded
 
 
@@ -555,10 +676,11 @@ def test_a_check_that_cannot_start_is_not_kept(tmp_path: Path) -> None:
 
 def test_the_kept_answer_is_the_report_under_its_key(tmp_path: Path) -> None:
     answer = EngineReport(loaded=True, version="3", backends=["CPU"])
-    diagnose.check_engine(python(f"print({json.dumps(answer.to_dict())!r})"), tmp_path)
-    saved = json.loads((tmp_path / diagnose.CACHE_FILE).read_text(encoding="utf-8"))
+    folder = tmp_path / "new" / "cache"  # made as needed
+    diagnose.check_engine(python(f"print({json.dumps(answer.to_dict())!r})"), folder)
+    saved = json.loads((folder / diagnose.CACHE_FILE).read_text(encoding="utf-8"))
     assert saved["key"] == diagnose.cache_key()
-    assert EngineReport.from_dict(saved["report"]) == diagnose.known_report(tmp_path)
+    assert EngineReport.from_dict(saved["report"]) == diagnose.known_report(folder)
     assert saved["report"]["version"] == "3" and saved["report"]["isolated"] is True
 
 
@@ -589,7 +711,8 @@ def test_a_cache_that_cannot_be_written_only_costs_a_check(
     with caplog.at_level(logging.INFO, logger="assistant.engine.diagnose"):
         report = diagnose.check_engine(python(f"print({answer!r})"), blocked / "cache")
     assert report.version == "4"
-    assert f"Could not keep the engine check in {blocked / 'cache'}" in caplog.text
+    pattern = rf"Could not keep the engine check in {re.escape(str(blocked / 'cache'))}: \[Errno"
+    assert [m for m in caplog.messages if re.match(pattern, m)], caplog.messages
     assert diagnose.known_report() == report  # this process still remembers it
 
 
@@ -614,6 +737,51 @@ def test_the_key_follows_the_engine_files_and_the_processor(
     resized = diagnose.cache_key()
     os.utime(library, ns=(10**9, 10**9))  # the same size, written at another time
     assert diagnose.cache_key() != resized
+    monkeypatch.setenv("LLAMA_CPP_LIB_PATH", str(tmp_path / "missing"))
+    assert diagnose.cache_key() not in (key, resized)  # named, even where nothing is yet
+    monkeypatch.setenv("LLAMA_CPP_LIB_PATH", os.fsdecode(b"/opt/caf\xe9"))  # not UTF-8
+    assert len(diagnose.cache_key()) == 64
+
+
+def test_the_key_follows_the_engine_package_wherever_it_is(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    package = tmp_path / "llama_cpp"
+    (package / "lib").mkdir(parents=True)
+    library = package / "lib" / "libllama.so"
+    library.write_bytes(b"1")
+    spec = SimpleNamespace(
+        origin=str(package / "__init__.py"), submodule_search_locations=[str(package)]
+    )
+    asked: list[str] = []
+
+    def find_spec(name: str) -> object:
+        asked.append(name)
+        return spec
+
+    monkeypatch.delenv("LLAMA_CPP_LIB_PATH", raising=False)
+    monkeypatch.setattr(diagnose, "import_util", SimpleNamespace(find_spec=find_spec))
+    first = diagnose.cache_key()
+    assert asked == ["llama_cpp"]
+    library.write_bytes(b"22")  # the engine was replaced
+    replaced = diagnose.cache_key()
+    assert replaced != first
+    spec.origin = str(tmp_path / "elsewhere" / "__init__.py")  # the same files, moved
+    assert diagnose.cache_key() != replaced
+    shutil.rmtree(package / "lib")
+    assert len(diagnose.cache_key()) == 64  # no library folder: still a key
+
+    def absent(_name: str) -> None:
+        return None
+
+    monkeypatch.setattr(diagnose, "import_util", SimpleNamespace(find_spec=absent))
+    assert len(diagnose.cache_key()) == 64
+
+    def broken(_name: str) -> None:
+        raise ValueError("llama_cpp.__spec__ is None")
+
+    monkeypatch.setattr(diagnose, "import_util", SimpleNamespace(find_spec=broken))
+    assert diagnose.cache_key() == diagnose.cache_key()
 
 
 def test_require_engine_raises_what_a_check_found(tmp_path: Path) -> None:
@@ -622,6 +790,20 @@ def test_require_engine_raises_what_a_check_found(tmp_path: Path) -> None:
         diagnose.require_engine(tmp_path)
     assert "illegal instruction" in str(raised.value)
     assert raised.value.hint == OWN_BUILD
+
+
+def test_require_engine_reads_a_check_kept_on_disk(tmp_path: Path) -> None:
+    diagnose.check_engine(
+        python("import os, signal; os.kill(os.getpid(), signal.SIGILL)"), tmp_path
+    )
+    diagnose.forget()  # a new start of the app
+    with pytest.raises(EngineUnavailableError, match="illegal instruction"):
+        diagnose.require_engine(tmp_path)
+
+
+def test_a_report_that_is_not_a_table_is_refused_by_name() -> None:
+    with pytest.raises(TypeError, match=r"^an engine report is a JSON object, not list$"):
+        EngineReport.from_dict([1])  # type: ignore[arg-type]
 
 
 def test_require_engine_loads_it_here_once_when_nothing_is_known(tmp_path: Path) -> None:

@@ -168,8 +168,8 @@ def read_sysctl(machine: str, sysctl: Callable[[str], str]) -> CpuInfo:
         return CpuInfo(model, machine, "sysctl", frozenset(flags))
     words = f"{sysctl('machdep.cpu.features')} {sysctl('machdep.cpu.leaf7_features')}"
     names = {word.lower().replace(".", "_") for word in words.split()}
-    # sysctl spells some differently: AVX1.0, SSE4.2, AVX512F, VNNI.
-    aliases = {"avx1_0": "avx", "avx512f": "avx512f", "avx512vnni": "avx512_vnni"}
+    # sysctl spells some differently: AVX1.0, SSE4.2 (sse4_2 once lowered), AVX512VNNI.
+    aliases = {"avx1_0": "avx", "avx512vnni": "avx512_vnni"}
     flags = {aliases.get(name, name) for name in names}
     return CpuInfo(model, machine, "sysctl", frozenset(flags))
 

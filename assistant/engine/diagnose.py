@@ -223,11 +223,14 @@ def _registry(library: Any) -> tuple[list[str], list[dict[str, str]]]:
     return backends, devices
 
 
+_MAPS = Path("/proc/self/maps")  # the files this process has mapped (Linux)
+
+
 def _loaded_cpu_kernels() -> str:
     """The CPU variant of a build with several (``GGML_CPU_ALL_VARIANTS``, as the installers
     ship): the one file of them this process has mapped. Linux only; empty elsewhere."""
     try:
-        maps = Path("/proc/self/maps").read_text(encoding="utf-8", errors="replace")
+        maps = _MAPS.read_text(encoding="utf-8", errors="replace")
     except OSError:
         return ""
     for line in maps.splitlines():
