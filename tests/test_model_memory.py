@@ -224,7 +224,7 @@ def test_prompt_lookup_drafts_as_far_as_it_pays() -> None:
 @pytest.fixture(scope="module")
 def fresh(model_path: Path) -> Iterator[LocalEngine]:
     """An engine without saved states that reads every prompt afresh: the reference."""
-    engine = LocalEngine(model_path, n_ctx=N_CTX, n_threads=2, prompt_lookup=False)
+    engine = LocalEngine(model_path, n_ctx=N_CTX, n_threads=1, prompt_lookup=False)
     yield engine
     engine.close()
 
@@ -256,10 +256,17 @@ def _counted(answer: tuple[str, GenerationStats]) -> tuple[str, int]:
 
 
 def _engine(
-    model_path: Path, cache: StateCache | None, *, n_ctx: int = N_CTX, prompt_lookup: bool = False
+    model_path: Path,
+    cache: StateCache | None,
+    *,
+    n_ctx: int = N_CTX,
+    prompt_lookup: bool = False,
+    threads: int = 1,
 ) -> LocalEngine:
+    """One thread unless a test is about more: the same arithmetic for every engine compared,
+    and no thread waiting for a core another process holds (see engine.threads)."""
     return LocalEngine(
-        model_path, n_ctx=n_ctx, n_threads=2, state_cache=cache, prompt_lookup=prompt_lookup
+        model_path, n_ctx=n_ctx, n_threads=threads, state_cache=cache, prompt_lookup=prompt_lookup
     )
 
 
@@ -287,39 +294,69 @@ def test_switching_away_and_back_evaluates_only_the_new_tokens(
         engine.close()
 
 
+@pytest.fixture
+def switched(model_path: Path) -> Iterator[tuple[LocalEngine, str, int]]:
+    """An engine that answered FIRST, then OTHER: FIRST's state is only in its cache. With the
+    first answer, and how many tokens the context held after it."""
+    engine = _engine(model_path, _cache())
+    try:
+        first, _ = _ask(engine, FIRST)
+        held = len(engine._llama._input_ids)
+        _ask(engine, OTHER)
+        yield engine, first, held
+    finally:
+        engine.close()
+
+
 @pytest.mark.slow
-def test_edits_regenerates_system_prompts_and_models_never_misuse_a_state(
-    model_path: Path, fresh: LocalEngine, tmp_path: Path
+def test_an_edited_question_starts_from_the_saved_document(
+    switched: tuple[LocalEngine, str, int], fresh: LocalEngine
+) -> None:
+    engine, _first, _held = switched
+    edited = [SYSTEM, ChatMessage("user", DOCUMENT + "\nWhat is item 4 about?")]
+    text, stats = _ask(engine, edited)  # the longest still-valid prefix: the document
+    assert 0 < stats.evaluated_prompt_tokens < 20
+    assert (text, stats.evaluated_prompt_tokens) == _counted(_stayed(fresh, FIRST, edited))
+
+
+@pytest.mark.slow
+def test_regenerating_reads_only_the_last_prompt_token(
+    switched: tuple[LocalEngine, str, int], fresh: LocalEngine
+) -> None:
+    engine, _first, held = switched
+    text, stats = _ask(engine, FIRST)  # regenerate: same prompt, the old answer unused
+    assert stats.evaluated_prompt_tokens == 1
+    assert stats.prompt_tokens < held
+    assert text == _stayed(fresh, FIRST, FIRST)[0]
+
+
+@pytest.mark.slow
+def test_a_changed_system_prompt_reuses_only_what_the_context_shares(
+    switched: tuple[LocalEngine, str, int], fresh: LocalEngine
+) -> None:
+    engine, _first, _held = switched
+    _ask(engine, FIRST)  # the context holds FIRST again
+    changed = [ChatMessage("system", "You are a terse pirate."), FIRST[1]]
+    text, stats = _ask(engine, changed)
+    # Only what the context itself shares ("<|im_start|>system\nYou are a") is reused.
+    shared = common_prefix(
+        engine.fit_prompt(FIRST, GREEDY)[0], engine.fit_prompt(changed, GREEDY)[0]
+    )
+    assert stats.evaluated_prompt_tokens == stats.prompt_tokens - shared
+    assert (text, stats.evaluated_prompt_tokens) == _counted(_stayed(fresh, FIRST, changed))
+
+
+@pytest.mark.slow
+def test_another_model_file_or_context_size_never_uses_a_saved_state(
+    model_path: Path, tmp_path: Path
 ) -> None:
     cache = _cache()
     engine = _engine(model_path, cache)
     try:
         first, _ = _ask(engine, FIRST)
-        held = len(engine._llama._input_ids)
         _ask(engine, OTHER)  # FIRST's state is now only in the cache
-
-        edited = [SYSTEM, ChatMessage("user", DOCUMENT + "\nWhat is item 4 about?")]
-        text, stats = _ask(engine, edited)  # the longest still-valid prefix: the document
-        assert 0 < stats.evaluated_prompt_tokens < 20
-        assert (text, stats.evaluated_prompt_tokens) == _counted(_stayed(fresh, FIRST, edited))
-
-        _ask(engine, OTHER)
-        text, stats = _ask(engine, FIRST)  # regenerate: same prompt, the old answer unused
-        assert stats.evaluated_prompt_tokens == 1
-        assert stats.prompt_tokens < held
-        assert text == _stayed(fresh, FIRST, FIRST)[0]
-
-        changed = [ChatMessage("system", "You are a terse pirate."), FIRST[1]]
-        text, stats = _ask(engine, changed)
-        # Only what the context itself shares ("<|im_start|>system\nYou are a") is reused.
-        shared = common_prefix(
-            engine.fit_prompt(FIRST, GREEDY)[0], engine.fit_prompt(changed, GREEDY)[0]
-        )
-        assert stats.evaluated_prompt_tokens == stats.prompt_tokens - shared
-        assert (text, stats.evaluated_prompt_tokens) == _counted(_stayed(fresh, FIRST, changed))
     finally:
         engine.close()
-
     # Another model file (a copy counts: another identity), another context size.
     copy = tmp_path / "copy.gguf"
     shutil.copyfile(model_path, copy)
@@ -452,7 +489,7 @@ def test_drafts_stop_where_batches_and_single_tokens_would_part(
     """On two threads llama.cpp attends differently for one token and for a batch once 512
     cells are in use: this answer left the plain one at position 257 when drafts went on past
     256. Drafts stop there; the text is the plain text."""
-    engine = _engine(model_path, None, prompt_lookup=True)
+    engine = _engine(model_path, None, prompt_lookup=True, threads=2)
     engine.batch_cost = 0.1
     last_positions: list[int] = []
     decode_drafts = engine._decode_drafts

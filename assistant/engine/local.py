@@ -51,6 +51,7 @@ from assistant.engine.load_progress import open_llama
 from assistant.engine.prompt import FALLBACK_WARNING, PromptFormat, StopScanner
 from assistant.engine.prompt_lookup import PromptLookup
 from assistant.engine.state_cache import StateCache, StateMatch, common_prefix
+from assistant.engine.threads import ThreadChooser
 from assistant.errors import AssistantError, ContextOverflowError, InsufficientMemoryError
 from assistant.models.gguf_file import GGUFInfo, explain_load_failure, read_gguf_info
 from assistant.models.hardware import Hardware, detect_hardware, estimate_memory
@@ -108,8 +109,11 @@ class LocalEngine:
         self.n_ctx = min(n_ctx, trained) if trained else n_ctx
         hardware = hardware or detect_hardware()
         self.hardware = hardware
-        # Physical cores: llama.cpp decoding gains nothing from hyper-threads.
-        self.n_threads = n_threads or max(1, hardware.physical_cores)
+        # Physical cores: llama.cpp decoding gains nothing from hyper-threads. Unless a count
+        # is given, each answer uses those other programs leave free (engine.threads).
+        self.max_threads = n_threads or max(1, hardware.physical_cores)
+        self.n_threads = self.max_threads
+        """Threads of the last answer (or of the first, before any)."""
         self.warnings: list[str] = []
         self._check_memory(hardware)
 
@@ -148,6 +152,7 @@ class LocalEngine:
         self._closed = False
 
         self.state_cache = state_cache
+        self._threads = None if n_threads else ThreadChooser(self.max_threads)
         self.fingerprint = kv_state.context_fingerprint(
             self._llama, self.path, n_gpu_layers if hardware.gpu_offload else 0
         )
@@ -415,6 +420,7 @@ class LocalEngine:
             llama = self._llama
             lookup: PromptLookup | None = None
             try:
+                self._pick_threads()
                 reused = self._reuse_cache(tokens)
                 pending = tokens[reused:]
                 stats.evaluated_prompt_tokens = len(pending)
@@ -559,11 +565,29 @@ class LocalEngine:
                     decode_time = ended - first_token_at
                     if stats.completion_tokens > 1 and decode_time > 0:
                         stats.tokens_per_s = (stats.completion_tokens - 1) / decode_time
-                if self.on_stats is not None:
+                if self._threads is not None:
+                    self._threads.rest()
+                # An answer that shared the processor says nothing of its speed when free.
+                if self.on_stats is not None and self.n_threads == self.max_threads:
                     try:
                         self.on_stats(stats)
                     except Exception:  # an observer's bug must not replace the answer's end
                         log.exception("The answer's stats observer failed")
+
+    def _pick_threads(self) -> None:
+        """Leave the cores other programs keep busy (see :mod:`assistant.engine.threads`)."""
+        if self._threads is None:
+            return
+        wanted = self._threads.pick()
+        if wanted != self.n_threads:
+            log.info(
+                "Other programs keep %.1f cores busy: answering with %d of %d threads.",
+                self._threads.others_busy,
+                wanted,
+                self.max_threads,
+            )
+            self._llama._ctx.set_n_threads(wanted, wanted)
+            self.n_threads = wanted
 
     def _decode(self, tokens: list[int]) -> None:
         """Evaluate tokens after those already in the context (at most one batch).
