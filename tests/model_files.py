@@ -144,7 +144,10 @@ def write_tiny_llama(
     network's), with a tiny network of pseudo-random weights drawn from ``seed``. It says
     nothing sensible and never ends an answer by itself (stops at ``max_tokens``), but it
     decodes many times faster than SmolLM2-135M, gives the same text twice at temperature 0
-    and different text per seed when sampling. The same arguments write the same bytes.
+    and different text per seed when sampling. The same arguments write the same bytes. Its
+    babble does not always read back as the same tokens once turned into text (a real
+    model's answers mostly do): a test of the KV cache across turns should write the
+    assistant's turns itself.
 
     The output layer is the token embedding (tied, as in SmolLM2: no ``output.weight``), so
     the file is mostly that embedding, in f16. Two scales keep the babble varied. The
