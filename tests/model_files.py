@@ -76,6 +76,11 @@ def write_small_runnable(path: Path, source: Path, *, padding: int = 0) -> Path:
 # writes its own. ``general.alignment`` would misplace the tiny model's tensors.
 _NETWORK_KEYS = ("general.name", "general.size_label", "general.file_type", "general.alignment")
 
+# ``write_tiny_llama``'s ``end_lift`` at which its default network ends some answers by
+# itself, at lengths that vary with the prompt and the seed (tuned by hand: at 2,000 every
+# greedy answer is empty, at 1,200 few answers end).
+ENDS_ANSWERS = 1400.0
+
 # Bytes of each fixed-size GGUF value type (gguf.GGUFValueType); strings and arrays vary.
 _VALUE_SIZES = {0: 1, 1: 1, 2: 2, 3: 2, 4: 4, 5: 4, 6: 4, 7: 1, 10: 8, 11: 8, 12: 8}
 
@@ -124,6 +129,12 @@ def _array_length(entry: bytes) -> int:
     return int(struct.unpack_from("<Q", entry, 8 + length + 8)[0])
 
 
+def _scalar(entry: bytes) -> int:
+    """The unsigned 32-bit value of a raw header entry (a token id)."""
+    (length,) = struct.unpack_from("<Q", entry, 0)
+    return int(struct.unpack_from("<I", entry, 8 + length + 4)[0])
+
+
 def write_tiny_llama(
     path: Path,
     source: Path,
@@ -136,18 +147,22 @@ def write_tiny_llama(
     feed_forward: int = 128,
     context: int = 2048,
     embedding_std: float = 0.15,
-    block_gain: float = 4.0,
+    block_gain: float = 8.0,
+    end_lift: float = 0.0,
 ) -> Path:
     """A runnable ``llama`` GGUF of about 8 MB for tests that need a real model but not a
     good one (the engine's quick lane, mutation runs): ``source``'s tokenizer, vocabulary,
     merges, chat template and special tokens (every header key of ``source`` but its
     network's), with a tiny network of pseudo-random weights drawn from ``seed``. It says
-    nothing sensible and never ends an answer by itself (stops at ``max_tokens``), but it
-    decodes many times faster than SmolLM2-135M, gives the same text twice at temperature 0
-    and different text per seed when sampling. The same arguments write the same bytes. Its
-    babble does not always read back as the same tokens once turned into text (a real
-    model's answers mostly do): a test of the KV cache across turns should write the
-    assistant's turns itself.
+    nothing sensible, but it decodes many times faster than SmolLM2-135M, gives the same
+    text twice at temperature 0 and different text per seed when sampling. The same
+    arguments write the same bytes. Its babble does not always read back as the same tokens
+    once turned into text (a real model's answers mostly do): a test of the KV cache across
+    turns should write the assistant's turns itself.
+
+    With ``end_lift`` 0, no answer ends by itself (each runs to ``max_tokens``); with
+    ``ENDS_ANSWERS``, some end after a few to a few hundred tokens and some not within 200,
+    depending on the prompt and the seed; some greedy answers are then empty.
 
     The output layer is the token embedding (tied, as in SmolLM2: no ``output.weight``), so
     the file is mostly that embedding, in f16. Two scales keep the babble varied. The
@@ -155,7 +170,7 @@ def write_tiny_llama(
     at temperature 1 always picks the top token. The blocks' output projections have
     ``block_gain`` times unit gain so that what the blocks add outweighs the token's own
     embedding in the residual stream; with a weaker network, the tied output predicts the
-    last token again ("excite excite excite")."""
+    last token again ("excite excite excite"), and greedy answers fall sooner into loops."""
     copied = {
         key: entry
         for key, entry in _header_entries(source).items()
@@ -188,6 +203,12 @@ def write_tiny_llama(
 
     ones = np.ones(embedding, dtype=np.float32)
     embed = rng.standard_normal((vocab, embedding), dtype=np.float32) * np.float32(embedding_std)
+    # Dimension 0 is always on: every token has the same value there and no block writes to
+    # it, so the final hidden state always has it. The end-of-answer token has twice that
+    # value, and the output norm's gain on dimension 0 (``end_lift``) lifts its logit above
+    # the others' (whose lift, all the same, changes nothing).
+    embed[:, 0] = embedding_std
+    embed[_scalar(copied[gguf.Keys.Tokenizer.EOS_ID]), 0] *= 2
     writer.add_tensor("token_embd.weight", embed.astype(np.float16))
     for block in range(blocks):
         prefix = f"blk.{block}"
@@ -195,14 +216,18 @@ def write_tiny_llama(
         writer.add_tensor(f"{prefix}.attn_q.weight", matrix(heads * head_dim, embedding))
         writer.add_tensor(f"{prefix}.attn_k.weight", matrix(kv_heads * head_dim, embedding))
         writer.add_tensor(f"{prefix}.attn_v.weight", matrix(kv_heads * head_dim, embedding))
-        writer.add_tensor(
-            f"{prefix}.attn_output.weight", matrix(embedding, heads * head_dim, block_gain)
-        )
+        attn_output = matrix(embedding, heads * head_dim, block_gain)
+        attn_output[0] = 0
+        writer.add_tensor(f"{prefix}.attn_output.weight", attn_output)
         writer.add_tensor(f"{prefix}.ffn_norm.weight", ones)
         writer.add_tensor(f"{prefix}.ffn_gate.weight", matrix(feed_forward, embedding))
         writer.add_tensor(f"{prefix}.ffn_up.weight", matrix(feed_forward, embedding))
-        writer.add_tensor(f"{prefix}.ffn_down.weight", matrix(embedding, feed_forward, block_gain))
-    writer.add_tensor("output_norm.weight", ones)
+        ffn_down = matrix(embedding, feed_forward, block_gain)
+        ffn_down[0] = 0
+        writer.add_tensor(f"{prefix}.ffn_down.weight", ffn_down)
+    output_norm = ones.copy()
+    output_norm[0] = end_lift
+    writer.add_tensor("output_norm.weight", output_norm)
     written = len(writer.kv_data[0])
     writer.write_header_to_file()
     writer.write_kv_data_to_file()

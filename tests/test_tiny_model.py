@@ -19,7 +19,7 @@ import pytest
 from assistant.engine.base import ChatMessage, GenerationSettings
 from assistant.engine.local import LocalEngine
 from assistant.models.gguf_file import read_gguf_info
-from tests.model_files import write_tiny_llama
+from tests.model_files import ENDS_ANSWERS, write_tiny_llama
 from tests.support import smollm2_path
 
 GREEDY = GenerationSettings(temperature=0.0, max_tokens=32, repeat_penalty=1.0)
@@ -109,6 +109,32 @@ def test_follow_up_turn_evaluates_only_new_tokens(tiny_engine: LocalEngine) -> N
     )
     assert follow_up.stats.evaluated_prompt_tokens <= new_tokens + 12
     assert follow_up.stats.prompt_tokens > first.stats.prompt_tokens + new_tokens
+
+
+def test_with_an_end_lift_some_answers_end_by_themselves(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    path = write_tiny_llama(
+        tmp_path_factory.mktemp("ending") / "tiny.gguf", smollm2_path(), end_lift=ENDS_ANSWERS
+    )
+    questions = ["Hi", "Tell me a word.", "List three colours.", "Unrelated", "And of Germany?"]
+    ending = LocalEngine(path, n_ctx=512, n_threads=1)
+    try:
+        answers = [
+            ending.stream_chat([SYSTEM, ChatMessage("user", question)], GREEDY)
+            for question in questions
+        ]
+        for answer in answers:
+            answer.run()
+    finally:
+        ending.close()
+    stats = [answer.stats for answer in answers if answer.stats is not None]
+    assert {stat.stop_reason for stat in stats} == {"stop", "length"}
+    for answer in answers:
+        assert "<|im_end|>" not in answer.text
+    assert all(
+        stat.completion_tokens < GREEDY.max_tokens for stat in stats if stat.stop_reason == "stop"
+    )
 
 
 def test_logits_are_finite(tiny_model_path: Path) -> None:
