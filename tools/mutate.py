@@ -184,6 +184,45 @@ def verdicts(name: str) -> dict[str, int | None]:
     return found
 
 
+def _function_of(key: str) -> str:
+    """``pkg.mod.xǁClassǁmethod__mutmut_7`` -> ``xǁClassǁmethod`` (as mutmut hashes them)."""
+    return key.rsplit(".", 1)[-1].rsplit("__mutmut_", 1)[0]
+
+
+def snapshot(name: str) -> dict[str, tuple[int | None, str | None]]:
+    """Each mutant's verdict, with the hash of its function's source when it was given."""
+    found: dict[str, tuple[int | None, str | None]] = {}
+    for meta in sorted((WORK / name / "mutants").rglob("*.py.meta")):
+        data = json.loads(meta.read_text(encoding="utf-8"))
+        hashes = data.get("hash_by_function_name", {})
+        for key, code in data.get("exit_code_by_key", {}).items():
+            found[key] = (code, hashes.get(_function_of(key)))
+    return found
+
+
+def keep_kills(name: str, before: dict[str, tuple[int | None, str | None]]) -> int:
+    """Give back the kills mutmut forgot. It forgets every verdict when the selected tests
+    change (a test file added to a module's run), so a ``--retry`` would show the earlier
+    kills as not run. A kill still holds when tests were only added or tightened and the
+    mutant's function is unchanged (same source hash): those are restored. Returns how many."""
+    restored = 0
+    for meta in sorted((WORK / name / "mutants").rglob("*.py.meta")):
+        data = json.loads(meta.read_text(encoding="utf-8"))
+        hashes = data.get("hash_by_function_name", {})
+        codes = data.get("exit_code_by_key", {})
+        changed = False
+        for key, code in codes.items():
+            old_code, old_hash = before.get(key, (None, None))
+            same = old_hash is not None and old_hash == hashes.get(_function_of(key))
+            if code is None and _killed(old_code) and same:
+                codes[key] = old_code
+                restored += 1
+                changed = True
+        if changed:
+            meta.write_text(json.dumps(data), encoding="utf-8")
+    return restored
+
+
 def equivalent_names() -> set[str]:
     """Mutant names listed in equivalent.md (each on a line starting with ``- `name```)."""
     if not EQUIVALENT.exists():
@@ -269,12 +308,15 @@ def main(argv: list[str]) -> int:
     if not args.report:
         for name in names:
             mutants = list(args.mutant)
+            before = snapshot(name) if (WORK / name).exists() and not args.fresh else {}
             if args.retry:
                 mutants += survivors(name)
                 if not mutants:
                     continue
             prepare(name, args.fresh)
             code = run(name, args.max_children, mutants)
+            if mutants and before:
+                print(f"== {name}: {keep_kills(name, before)} earlier kills kept", flush=True)
             if code != 0:
                 return code
     report(names)
