@@ -209,6 +209,11 @@ def test_on_windows_each_feature_is_asked_of_the_system(monkeypatch: pytest.Monk
     assert sorted(asked) == sorted(cpu._WINDOWS_FEATURES.values())
 
 
+def test_a_machine_without_a_name_is_called_unknown(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(cpu.platform, "machine", lambda: "")
+    assert cpu.cpu_info().machine == "unknown"
+
+
 def test_a_failing_reader_leaves_a_name_and_no_features(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -419,6 +424,21 @@ def test_a_build_without_system_info_still_gets_a_report(monkeypatch: pytest.Mon
     assert report.system_info == "" and report.usable
 
 
+def test_a_build_without_version_or_library_name_still_gets_a_report(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import llama_cpp
+    import llama_cpp.llama_cpp as bindings
+
+    monkeypatch.delattr(llama_cpp, "__version__")
+    monkeypatch.delattr(bindings, "_lib")
+    report = diagnose.inspect_engine()
+    assert report.version == "" and report.library == ""
+    assert report.backends == [] and report.usable
+    monkeypatch.setattr(bindings, "_lib", object(), raising=False)  # a library with no name
+    assert diagnose.inspect_engine().library == ""
+
+
 class CFunction:
     """A C function as ctypes hands it out: callable, with settable argument and result types."""
 
@@ -495,7 +515,9 @@ def test_the_processor_kernels_ggml_picked_are_named(tmp_path: Path) -> None:
 
     folder = Path(sysconfig.get_config_var("DESTSHARED"))
     smallest = min(folder.glob("*.so"), key=lambda path: path.stat().st_size)
-    kernels = tmp_path / "libggml-cpu-haswell.so"
+    odd = tmp_path / os.fsdecode(b"caf\xe9")  # a path that is not UTF-8 on the way
+    odd.mkdir()
+    kernels = odd / "libggml-cpu-haswell.so"
     shutil.copyfile(smallest, kernels)
     assert diagnose._loaded_cpu_kernels() == ""
     library = ctypes.CDLL(str(kernels))
