@@ -11,7 +11,10 @@ Also the suite's rules, applied to every test:
   mount namespace; only where neither is possible is it skipped (a failure under CI);
 - under CI (``CI`` set to anything but ``0``/``false``), a skip fails the test unless its reason
   is allowed for this platform in ``ALLOWED_SKIPS``: a promised behaviour is never left
-  untested without anyone noticing.
+  untested without anyone noticing;
+- a test that runs past its time fails alone (pytest-timeout raises in it, 300 s); one stuck
+  where that cannot reach it (inside a C call that never returns) ends the run a while later,
+  with every thread's stack, instead of blocking it for good.
 """
 
 from __future__ import annotations
@@ -23,10 +26,13 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 # Tests must never reach the real Hugging Face Hub.
 os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
 
+import faulthandler
 import gc
 import platform
 import signal
 import sys
+import threading
+import time
 import warnings
 from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
@@ -99,6 +105,57 @@ def pytest_runtest_makereport(
         "A promised behaviour went untested. Make the test run here, or add the reason to "
         "ALLOWED_SKIPS in tests/conftest.py for the platforms where it cannot."
     )
+
+
+STUCK_AFTER_S = float(os.environ.get("OFFLINE_ASSISTANT_TESTS_STUCK_AFTER_S", "420"))
+"""pytest-timeout (``timeout`` in pyproject.toml) fails a test after 300 s by raising in it; a
+test still running this long after it started is stuck where nothing Python can reach it."""
+
+
+class _Watchdog:
+    """Ends the run, with every thread's stack, when a test outlives :data:`STUCK_AFTER_S`."""
+
+    def __init__(self) -> None:
+        self._deadline: float | None = None
+        self._item: pytest.Item | None = None
+        threading.Thread(target=self._watch, name="stuck-test watchdog", daemon=True).start()
+
+    def arm(self, item: pytest.Item) -> None:
+        self._item, self._deadline = item, time.monotonic() + STUCK_AFTER_S
+
+    def disarm(self) -> None:
+        self._deadline = None
+
+    def _watch(self) -> None:
+        while True:
+            time.sleep(1.0)
+            deadline = self._deadline
+            item = self._item
+            if deadline is None or item is None or time.monotonic() <= deadline:
+                continue
+            # Out of pytest's capture first, or all of this would vanish with the process.
+            capture = item.config.pluginmanager.getplugin("capturemanager")
+            if capture is not None:
+                capture.suspend_global_capture(in_=True)
+            sys.stderr.write(
+                f"\n{item.nodeid} is stuck where its timeout cannot end it "
+                f"({STUCK_AFTER_S:.0f} s); ending the run. Every thread's stack:\n"
+            )
+            sys.stderr.flush()
+            faulthandler.dump_traceback(all_threads=True)
+            os._exit(3)
+
+
+_WATCHDOG = _Watchdog()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item: pytest.Item) -> Generator[None, None, None]:
+    _WATCHDOG.arm(item)
+    try:
+        yield
+    finally:
+        _WATCHDOG.disarm()
 
 
 def _uses_small_filesystem(item: pytest.Item) -> bool:
