@@ -63,6 +63,7 @@ TARGETS: dict[str, Target] = {
             "tests/test_history.py",
             "tests/test_history_details.py",
             "tests/test_history_import.py",
+            "tests/test_history_clock.py",
             "tests/test_search.py",
             "tests/test_hardening.py",
         ],
