@@ -9,6 +9,7 @@ import pytest
 
 from assistant.chat import history
 from assistant.chat.history import HistoryStore
+from assistant.errors import HistoryDamagedError, HistoryReadOnlyError
 from tests.damaged_history import PAGE, build_history, damage_pages, table_pages
 
 NOON = datetime(2026, 12, 1, 12, 0, 0, tzinfo=timezone.utc)
@@ -97,3 +98,41 @@ def test_a_file_too_damaged_to_check_is_one_problem(tmp_path: Path) -> None:
     with HistoryStore(db_path) as store:
         assert store.check_integrity() == ["database disk image is malformed"]
         assert store.damaged
+
+
+def test_a_write_sqlite_refuses_as_read_only_says_so(tmp_path: Path) -> None:
+    db_path = tmp_path / "history.db"
+    with HistoryStore(db_path) as store:
+        store._conn.execute("PRAGMA query_only = ON")  # SQLite now answers SQLITE_READONLY
+        with pytest.raises(HistoryReadOnlyError) as caught:
+            store.create_conversation(title="x")
+    assert caught.value.message == (
+        f"The chat history file {db_path} cannot be written; changes are not saved."
+    )
+    assert caught.value.hint == (
+        "Check that its folder and the file can be written, and that the disk is not read-only."
+    )
+
+
+def test_damage_found_later_names_what_the_check_found(tmp_path: Path) -> None:
+    db_path = tmp_path / "history.db"
+    build_history(db_path)
+    _spoil_free_space(db_path, table_pages(db_path, "messages")[2:4])
+    history.damage_marker(db_path).touch()  # found damaged while the app last ran
+    with pytest.raises(HistoryDamagedError) as caught:
+        HistoryStore(db_path)
+    assert caught.value.message.startswith(
+        f"The chat history file {db_path} is damaged (*** in database main ***\n"
+    )
+    assert "free space corruption" in caught.value.message
+
+
+def test_a_damage_note_that_cannot_be_written_or_removed_changes_nothing(tmp_path: Path) -> None:
+    db_path = tmp_path / "history.db"
+    build_history(db_path)
+    history.damage_marker(db_path).mkdir()  # in the way: neither a file to touch nor unlink
+    with HistoryStore(db_path) as store:  # whole: the note cannot be removed, and need not be
+        assert store.check_integrity() == []
+    db_path.write_bytes(b"PK\x03\x04" + b"\0" * 4000)
+    with pytest.raises(HistoryDamagedError):  # the note cannot be left: still the damage
+        HistoryStore(db_path)
