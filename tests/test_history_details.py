@@ -437,3 +437,29 @@ def test_a_search_gives_fifty_hits_unless_asked_for_more(store: HistoryStore) ->
         store.add_message(conversation.id, "user", f"needle {n}")
     assert len(store.search("needle")) == 50
     assert len(store.search("needle", limit=60)) == 52
+
+
+def test_the_schema_has_every_table_and_index(db_path: Path) -> None:
+    """The indexes only make the list and the ledger fast, and nothing reads cloud_modes in
+    these tests: dropping one would pass every other test here."""
+    with HistoryStore(db_path):
+        pass
+    conn = sqlite3.connect(db_path)
+    try:
+        rows = conn.execute(
+            "SELECT type, name, tbl_name FROM sqlite_master WHERE type IN ('table', 'index') "
+            "AND name NOT LIKE 'sqlite_%' AND name NOT LIKE '%_fts_%'"
+        ).fetchall()
+    finally:
+        conn.close()
+    assert {(kind, name, table) for kind, name, table in rows} >= {
+        ("table", "conversations", "conversations"),
+        ("table", "messages", "messages"),
+        ("table", "cloud_modes", "cloud_modes"),
+        ("table", "cloud_ledger", "cloud_ledger"),
+        ("table", "messages_fts", "messages_fts"),
+        ("table", "conversations_fts", "conversations_fts"),
+        ("index", "conversations_by_update", "conversations"),
+        ("index", "conversations_by_deletion", "conversations"),
+        ("index", "cloud_ledger_by_time", "cloud_ledger"),
+    }
