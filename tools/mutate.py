@@ -89,6 +89,24 @@ TARGETS: dict[str, Target] = {
         ["assistant/engine/cpu.py", "assistant/engine/diagnose.py"],
         ["tests/test_doctor.py", "tests/test_diagnose.py"],
     ),
+    # The parts of engine/ that run without a model, with the quick lane's tests (the tiny
+    # model's included): minutes, where "engine" below takes hours.
+    "engine-parts": Target(
+        [
+            f"assistant/engine/{name}.py"
+            for name in ("base", "llama_log", "load_progress", "prompt", "prompt_lookup", "threads")
+        ],
+        [
+            "tests/test_engine.py",
+            "tests/test_engine_received.py",
+            "tests/test_model_memory.py",
+            "tests/test_model_sampling.py",
+            "tests/test_load_progress.py",
+            "tests/test_threads.py",
+            "tests/test_tiny_model.py",
+            "tests/test_prompt.py",
+        ],
+    ),
     "engine": Target(
         [
             f"assistant/engine/{name}.py"
