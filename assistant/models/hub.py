@@ -356,7 +356,9 @@ def with_retries(
 
 
 def retry_note(exc: BaseException, delay: float, attempt: int, retries: int) -> str:
-    """``Hub answered 500, retrying in 4 s (2/5)``: what failed and what happens next."""
+    """``Hub answered 500, retrying in 4 s (2/5)``: what failed and what happens next. An
+    ``attempt`` of 0 is a break after bytes came in: nothing is counted against the retries, the
+    download just goes on from where it stopped (``…, resuming in 1 s``)."""
     if isinstance(exc, HfHubHTTPError):
         what = f"Hub answered {exc.response.status_code}"
     elif isinstance(exc, httpx2.TimeoutException):
@@ -364,6 +366,8 @@ def retry_note(exc: BaseException, delay: float, attempt: int, retries: int) -> 
     else:
         what = "Connection to the Hub failed"
     wait = f"{delay:.0f} s" if delay >= 1 else f"{delay:.1f} s"
+    if attempt == 0:
+        return f"{what}, resuming in {wait}"
     return f"{what}, retrying in {wait} ({attempt}/{retries})"
 
 
