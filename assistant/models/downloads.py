@@ -692,8 +692,13 @@ class DownloadJob:
         except OSError as exc:
             # The file is complete, verified and in place: only the list of installed models
             # could not be written (a full or read-only data disk). Say exactly that.
+            # Name the path that failed: the registry itself or its lock file beside it.
             registry = self.downloader.store.file
-            cause = file_error(registry, exc, "the list of installed models")
+            failed = Path(exc.filename) if exc.filename else registry
+            what = "the list of installed models"
+            if failed != registry:
+                what = f"the lock file of {what}"
+            cause = file_error(failed, exc, what)
             command = (
                 f"offline-assistant models pull {target.model_id}"
                 if target.model_id
