@@ -105,6 +105,7 @@ TARGETS: dict[str, Target] = {
             "tests/test_threads.py",
             "tests/test_tiny_model.py",
             "tests/test_prompt.py",
+            "tests/test_prompt_lookup.py",
         ],
     ),
     "engine": Target(
