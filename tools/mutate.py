@@ -106,6 +106,7 @@ TARGETS: dict[str, Target] = {
             "tests/test_tiny_model.py",
             "tests/test_prompt.py",
             "tests/test_prompt_lookup.py",
+            "tests/test_engine_base.py",
         ],
     ),
     "engine": Target(
