@@ -107,6 +107,7 @@ TARGETS: dict[str, Target] = {
             "tests/test_prompt.py",
             "tests/test_prompt_lookup.py",
             "tests/test_engine_base.py",
+            "tests/test_llama_log.py",
         ],
     ),
     "engine": Target(
