@@ -38,9 +38,39 @@ def test_a_template_renders_the_chat_and_asks_for_an_answer() -> None:
 
 def test_an_answer_to_continue_ends_the_prompt_right_after_its_last_word() -> None:
     messages = [*QUESTION, ChatMessage("assistant", "Hello, how")]
-    rendered = chatml().render(messages)
-    assert rendered.text.endswith("<|im_start|>assistant\nHello, how")
-    assert rendered.stop == ("<|im_end|>",)
+    assert chatml().render(messages) == RenderedPrompt(
+        "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi there<|im_end|>\n"
+        "<|im_start|>assistant\nHello, how",
+        ("<|im_end|>",),
+        True,
+    )
+
+
+def test_an_answer_the_template_shows_twice_is_continued_at_its_place_in_the_turns() -> None:
+    recap = CHATML + "(last: {{ messages[-1]['content'] }})"
+    format_ = PromptFormat(recap, bos_token="", eos_token="<|im_end|>")
+    messages = [ChatMessage("user", "Hi"), ChatMessage("assistant", "Hello")]
+    assert format_.render(messages).text == (
+        "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\nHello"
+    )
+
+
+def test_an_empty_answer_the_template_starts_with_is_continued_from_nothing() -> None:
+    bare = "{% for m in messages %}{{ m['content'] }}<|end|>{% endfor %}"
+    format_ = PromptFormat(bare, bos_token="", eos_token="<|end|>")
+    assert format_.render([ChatMessage("assistant", "")]).text == ""  # not "<|end|>"
+
+
+def test_the_template_gets_the_models_begin_and_end_tokens() -> None:
+    framed = "{{ bos_token }}{% for m in messages %}{{ m['content'] }}{{ eos_token }}{% endfor %}"
+    format_ = PromptFormat(framed, bos_token="<s>", eos_token="</s>")
+    rendered = format_.render([ChatMessage("user", "Hi")])
+    assert rendered == RenderedPrompt("<s>Hi</s>", ("</s>",), True)
+
+
+def test_a_model_without_an_end_token_has_no_empty_stop_string() -> None:
+    format_ = PromptFormat(CHATML, bos_token="", eos_token="")
+    assert format_.render(QUESTION).stop == ()
 
 
 def test_a_template_that_drops_the_answer_is_rendered_whole() -> None:
@@ -90,6 +120,8 @@ def test_the_plain_transcript_continues_an_answer_where_it_stopped() -> None:
     format_ = PromptFormat(None, bos_token="", eos_token="")
     rendered = format_.render([ChatMessage("user", "Hi"), ChatMessage("assistant", "  Hello, ")])
     assert rendered.text == "User: Hi\n\nAssistant: Hello, "
+    longer = format_.render([*QUESTION, ChatMessage("assistant", "  Hello, ")])
+    assert longer.text == "System: Be brief.\n\nUser: Hi there\n\nAssistant: Hello, "
 
 
 def test_stop_strings_are_held_back_until_they_are_ruled_out() -> None:
@@ -105,8 +137,14 @@ def test_stop_strings_are_held_back_until_they_are_ruled_out() -> None:
 
 def test_the_earliest_stop_wins_and_the_rest_is_dropped() -> None:
     scanner = StopScanner(("END", "\nUser:"))
+    assert scanner.stopped is False
     assert scanner.feed("one\nUser: two END three") == "one"
-    assert scanner.stopped
+    assert scanner.stopped is True
+
+
+def test_a_stop_string_that_comes_twice_stops_at_the_first() -> None:
+    scanner = StopScanner(("END",))
+    assert scanner.feed("one END two END three") == "one "
 
 
 def test_what_is_held_back_comes_out_at_the_end() -> None:

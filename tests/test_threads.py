@@ -102,6 +102,15 @@ def test_a_pause_too_short_to_tell_keeps_the_last_choice() -> None:
     assert pick.pick() == 4
 
 
+def test_a_pause_of_exactly_the_minimum_is_measured() -> None:
+    machine = Machine()
+    pick = chooser(4, machine)
+    assert pick.others_busy == 0.0  # nothing measured yet
+    machine.run(threads.MIN_WINDOW_S, others=1.0)
+    assert pick.pick() == 3
+    assert pick.others_busy == 1.0
+
+
 def test_a_chooser_never_counts_fewer_than_one_core() -> None:
     machine = Machine()
     assert chooser(0, machine).pick() == 1

@@ -107,6 +107,9 @@ TARGETS: dict[str, Target] = {
             "tests/test_threads.py",
             "tests/test_tiny_model.py",
             "tests/test_prompt.py",
+            "tests/test_prompt_lookup.py",
+            "tests/test_engine_base.py",
+            "tests/test_llama_log.py",
         ],
     ),
     # The engine's model-bound parts, run on the tiny random-weight model
