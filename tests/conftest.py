@@ -140,6 +140,13 @@ class _Watchdog:
     def __init__(self) -> None:
         self._deadline: float | None = None
         self._item: pytest.Item | None = None
+        self._start()
+        # A forked process (mutmut runs each mutant in one) keeps only the forking thread:
+        # watch it with a thread of its own.
+        os.register_at_fork(after_in_child=self._start)
+
+    def _start(self) -> None:
+        self._deadline = None
         threading.Thread(target=self._watch, name="stuck-test watchdog", daemon=True).start()
 
     def arm(self, item: pytest.Item) -> None:

@@ -127,7 +127,19 @@ TARGETS: dict[str, Target] = {
             "tests/test_threads.py",
         ],
         markers="not real_model",
-        env={"OFFLINE_ASSISTANT_TEST_MODEL": "tiny"},
+        # A mutant that loops in the decode loop would otherwise hold its slot for mutmut's
+        # CPU-time limit (30 times the tests' time): on the tiny model every test takes
+        # seconds, so a minute means it hangs.
+        extra_args=["-o", "timeout=60"],
+        env={
+            "OFFLINE_ASSISTANT_TEST_MODEL": "tiny",
+            "OFFLINE_ASSISTANT_TESTS_STUCK_AFTER_S": "90",
+            # mutmut forks each mutant's run from a process that has decoded on two threads,
+            # and GNU OpenMP's thread pool does not survive a fork: the child's first parallel
+            # decode waits forever, using no CPU, so no time limit ends it. One OpenMP thread
+            # per process (ggml follows the limit) never starts the pool.
+            "OMP_THREAD_LIMIT": "1",
+        },
     ),
 }
 

@@ -184,11 +184,14 @@ class StateCache:
         self._disk: dict[str, tuple[SavedState, tuple[int, int]]] = {}
         # Lookups not yet added to the folder's stats file (all of them without a folder).
         self._unsaved_counts = dict.fromkeys(_COUNTS, 0)
+        # Held while counts move from memory to the file, so that stats() never sees them in
+        # neither place (nor in both).
+        self._counts_lock = threading.Lock()
         self._jobs: queue.Queue[tuple[str, object]] = queue.Queue()
         self._writer: threading.Thread | None = None
         # Keys handed to the writer and not forgotten since: a state found redundant before
         # its turn to be written is skipped.
-        self._pending: set[str] = set()
+        self._pending: dict[str, SavedState] = {}
         _OPEN_CACHES.add(self)
 
     # --- lookups -----------------------------------------------------------------------
@@ -269,13 +272,15 @@ class StateCache:
             self._remember(state)
         if self.folder is not None and 0 < state.size <= self.disk_budget:
             with self._lock:
-                self._pending.add(state.key)
+                self._pending[state.key] = state
             self._submit("write", state)
 
     def _dominated(self, new: SavedState) -> list[SavedState]:
-        """Saved states the new one makes redundant: shorter earlier turns of the same chat."""
+        """Saved states the new one makes redundant: shorter earlier turns of the same chat,
+        on disk, in memory or still waiting to be written."""
         found = {}
-        every = [s for s, _stat in self._disk.values()] + list(self._memory.values())
+        every = [s for s, _stat in self._disk.values()]
+        every += [*self._memory.values(), *self._pending.values()]
         for state in every:
             if state.fingerprint != new.fingerprint or state.key == new.key:
                 continue
@@ -305,7 +310,7 @@ class StateCache:
             held = self._memory.pop(state.key, None)
             if held is not None:
                 self._memory_bytes -= held.size
-            self._pending.discard(state.key)
+            self._pending.pop(state.key, None)
             on_disk = self._disk.pop(state.key, None)
         if on_disk is not None:
             self._submit("delete", on_disk[0])
@@ -361,10 +366,12 @@ class StateCache:
 
     def stats(self) -> CacheStats:
         self._scan()
-        counts = self._stored_counts()
+        with self._counts_lock:
+            counts = self._stored_counts()
+            with self._lock:
+                for key, value in self._unsaved_counts.items():
+                    counts[key] = counts.get(key, 0) + value
         with self._lock:
-            for key, value in self._unsaved_counts.items():
-                counts[key] = counts.get(key, 0) + value
             return CacheStats(
                 memory_bytes=self._memory_bytes,
                 memory_states=len(self._memory),
@@ -416,9 +423,8 @@ class StateCache:
     def _write(self, state: SavedState) -> None:
         assert self.folder is not None and state.data is not None
         with self._lock:
-            if state.key not in self._pending:
+            if self._pending.pop(state.key, None) is None:
                 return  # found redundant meanwhile
-            self._pending.discard(state.key)
         self.folder.mkdir(parents=True, exist_ok=True)
         path = self.folder / (state.key + SUFFIX)
         if path.exists():
@@ -531,17 +537,24 @@ class StateCache:
         from filelock import FileLock
 
         assert self.folder is not None
-        with self._lock:
-            deltas, self._unsaved_counts = self._unsaved_counts, dict.fromkeys(_COUNTS, 0)
-        if not any(deltas.values()):
-            return
-        self.folder.mkdir(parents=True, exist_ok=True)
-        path = self.folder / STATS_FILE
-        with FileLock(str(path) + ".lock", timeout=10):
-            counts = self._stored_counts()
-            for key, value in deltas.items():
-                counts[key] = counts.get(key, 0) + value
-            atomic_write_text(path, json.dumps(counts))
+        with self._counts_lock:
+            with self._lock:
+                deltas, self._unsaved_counts = self._unsaved_counts, dict.fromkeys(_COUNTS, 0)
+            if not any(deltas.values()):
+                return
+            try:
+                self.folder.mkdir(parents=True, exist_ok=True)
+                path = self.folder / STATS_FILE
+                with FileLock(str(path) + ".lock", timeout=10):
+                    counts = self._stored_counts()
+                    for key, value in deltas.items():
+                        counts[key] = counts.get(key, 0) + value
+                    atomic_write_text(path, json.dumps(counts))
+            except BaseException:
+                with self._lock:  # not saved: keep them for the next try
+                    for key, value in deltas.items():
+                        self._unsaved_counts[key] += value
+                raise
 
 
 def _read_header(handle: object) -> dict[str, int | str] | None:
