@@ -1,0 +1,266 @@
+"""The engine's mechanics on the tiny random-weight model: quick, and exact.
+
+What the engine does with a conversation does not depend on the answers being any good: which
+settings reach it, where a chat's preamble ends, what it does with a saved state llama.cpp
+refuses, how many prompt tokens it reads. The tiny model (``tests.model_files.write_tiny_llama``:
+SmolLM2's tokenizer and template over random weights) runs all of it in milliseconds.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import llama_cpp
+import pytest
+
+from assistant.engine.base import ChatMessage, GenerationSettings
+from assistant.engine.local import LocalEngine
+from assistant.engine.state_cache import StateCache
+
+GREEDY = GenerationSettings(temperature=0.0, max_tokens=8, repeat_penalty=1.0)
+SYSTEM = ChatMessage("system", "You are a helpful assistant who answers in one short line.")
+USER = ChatMessage("user", "Name three rivers of Europe and say which one is the longest.")
+
+
+def _settings(**changes: Any) -> dict[str, Any]:
+    values: dict[str, Any] = {
+        "context_size": 256,
+        "threads": 1,
+        "gpu_layers": "off",
+        "prompt_lookup": False,
+    }
+    values.update(changes)
+    return values
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_model_path: Path) -> Iterator[LocalEngine]:
+    engine = LocalEngine(tiny_model_path, n_ctx=512, n_threads=1)
+    yield engine
+    engine.close()
+
+
+# --- loading from the user's settings ---------------------------------------------------------
+
+
+def test_settings_reach_the_engine(tiny_model_path: Path) -> None:
+    cache = StateCache(None, memory_budget=1 << 20)
+    engine = LocalEngine.from_settings(
+        tiny_model_path,
+        _settings(context_size=768, prompt_lookup=True),
+        model_id="my-model",
+        state_cache=cache,
+    )
+    try:
+        assert (engine.model_id, engine.model_name, engine.n_ctx) == ("my-model", "my-model", 768)
+        assert engine._llama.n_ctx() == 768
+        assert engine.prompt_lookup is True
+        assert engine.state_cache is cache
+        assert (engine.max_threads, engine.n_threads) == (1, 1)
+    finally:
+        engine.close()
+
+
+def test_settings_of_an_older_shape_leave_drafting_off(tiny_model_path: Path) -> None:
+    old = _settings()
+    del old["prompt_lookup"]
+    engine = LocalEngine.from_settings(tiny_model_path, old)
+    try:
+        assert engine.prompt_lookup is False
+        assert engine.model_id == tiny_model_path.stem
+        assert engine.state_cache is None
+    finally:
+        engine.close()
+
+
+# --- where a chat's own text begins -----------------------------------------------------------
+
+
+def _prefix_tokens(engine: LocalEngine, text: str) -> int:
+    return len(engine._llama.tokenize(text.encode(), add_bos=False, special=True))
+
+
+def test_the_preamble_ends_where_the_first_message_of_the_chat_begins(
+    tiny: LocalEngine,
+) -> None:
+    messages = [SYSTEM, USER]
+    tokens, _dropped, _stops = tiny.fit_prompt(messages, GREEDY)
+    opening = f"<|im_start|>system\n{SYSTEM.content}<|im_end|>\n<|im_start|>user\n"
+    assert tiny._preamble_end(messages, tokens) == _prefix_tokens(tiny, opening)
+    # A first message that starts like the stand-in text changes nothing.
+    odd = [SYSTEM, ChatMessage("user", "XXL or XL? Which size fits a tall person?")]
+    tokens, _dropped, _stops = tiny.fit_prompt(odd, GREEDY)
+    assert tiny._preamble_end(odd, tokens) == _prefix_tokens(tiny, opening)
+    # Later turns do not move it.
+    longer = [*messages, ChatMessage("assistant", "The Danube."), ChatMessage("user", "Why?")]
+    tokens, _dropped, _stops = tiny.fit_prompt(longer, GREEDY)
+    assert tiny._preamble_end(longer, tokens) == _prefix_tokens(tiny, opening)
+
+
+def test_without_a_system_prompt_or_a_chat_there_is_no_preamble(tiny: LocalEngine) -> None:
+    alone = [USER]
+    tokens, _dropped, _stops = tiny.fit_prompt(alone, GREEDY)
+    assert tiny._preamble_end(alone, tokens) == 0
+    only_system = [SYSTEM]
+    tokens, _dropped, _stops = tiny.fit_prompt(only_system, GREEDY)
+    assert tiny._preamble_end(only_system, tokens) == 0
+    two_systems = [SYSTEM, ChatMessage("system", "Be brief."), USER]
+    tokens, _dropped, _stops = tiny.fit_prompt(two_systems, GREEDY)
+    opening = (
+        f"<|im_start|>system\n{SYSTEM.content}<|im_end|>\n<|im_start|>system\nBe brief."
+        "<|im_end|>\n<|im_start|>user\n"
+    )
+    assert tiny._preamble_end(two_systems, tokens) == _prefix_tokens(tiny, opening)
+
+
+# --- a saved state llama.cpp refuses ----------------------------------------------------------
+
+
+def test_a_saved_state_llama_cpp_refuses_is_discarded_and_the_prompt_read_afresh(
+    tiny_model_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    cache = StateCache(None, memory_budget=1 << 24, min_tokens=8)
+    engine = LocalEngine(tiny_model_path, n_ctx=512, n_threads=1, state_cache=cache)
+    try:
+        messages = [SYSTEM, USER]
+        tokens, _dropped, _stops = engine.fit_prompt(messages, GREEDY)
+        held = len(tokens) - 1
+        cache.put(engine.fingerprint, tokens[:held], bytearray(b"not a state" * 40))
+        with caplog.at_level(logging.WARNING):
+            generation = engine.stream_chat(messages, GREEDY)
+            generation.run()
+        assert generation.stats is not None
+        assert generation.stats.evaluated_prompt_tokens == len(tokens)
+        assert (
+            f"llama.cpp refused a saved state of {held} tokens; reading afresh." in caplog.messages
+        )
+        assert any(m.startswith("Discarding saved model state ") for m in caplog.messages)
+        assert cache.stats().hits == 1
+        # The answer is the one read afresh gives.
+        engine.clear_context()
+        again = engine.stream_chat(messages, GREEDY)
+        assert again.run() == generation.text
+    finally:
+        engine.close()
+
+
+# --- what the context keeps from one prompt to the next ---------------------------------------
+
+
+def _evaluated(engine: LocalEngine, messages: list[ChatMessage]) -> int:
+    generation = engine.stream_chat(messages, GREEDY)
+    generation.run()
+    assert generation.stats is not None
+    return generation.stats.evaluated_prompt_tokens
+
+
+def test_the_same_prompt_again_reads_only_its_last_token(tiny: LocalEngine) -> None:
+    tiny.clear_context()
+    messages = [SYSTEM, USER]
+    tokens, _dropped, _stops = tiny.fit_prompt(messages, GREEDY)
+    assert _evaluated(tiny, messages) == len(tokens)
+    assert _evaluated(tiny, messages) == 1  # its logits must be fresh for sampling
+
+
+def test_a_context_sharing_only_the_first_token_keeps_that_one(tiny: LocalEngine) -> None:
+    messages = [SYSTEM, USER]
+    tokens, _dropped, _stops = tiny.fit_prompt(messages, GREEDY)
+    tiny.clear_context()
+    tiny._decode([tokens[0], tokens[1] + 1, tokens[2] + 1])
+    assert common_prefix_len(tiny, messages) == 1
+    assert _evaluated(tiny, messages) == len(tokens) - 1
+
+
+def _cached_engine(path: Path, min_tokens: int) -> tuple[LocalEngine, StateCache]:
+    cache = StateCache(None, memory_budget=1 << 26, min_tokens=min_tokens)
+    return LocalEngine(path, n_ctx=512, n_threads=1, state_cache=cache), cache
+
+
+@pytest.mark.parametrize("shift", [-1, 0, 1])
+def test_saved_states_are_looked_up_when_at_least_min_tokens_are_left_to_read(
+    tiny_model_path: Path, shift: int
+) -> None:
+    """The context holds part of the prompt; a lookup is only worth it when what is left to
+    read (all but the last token, which is always read) is at least ``min_tokens``."""
+    probe = LocalEngine(tiny_model_path, n_ctx=512, n_threads=1)
+    first = [SYSTEM, USER]
+    second = [*first, ChatMessage("assistant", "The Danube."), ChatMessage("user", "Why?")]
+    held = len(probe.fit_prompt(first, GREEDY)[0])
+    wanted = len(probe.fit_prompt(second, GREEDY)[0])
+    probe.close()
+    # Answering the first prompt leaves its tokens and the answer's in the context; the
+    # second shares the first prompt's tokens at least.
+    engine, cache = _cached_engine(tiny_model_path, min_tokens=4)
+    try:
+        engine.stream_chat(first, GREEDY).run()
+        reuse = common_prefix_len(engine, second)
+        assert reuse >= held
+        left = wanted - 1 - reuse
+        cache.min_tokens = left + shift
+        before = cache.stats().misses
+        engine.stream_chat(second, GREEDY).run()
+        looked_up = cache.stats().misses - before
+        assert looked_up == (1 if shift <= 0 else 0)
+    finally:
+        engine.close()
+
+
+def common_prefix_len(engine: LocalEngine, messages: list[ChatMessage]) -> int:
+    from assistant.engine.state_cache import common_prefix
+
+    tokens = engine.fit_prompt(messages, GREEDY)[0]
+    return common_prefix(engine._llama._input_ids, tokens)
+
+
+@pytest.mark.parametrize("shift", [-1, 0, 1])
+def test_the_context_is_saved_when_moving_on_leaves_at_least_min_tokens_behind(
+    tiny_model_path: Path, shift: int
+) -> None:
+    """Moving to another prompt saves what the context held if that many tokens of it
+    would otherwise be lost."""
+    engine, cache = _cached_engine(tiny_model_path, min_tokens=4)
+    try:
+        first = [SYSTEM, USER]
+        engine.stream_chat(first, GREEDY).run()
+        other = [SYSTEM, ChatMessage("user", "Something else entirely, please.")]
+        held = engine._llama.n_tokens
+        shared = common_prefix_len(engine, other)
+        assert 0 < shared < held
+        lost = held - shared
+        cache.min_tokens = lost + shift
+        before = cache.stats().memory_states
+        engine.stream_chat(other, GREEDY).run()
+        saved = cache.stats().memory_states - before
+        assert saved == (1 if shift <= 0 else 0)
+    finally:
+        engine._unsaved = False  # nothing more to save at close
+        engine.close()
+
+
+# --- llama.cpp's side of a saved state --------------------------------------------------------
+
+
+def test_bytes_llama_cpp_refuses_leave_an_empty_context(tiny: LocalEngine) -> None:
+    from assistant.engine import kv_state
+
+    tiny.clear_context()
+    llama = tiny._llama
+    tiny._decode(list(range(100, 140)))
+    data = kv_state.copy_out(llama)
+    assert data is not None and len(data) > 40
+    memory = llama_cpp.llama_get_memory(llama._ctx.ctx)
+
+    assert not kv_state.copy_in(llama, bytearray(b"not a state" * 10), 40, 20)
+    assert llama_cpp.llama_memory_seq_pos_max(memory, 0) == -1
+    # The right bytes said to hold another number of tokens are refused too.
+    assert not kv_state.copy_in(llama, bytearray(data), 30, 20)
+    assert llama_cpp.llama_memory_seq_pos_max(memory, 0) == -1
+    # The right bytes: restored, and cut to what is kept.
+    assert kv_state.copy_in(llama, bytearray(data), 40, 25)
+    assert llama_cpp.llama_memory_seq_pos_max(memory, 0) == 24
+    assert kv_state.copy_in(llama, bytearray(data), 40, 40)
+    assert llama_cpp.llama_memory_seq_pos_max(memory, 0) == 39
+    tiny.clear_context()
