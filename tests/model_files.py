@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import mmap
+import shutil
 import struct
 from collections.abc import Collection
 from pathlib import Path
@@ -258,3 +259,17 @@ def write_tiny_llama(
         handle.seek(16)
         handle.write(struct.pack("<Q", written + len(copied)))
     return path
+
+
+def without_chat_template(model_path: Path, target: Path) -> Path:
+    """A copy of the model whose chat template key is renamed (same length), as in a base
+    model that ships none."""
+    shutil.copyfile(model_path, target)
+    data = bytearray(target.read_bytes()[:4_000_000])
+    key = b"tokenizer.chat_template"
+    at = data.find(key)
+    assert at > 0
+    with target.open("r+b") as handle:
+        handle.seek(at)
+        handle.write(b"tokenizer.xhat_template")
+    return target

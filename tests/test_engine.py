@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import sys
 import threading
 from collections.abc import Iterator
@@ -26,6 +25,7 @@ from assistant.errors import (
 )
 from assistant.models.gguf_file import check_supported, read_gguf_info
 from assistant.models.hardware import Hardware
+from tests.model_files import without_chat_template
 
 GREEDY = GenerationSettings(temperature=0.0, max_tokens=48, repeat_penalty=1.0)
 SYSTEM = ChatMessage("system", "You are a helpful assistant.")
@@ -250,20 +250,6 @@ def test_unknown_architecture_is_named(tmp_path: Path) -> None:
     assert caught.value.architecture == "florp"
     with pytest.raises(UnsupportedArchitectureError, match="does not support"):
         LocalEngine(odd)
-
-
-def without_chat_template(model_path: Path, target: Path) -> Path:
-    """A copy of the model whose chat template key is renamed (same length), as in a base
-    model that ships none."""
-    shutil.copyfile(model_path, target)
-    data = bytearray(target.read_bytes()[:4_000_000])
-    key = b"tokenizer.chat_template"
-    at = data.find(key)
-    assert at > 0
-    with target.open("r+b") as handle:
-        handle.seek(at)
-        handle.write(b"tokenizer.xhat_template")
-    return target
 
 
 def test_model_without_chat_template_warns_and_falls_back(tmp_path: Path, model_path: Path) -> None:

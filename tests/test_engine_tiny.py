@@ -10,15 +10,18 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import llama_cpp
 import pytest
 
-from assistant.engine.base import ChatMessage, GenerationSettings
+from assistant.engine.base import CancelToken, ChatMessage, GenerationSettings
 from assistant.engine.local import LocalEngine
 from assistant.engine.state_cache import StateCache
+from tests.model_files import ENDS_ANSWERS, without_chat_template, write_tiny_llama
+from tests.support import smollm2_path
 
 GREEDY = GenerationSettings(temperature=0.0, max_tokens=8, repeat_penalty=1.0)
 SYSTEM = ChatMessage("system", "You are a helpful assistant who answers in one short line.")
@@ -264,3 +267,208 @@ def test_bytes_llama_cpp_refuses_leave_an_empty_context(tiny: LocalEngine) -> No
     assert kv_state.copy_in(llama, bytearray(data), 40, 40)
     assert llama_cpp.llama_memory_seq_pos_max(memory, 0) == 39
     tiny.clear_context()
+
+
+# --- one answer, start to end -----------------------------------------------------------------
+
+
+def test_an_answers_stats_name_the_model_and_time_it(tiny: LocalEngine) -> None:
+    generation = tiny.stream_chat([SYSTEM, USER], GREEDY)
+    generation.run()
+    stats = generation.stats
+    assert stats is not None
+    assert (stats.model, stats.provider, stats.stop_reason) == (tiny.model_id, "local", "length")
+    assert stats.completion_tokens == GREEDY.max_tokens
+    assert stats.ttft_s is not None and 0 < stats.ttft_s <= stats.total_s
+    assert stats.tokens_per_s is not None and stats.tokens_per_s > 0
+
+
+def test_an_answer_stops_when_the_context_is_full(tiny_model_path: Path) -> None:
+    engine = LocalEngine(tiny_model_path, n_ctx=256, n_threads=1)
+    try:
+        settings = GenerationSettings(temperature=0.0, max_tokens=10_000, repeat_penalty=1.0)
+        tokens, _dropped, _stops = engine.fit_prompt([SYSTEM, USER], settings)
+        generation = engine.stream_chat([SYSTEM, USER], settings)
+        generation.run()
+        assert generation.stats is not None
+        assert generation.stats.stop_reason == "length"
+        assert generation.stats.completion_tokens == 256 - len(tokens)
+        assert engine._llama.n_tokens == 256
+    finally:
+        engine.close()
+
+
+def _plain_answer(engine: LocalEngine, settings: GenerationSettings) -> str:
+    engine.clear_context()
+    return engine.stream_chat([SYSTEM, USER], settings).run()
+
+
+def test_text_held_back_for_a_stop_string_comes_out_when_the_answer_ends(
+    tiny: LocalEngine,
+) -> None:
+    """The answer's last character could begin a stop string, so it is held back; when the
+    answer ends (at its length, or cancelled) it is given out after all."""
+    text = _plain_answer(tiny, GREEDY)
+    assert text
+    held = replace(GREEDY, stop=(text[-1] + "\u0000",))
+    assert _plain_answer(tiny, held) == text
+
+    class CancelAfter(CancelToken):
+        """Cancelled from the n-th look on: after n - 1 tokens of the answer."""
+
+        def __init__(self, looks: int) -> None:
+            super().__init__()
+            self.looks = looks
+
+        @property
+        def cancelled(self) -> bool:
+            self.looks -= 1
+            return self.looks < 0
+
+    shorter = _plain_answer(tiny, replace(GREEDY, max_tokens=GREEDY.max_tokens - 1))
+    held = replace(GREEDY, stop=(shorter[-1] + "\u0000",))
+    prompt_batches = 1  # the prompt is read in one batch: one look before it
+    looks = prompt_batches + GREEDY.max_tokens
+    tiny.clear_context()
+    generation = tiny.stream_chat([SYSTEM, USER], held, CancelAfter(looks - 1))
+    assert generation.run() == shorter
+    assert generation.stats is not None and generation.stats.stop_reason == "cancelled"
+    assert generation.stats.completion_tokens == GREEDY.max_tokens - 1
+
+
+def test_an_answer_cancelled_while_the_prompt_is_read_says_so(tiny: LocalEngine) -> None:
+    tiny.clear_context()
+    cancel = CancelToken()
+    cancel.cancel()
+    generation = tiny.stream_chat([SYSTEM, USER], GREEDY, cancel)
+    assert generation.run() == ""
+    assert generation.stats is not None
+    assert generation.stats.stop_reason == "cancelled"
+    assert generation.stats.completion_tokens == 0
+
+
+# --- a new chat keeps its system prompt's state apart -----------------------------------------
+
+LONG_SYSTEM = ChatMessage(
+    "system",
+    "You are the assistant of a small library. Answer questions about opening hours, loans, "
+    "late fees and the reading room. Keep every answer short, friendly and exact.",
+)
+QUESTION = ChatMessage("user", "How long can I keep a book?")
+
+
+def _states(cache: StateCache) -> list[int]:
+    """Token counts of the states the cache holds in memory."""
+    return sorted(len(state.tokens) for state in cache._memory.values())
+
+
+def _split_setup(tiny_model_path: Path) -> tuple[LocalEngine, StateCache, list[int], int]:
+    engine, cache = _cached_engine(tiny_model_path, min_tokens=4)
+    messages = [LONG_SYSTEM, QUESTION]
+    tokens, _dropped, _stops = engine.fit_prompt(messages, GREEDY)
+    boundary = engine._preamble_end(messages, tokens)
+    assert 20 < boundary < len(tokens) - 10
+    return engine, cache, tokens, boundary
+
+
+@pytest.mark.parametrize("shift", [-1, 0, 1])
+def test_a_system_prompt_of_at_least_min_tokens_is_saved_on_its_own(
+    tiny_model_path: Path, shift: int
+) -> None:
+    engine, cache, _tokens, boundary = _split_setup(tiny_model_path)
+    try:
+        cache.min_tokens = boundary + shift
+        engine.stream_chat([LONG_SYSTEM, QUESTION], GREEDY).run()
+        # Only the system prompt's state so far: the whole chat's is saved when the context
+        # moves on.
+        assert _states(cache) == ([boundary] if shift <= 0 else [])
+    finally:
+        engine._unsaved = False
+        engine.close()
+
+
+def test_a_context_holding_part_of_the_system_prompt_saves_it_whole(
+    tiny_model_path: Path,
+) -> None:
+    engine, cache, tokens, boundary = _split_setup(tiny_model_path)
+    try:
+        engine._decode(tokens[:10])  # as if a shorter prompt had been read
+        engine._unsaved = False
+        engine.stream_chat([LONG_SYSTEM, QUESTION], GREEDY).run()
+        assert _states(cache) == [boundary]
+    finally:
+        engine._unsaved = False
+        engine.close()
+
+
+def test_with_exactly_min_tokens_left_to_read_nothing_is_split(tiny_model_path: Path) -> None:
+    engine, cache, tokens, boundary = _split_setup(tiny_model_path)
+    try:
+        held = len(tokens) - boundary + 2  # left to read: boundary - 2 tokens, all preamble
+        assert held < boundary
+        engine._decode(tokens[:held])
+        engine._unsaved = False
+        cache.min_tokens = len(tokens) - held
+        engine.stream_chat([LONG_SYSTEM, QUESTION], GREEDY).run()
+        assert _states(cache) == []
+    finally:
+        engine._unsaved = False
+        engine.close()
+
+
+def test_a_context_holding_the_whole_system_prompt_saves_nothing_new_on_the_way(
+    tiny_model_path: Path,
+) -> None:
+    engine, cache, tokens, boundary = _split_setup(tiny_model_path)
+    try:
+        engine._decode(tokens[: boundary + 2])
+        engine._unsaved = False
+        engine.stream_chat([LONG_SYSTEM, QUESTION], GREEDY).run()
+        assert _states(cache) == []
+    finally:
+        engine._unsaved = False
+        engine.close()
+
+
+def test_text_held_back_comes_out_when_the_model_ends_its_answer(tiny_model_path: Path) -> None:
+    path = write_tiny_llama(
+        tiny_model_path.with_name("ending.gguf"), smollm2_path(), end_lift=ENDS_ANSWERS
+    )
+    engine = LocalEngine(path, n_ctx=512, n_threads=1)
+    try:
+        for question in ("Hi", "Tell me a word.", "List three colours.", "Unrelated"):
+            messages = [SYSTEM, ChatMessage("user", question)]
+            engine.clear_context()
+            plain = engine.stream_chat(messages, GREEDY)
+            text = plain.run()
+            if plain.stats is not None and plain.stats.stop_reason == "stop" and text:
+                break
+        else:
+            raise AssertionError("no answer the model ended itself")
+        engine.clear_context()
+        held = engine.stream_chat(messages, replace(GREEDY, stop=(text[-1] + "\u0000",)))
+        assert held.run() == text
+        assert held.stats is not None and held.stats.stop_reason == "stop"
+    finally:
+        engine.close()
+
+
+def test_a_base_models_answer_starts_without_the_space_after_its_cue(
+    tiny_model_path: Path, tmp_path: Path
+) -> None:
+    """After "Assistant:", a model without a chat template starts with a space (or several):
+    the answer shown and saved starts at its first word."""
+    base = without_chat_template(tiny_model_path, tmp_path / "base.gguf")
+    engine = LocalEngine(base, n_ctx=512, n_threads=1)
+    try:
+        assert engine.uses_fallback_template
+        starts = []
+        for question in ("Hi", "Tell me a word.", "List three colours.", "Unrelated"):
+            engine.clear_context()
+            pieces: list[str] = []
+            engine.stream_chat([SYSTEM, ChatMessage("user", question)], GREEDY).run(pieces.append)
+            assert pieces and pieces[0].strip()
+            starts.append(pieces[0][:1])
+        assert not any(start.isspace() for start in starts)
+    finally:
+        engine.close()
