@@ -302,7 +302,9 @@ def test_a_state_larger_than_the_disk_budget_stays_in_memory_only(tmp_path: Path
     assert (stats.disk_states, stats.disk_bytes, stats.memory_states) == (1, 5000, 3)
 
 
-def test_a_state_made_redundant_before_it_was_written_is_never_written(tmp_path: Path) -> None:
+def test_a_state_made_redundant_before_it_was_written_is_never_written(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     folder = tmp_path / "states"
     cache = _disk(folder)
     # Hold the writer back while both turns are saved.
@@ -314,10 +316,12 @@ def test_a_state_made_redundant_before_it_was_written_is_never_written(tmp_path:
         original(state)
 
     cache._write = held_write  # type: ignore[method-assign]
-    cache.put("m", _tokens(60), bytearray(60))
-    cache.put("m", _tokens(100), bytearray(100))
-    gate.set()
-    assert cache.flush()
+    with caplog.at_level(logging.ERROR, logger="assistant.engine.state_cache"):
+        cache.put("m", _tokens(60), bytearray(60))
+        cache.put("m", _tokens(100), bytearray(100))
+        gate.set()
+        assert cache.flush()
+    assert not caplog.messages  # skipped quietly
     assert [p.name for p in folder.glob("*" + SUFFIX)] == [_file_of(cache, _tokens(100)).name]
 
 
@@ -655,3 +659,108 @@ def test_a_write_that_fails_halfway_leaves_no_temporary_file(
     assert cache.flush()
     assert sorted(p.name for p in folder.iterdir()) == []
     assert cache.stats().disk_states == 0
+
+
+# --- more edges ---------------------------------------------------------------------------------
+
+
+def test_a_state_only_on_disk_is_found_by_the_cache_that_wrote_it(tmp_path: Path) -> None:
+    cache = _disk(tmp_path / "states")  # no memory tier: the file is all there is
+    cache.put("m", _tokens(10), bytearray(b"k" * 10))
+    assert cache.flush()
+    match = cache.find("m", _tokens(11), better_than=0)
+    assert match is not None and bytes(match.data) == b"k" * 10
+
+
+def test_a_later_turn_deletes_the_earlier_turns_file_in_another_process(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    folder = tmp_path / "states"
+    first = _disk(folder)
+    first.put("m", _tokens(60), bytearray(60))
+    assert first.flush()
+    earlier = _file_of(first, _tokens(60))
+    assert earlier.exists()
+    later = _disk(folder)  # knows the earlier turn from the folder only
+    # The engine looks a prompt up before it saves the context: the folder is read then.
+    assert later.find("m", [*_tokens(60), 5000], better_than=70) is None
+    with caplog.at_level(logging.ERROR, logger="assistant.engine.state_cache"):
+        later.put("m", _tokens(100), bytearray(100))
+        assert later.flush()
+    assert not earlier.exists()
+    assert [p.name for p in folder.glob("*" + SUFFIX)] == [_file_of(later, _tokens(100)).name]
+    assert later.stats().disk_states == 1
+    assert not caplog.messages
+
+
+def test_another_models_states_never_hide_the_right_one() -> None:
+    """Whatever comes first among the candidates, the search goes on past states of another
+    model, states already tried and states too long to be worth it."""
+    cache = _memory()
+    cache.put("other", _tokens(40), bytearray(b"o" * 40))  # another model
+    cache.put("m", [*_tokens(2), *_tokens(500, start=1000)], bytearray(b"t" * 50))  # too long
+    cache.put("m", _tokens(20), bytearray(b"m" * 20))
+    match = cache.find("m", _tokens(30), better_than=0)
+    assert match is not None and bytes(match.data[:1]) == b"m"
+    # A new turn of one model is not held back by another model's states either.
+    cache.put("m", _tokens(30), bytearray(30))
+    assert _states_of(cache) == {("other", 40), ("m", 502), ("m", 30)}
+
+
+def _states_of(cache: StateCache) -> set[tuple[str, int]]:
+    return {(state.fingerprint, len(state.tokens)) for state in cache._memory.values()}
+
+
+def test_of_two_equal_prefixes_the_smaller_state_wins_whichever_came_first() -> None:
+    cache = _memory()
+    cache.put("m", [*_tokens(40), 8, 8, 8, 8], bytearray(b"s" * 300))
+    cache.put("m", [*_tokens(40), 7, 7, 7, 7], bytearray(b"L" * 400))
+    match = cache.find("m", [*_tokens(40), 9, 9], better_than=0)
+    assert match is not None and bytes(match.data[:1]) == b"s"
+
+
+def test_states_and_counts_are_written_into_a_folder_not_made_yet(tmp_path: Path) -> None:
+    folder = tmp_path / "cache" / "model-state"
+    cache = _disk(folder)
+    assert cache.find("m", _tokens(10), better_than=0) is None  # a miss, to be counted
+    assert cache.flush()
+    assert json.loads((folder / STATS_FILE).read_text())["misses"] == 1
+    other = _disk(tmp_path / "elsewhere" / "model-state")
+    other.put("m", _tokens(10), bytearray(10))
+    assert other.flush()
+    assert other.stats().disk_states == 1
+
+
+def test_a_one_byte_state_is_written(tmp_path: Path) -> None:
+    cache = _disk(tmp_path / "states")
+    cache.put("m", _tokens(10), bytearray(b"1"))
+    assert cache.flush()
+    assert _file_of(cache, _tokens(10)).exists()
+
+
+def test_a_memory_only_cache_starts_no_writer(tmp_path: Path) -> None:
+    cache = StateCache(None, memory_budget=100)
+    cache.set_budgets(memory=50, disk=5000)
+    cache.put("m", _tokens(100), bytearray(10))
+    assert cache.find("m", _tokens(101), better_than=0) is not None
+    assert cache._writer is None
+
+
+def test_a_folder_where_a_state_file_should_be_is_left_alone(tmp_path: Path) -> None:
+    folder = tmp_path / "states"
+    odd = folder / ("odd" + SUFFIX)
+    odd.mkdir(parents=True)
+    cache = _disk(folder)
+    assert cache.stats().disk_states == 0  # unreadable, and cannot be deleted: no error
+    assert odd.is_dir()
+
+
+@pytest.mark.parametrize("length", [1 << 16, (1 << 16) + 1, (1 << 17) - 10])
+def test_a_header_is_read_up_to_64_kib(tmp_path: Path, length: int) -> None:
+    path, raw = _written(tmp_path)
+    start, end = len(MAGIC) + 4, _header_end(raw)
+    header = raw[start:end]
+    padded = header + b" " * (length - len(header))
+    path.write_bytes(MAGIC + struct.pack("<I", length) + padded + raw[end:])
+    state = sc._read_index(path)
+    assert (state is not None) == (length <= 1 << 16)
