@@ -125,6 +125,9 @@ TARGETS: dict[str, Target] = {
             "tests/test_load_progress.py",
             "tests/test_tiny_model.py",
             "tests/test_threads.py",
+            "tests/test_engine_tiny.py",
+            "tests/test_engine_drafting.py",
+            "tests/test_state_cache.py",
         ],
         markers="not real_model",
         # A mutant that loops in the decode loop would otherwise hold its slot for mutmut's
