@@ -472,3 +472,11 @@ def test_a_base_models_answer_starts_without_the_space_after_its_cue(
         assert not any(start.isspace() for start in starts)
     finally:
         engine.close()
+
+
+def test_control_tokens_the_model_writes_are_not_shown(tiny: LocalEngine) -> None:
+    # <|im_start|> is a control token: it has no text of its own.
+    assert tiny._token_bytes(1) == b""
+    hello = tiny._llama.tokenize(b"Hello", add_bos=False, special=False)
+    assert b"".join(tiny._token_bytes(t) for t in hello) == b"Hello"
+    assert tiny._token_bytes(hello[0]) is tiny._token_bytes(hello[0])  # kept, not made again

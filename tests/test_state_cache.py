@@ -559,6 +559,8 @@ def test_counts_are_added_to_the_shared_file_not_written_over(tmp_path: Path) ->
     assert cache.flush()
     stored = json.loads((folder / STATS_FILE).read_text())
     assert stored == {"hits": 5, "misses": 3, "tokens_restored": 9}
+    # Other processes are kept out by a lock file beside it.
+    assert (folder / (STATS_FILE + ".lock")).exists()
     stats = cache.stats()
     assert (stats.hits, stats.misses, stats.tokens_restored) == (5, 3, 9)
 
@@ -636,6 +638,7 @@ def test_a_failed_write_is_logged_and_the_writer_goes_on(
     with caplog.at_level(logging.ERROR, logger="assistant.engine.state_cache"):
         assert cache.flush()
     assert "Could not save model state (stats)" in caplog.messages
+    assert cache.flush()  # a third failed try: the counts are still kept whole
     blocker.unlink()
     assert cache.flush()
     assert json.loads((blocker / STATS_FILE).read_text()) == {
@@ -698,13 +701,13 @@ def test_another_models_states_never_hide_the_right_one() -> None:
     model, states already tried and states too long to be worth it."""
     cache = _memory()
     cache.put("other", _tokens(40), bytearray(b"o" * 40))  # another model
-    cache.put("m", [*_tokens(2), *_tokens(500, start=1000)], bytearray(b"t" * 50))  # too long
+    cache.put("m", [*_tokens(5), *_tokens(500, start=1000)], bytearray(b"t" * 50))  # too long
     cache.put("m", _tokens(20), bytearray(b"m" * 20))
     match = cache.find("m", _tokens(30), better_than=0)
     assert match is not None and bytes(match.data[:1]) == b"m"
     # A new turn of one model is not held back by another model's states either.
     cache.put("m", _tokens(30), bytearray(30))
-    assert _states_of(cache) == {("other", 40), ("m", 502), ("m", 30)}
+    assert _states_of(cache) == {("other", 40), ("m", 505), ("m", 30)}
 
 
 def _states_of(cache: StateCache) -> set[tuple[str, int]]:
@@ -764,3 +767,14 @@ def test_a_header_is_read_up_to_64_kib(tmp_path: Path, length: int) -> None:
     path.write_bytes(MAGIC + struct.pack("<I", length) + padded + raw[end:])
     state = sc._read_index(path)
     assert (state is not None) == (length <= 1 << 16)
+
+
+def test_an_unreadable_file_does_not_hide_the_files_listed_after_it(tmp_path: Path) -> None:
+    folder = tmp_path / "states"
+    writer = _disk(folder)
+    for n in range(6):
+        writer.put("m", _tokens(10, start=100 * n), bytearray(10))
+    assert writer.flush()
+    for name in ("0-bad", "5-bad", "z-bad"):
+        (folder / (name + SUFFIX)).write_bytes(b"not a state")
+    assert _disk(folder).stats().disk_states == 6
