@@ -17,6 +17,7 @@ from typing import Any
 import llama_cpp
 import pytest
 
+from assistant.engine import local
 from assistant.engine.base import CancelToken, ChatMessage, GenerationSettings
 from assistant.engine.local import LocalEngine
 from assistant.engine.state_cache import StateCache
@@ -480,3 +481,19 @@ def test_control_tokens_the_model_writes_are_not_shown(tiny: LocalEngine) -> Non
     hello = tiny._llama.tokenize(b"Hello", add_bos=False, special=False)
     assert b"".join(tiny._token_bytes(t) for t in hello) == b"Hello"
     assert tiny._token_bytes(hello[0]) is tiny._token_bytes(hello[0])  # kept, not made again
+
+
+def test_a_token_longer_than_the_first_buffer_is_read_whole(
+    tiny_model_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(local, "PIECE_BUFFER", 2)  # every longer piece takes the second call
+    engine = LocalEngine(tiny_model_path, n_ctx=256, n_threads=1)
+    try:
+        text = "Hello wonderful world"
+        tokens = engine._llama.tokenize(text.encode(), add_bos=False, special=False)
+        pieces = [engine._token_bytes(t) for t in tokens]
+        assert max(len(piece) for piece in pieces) > 2
+        assert b"".join(pieces) == text.encode()
+        assert engine._token_bytes(1) == b""
+    finally:
+        engine.close()

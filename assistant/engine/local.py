@@ -66,6 +66,9 @@ process's stdout and stderr (file descriptors 1 and 2, and ``sys.stdout``/``sys.
 and leave the process's stderr silenced for good."""
 
 DEFAULT_CONTEXT = 4096
+PIECE_BUFFER = 64
+"""Bytes first offered for a token's text; llama.cpp asks for more when a piece is longer."""
+
 # Drafts on several CPU threads stay below this position (see LocalEngine._exact_draft_room).
 EXACT_DRAFT_POSITIONS = 256
 
@@ -671,8 +674,10 @@ class LocalEngine:
         """The bytes of one token (cached). Multi-byte characters may span several tokens."""
         piece = self._pieces.get(token)
         if piece is None:
-            buffer = ctypes.create_string_buffer(64)
-            size = llama_cpp.llama_token_to_piece(self._vocab, token, buffer, 64, 0, False)
+            buffer = ctypes.create_string_buffer(PIECE_BUFFER)
+            size = llama_cpp.llama_token_to_piece(
+                self._vocab, token, buffer, PIECE_BUFFER, 0, False
+            )
             if size < 0:
                 buffer = ctypes.create_string_buffer(-size)
                 size = llama_cpp.llama_token_to_piece(self._vocab, token, buffer, -size, 0, False)
