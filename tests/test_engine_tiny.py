@@ -21,6 +21,7 @@ from assistant.engine import local
 from assistant.engine.base import CancelToken, ChatMessage, GenerationSettings
 from assistant.engine.local import LocalEngine
 from assistant.engine.state_cache import StateCache
+from assistant.errors import InsufficientMemoryError
 from tests.model_files import ENDS_ANSWERS, without_chat_template, write_tiny_llama
 from tests.support import smollm2_path
 
@@ -470,6 +471,8 @@ def test_a_base_models_answer_starts_without_the_space_after_its_cue(
             engine.stream_chat([SYSTEM, ChatMessage("user", question)], GREEDY).run(pieces.append)
             assert pieces and pieces[0].strip()
             starts.append(pieces[0][:1])
+            # Only the start is trimmed: the spaces between words stay.
+            assert " " in "".join(pieces).strip()
         assert not any(start.isspace() for start in starts)
     finally:
         engine.close()
@@ -497,3 +500,29 @@ def test_a_token_longer_than_the_first_buffer_is_read_whole(
         assert engine._token_bytes(1) == b""
     finally:
         engine.close()
+
+
+def test_a_failed_decode_ends_the_answer_as_an_error_and_empties_the_context(
+    tiny: LocalEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """llama.cpp refusing a batch (no room left) mid-answer: the answer ends as an error, and
+    the context, whose contents are then unknown, is neither kept nor saved."""
+    tiny.clear_context()
+    decode = tiny._decode
+    calls: list[int] = []
+
+    def failing_third(tokens: list[int]) -> None:
+        calls.append(len(tokens))
+        if len(calls) == 3:
+            raise InsufficientMemoryError("no room", hint="")
+        decode(tokens)
+
+    monkeypatch.setattr(tiny, "_decode", failing_third)
+    generation = tiny.stream_chat([SYSTEM, USER], GREEDY)
+    with pytest.raises(InsufficientMemoryError):
+        generation.run()
+    assert generation.stats is not None and generation.stats.stop_reason == "error"
+    assert (tiny._llama.n_tokens, tiny._unsaved) == (0, False)
+    monkeypatch.undo()
+    tokens, _dropped, _stops = tiny.fit_prompt([SYSTEM, USER], GREEDY)
+    assert _evaluated(tiny, [SYSTEM, USER]) == len(tokens)  # read afresh
