@@ -9,6 +9,7 @@ SmolLM2's tokenizer and template over random weights) runs all of it in millisec
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -526,3 +527,57 @@ def test_a_failed_decode_ends_the_answer_as_an_error_and_empties_the_context(
     monkeypatch.undo()
     tokens, _dropped, _stops = tiny.fit_prompt([SYSTEM, USER], GREEDY)
     assert _evaluated(tiny, [SYSTEM, USER]) == len(tokens)  # read afresh
+
+
+# --- what makes a saved state usable by another engine ----------------------------------------
+
+
+def _same_time(path: Path, like: Path) -> None:
+    stat = like.stat()
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+
+
+def test_the_fingerprint_reads_the_files_first_mib_its_size_and_time(
+    tiny: LocalEngine, tmp_path: Path
+) -> None:
+    from assistant.engine.kv_state import context_fingerprint
+
+    data = bytearray(os.urandom(3 << 20))
+    original = tmp_path / "a.gguf"
+    original.write_bytes(data)
+
+    def variant(name: str, at: int | None = None, size: int | None = None) -> Path:
+        changed = bytearray(data if size is None else data[:size])
+        if at is not None:
+            changed[at] ^= 0xFF
+        path = tmp_path / name
+        path.write_bytes(changed)
+        _same_time(path, original)
+        return path
+
+    def fingerprint(path: Path, layers: int = 0) -> str:
+        return context_fingerprint(tiny._llama, path, layers)
+
+    base = fingerprint(original)
+    assert fingerprint(variant("same.gguf")) == base  # same bytes, size and time
+    assert fingerprint(variant("late.gguf", at=(1 << 20) + 5)) == base  # past the first MiB
+    assert fingerprint(variant("last.gguf", at=(1 << 20) - 1)) != base  # within it
+    assert fingerprint(variant("first.gguf", at=0)) != base
+    assert fingerprint(variant("shorter.gguf", size=(3 << 20) - 1)) != base
+    touched = variant("touched.gguf")
+    os.utime(touched, ns=(0, original.stat().st_mtime_ns + 1))
+    assert fingerprint(touched) != base
+    assert fingerprint(original, layers=1) != base  # offloaded layers lay the cache out apart
+    assert len(base) == 64 and int(base, 16) >= 0
+
+
+def test_the_fingerprint_changes_with_the_context_size(tiny_model_path: Path) -> None:
+    small = LocalEngine(tiny_model_path, n_ctx=256, n_threads=1)
+    large = LocalEngine(tiny_model_path, n_ctx=512, n_threads=1)
+    again = LocalEngine(tiny_model_path, n_ctx=256, n_threads=1)
+    try:
+        assert small.fingerprint != large.fingerprint
+        assert small.fingerprint == again.fingerprint
+    finally:
+        for engine in (small, large, again):
+            engine.close()
