@@ -581,3 +581,49 @@ def test_the_fingerprint_changes_with_the_context_size(tiny_model_path: Path) ->
     finally:
         for engine in (small, large, again):
             engine.close()
+
+
+# --- the model's own sampling and its special tokens ------------------------------------------
+
+
+def test_the_catalogs_recommendation_for_the_file_reaches_the_engine(
+    tiny_model_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from assistant.models import catalog as catalog_module
+    from tests.test_model_sampling import ENTRY
+
+    entry = ENTRY.replace('"tiny.gguf"', f'"{tiny_model_path.name}"').replace(
+        "size_bytes = 1000", f"size_bytes = {tiny_model_path.stat().st_size}"
+    )
+    known = catalog_module.parse_catalog(
+        entry + "[models.sampling]\ntemperature = 0.3\n", "models.toml"
+    )
+    monkeypatch.setattr(catalog_module, "_packaged_catalog", lambda: known)
+    engine = LocalEngine(tiny_model_path, n_ctx=256, n_threads=1)
+    try:
+        assert engine.sampling is not None and engine.sampling.temperature == 0.3
+    finally:
+        engine.close()
+
+
+def test_a_broken_catalog_leaves_the_files_own_sampling(
+    tiny_model_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from assistant.models import catalog as catalog_module
+
+    def broken() -> catalog_module.Catalog:
+        raise catalog_module.CatalogError("models.toml: not TOML")
+
+    monkeypatch.setattr(catalog_module, "_packaged_catalog", broken)
+    engine = LocalEngine(tiny_model_path, n_ctx=256, n_threads=1)
+    try:
+        assert engine.sampling is None  # the tiny file recommends nothing
+    finally:
+        engine.close()
+
+
+def test_a_special_tokens_text_is_its_own_and_no_token_has_none(tiny: LocalEngine) -> None:
+    model = tiny._llama._model
+    assert local._token_text(model, 0) == "<|endoftext|>"
+    assert local._token_text(model, 1) == "<|im_start|>"
+    assert local._token_text(model, -1) == ""
