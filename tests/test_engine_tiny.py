@@ -24,7 +24,7 @@ from assistant.engine.local import LocalEngine
 from assistant.engine.state_cache import StateCache
 from assistant.errors import InsufficientMemoryError
 from tests.model_files import ENDS_ANSWERS, without_chat_template, write_tiny_llama
-from tests.support import smollm2_path
+from tests.support import gemma_base_path, smollm2_path
 
 GREEDY = GenerationSettings(temperature=0.0, max_tokens=8, repeat_penalty=1.0)
 SYSTEM = ChatMessage("system", "You are a helpful assistant who answers in one short line.")
@@ -627,3 +627,44 @@ def test_a_special_tokens_text_is_its_own_and_no_token_has_none(tiny: LocalEngin
     assert local._token_text(model, 0) == "<|endoftext|>"
     assert local._token_text(model, 1) == "<|im_start|>"
     assert local._token_text(model, -1) == ""
+
+
+# --- a new engine -----------------------------------------------------------------------------
+
+
+def test_a_new_engine_has_drafted_nothing_and_caps_its_context_at_the_trained_one(
+    tiny_model_path: Path,
+) -> None:
+    engine = LocalEngine(tiny_model_path, n_ctx=4096, n_threads=1)  # trained on 2048
+    try:
+        assert engine.last_drafts == (0, 0)
+        assert engine.measured_batch_cost is None
+        assert engine.n_ctx == 2048 and engine._llama.n_ctx() == 2048
+    finally:
+        engine.close()
+
+
+def test_automatic_gpu_layers_on_a_computer_without_offload_still_draft(
+    tiny_model_path: Path,
+) -> None:
+    engine = LocalEngine(tiny_model_path, n_ctx=512, n_threads=1, n_gpu_layers=-1)
+    try:
+        assert engine._gpu_layers == 0
+        assert engine._exact_draft_room(10) == engine.n_ctx
+        plain = LocalEngine(tiny_model_path, n_ctx=512, n_threads=1)
+        try:
+            assert engine.fingerprint == plain.fingerprint  # the same cache layout
+        finally:
+            plain.close()
+    finally:
+        engine.close()
+
+
+def test_a_sliding_window_model_never_drafts() -> None:
+    """Gemma 3 keeps a sliding-window cache, which cannot drop single positions: drafting is
+    off for it, whatever the settings say (the tiny llama drafts)."""
+    engine = LocalEngine(gemma_base_path(), n_ctx=256, n_threads=1, prompt_lookup=True)
+    try:
+        assert engine._can_draft is False
+    finally:
+        engine.close()
