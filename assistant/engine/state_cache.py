@@ -189,8 +189,8 @@ class StateCache:
         self._counts_lock = threading.Lock()
         self._jobs: queue.Queue[tuple[str, object]] = queue.Queue()
         self._writer: threading.Thread | None = None
-        # Keys handed to the writer and not forgotten since: a state found redundant before
-        # its turn to be written is skipped.
+        # States handed to the writer and not forgotten since: one found redundant before its
+        # turn to be written is skipped (and a later turn can find it redundant here).
         self._pending: dict[str, SavedState] = {}
         _OPEN_CACHES.add(self)
 
@@ -371,18 +371,17 @@ class StateCache:
             with self._lock:
                 for key, value in self._unsaved_counts.items():
                     counts[key] = counts.get(key, 0) + value
-        with self._lock:
-            return CacheStats(
-                memory_bytes=self._memory_bytes,
-                memory_states=len(self._memory),
-                memory_budget=self.memory_budget,
-                disk_bytes=sum(s.size for s, _stat in self._disk.values()),
-                disk_states=len(self._disk),
-                disk_budget=self.disk_budget,
-                hits=counts.get("hits", 0),
-                misses=counts.get("misses", 0),
-                tokens_restored=counts.get("tokens_restored", 0),
-            )
+                return CacheStats(
+                    memory_bytes=self._memory_bytes,
+                    memory_states=len(self._memory),
+                    memory_budget=self.memory_budget,
+                    disk_bytes=sum(s.size for s, _stat in self._disk.values()),
+                    disk_states=len(self._disk),
+                    disk_budget=self.disk_budget,
+                    hits=counts.get("hits", 0),
+                    misses=counts.get("misses", 0),
+                    tokens_restored=counts.get("tokens_restored", 0),
+                )
 
     # --- the writer thread ---------------------------------------------------------------
 
