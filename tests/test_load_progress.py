@@ -10,6 +10,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+import llama_cpp
 import pytest
 from llama_cpp import Llama
 
@@ -164,11 +165,37 @@ def test_open_llama_reports_the_start_and_the_end(tiny_model_path: Path) -> None
     assert reports == sorted(set(reports))
 
 
-def test_open_llama_without_progress_is_a_plain_load(tiny_model_path: Path) -> None:
+def test_open_llama_without_progress_sets_no_callback(tiny_model_path: Path) -> None:
     llama = _open(tiny_model_path, None)
     try:
-        assert type(llama) is Llama
+        assert isinstance(llama, Llama)
+        assert not llama.model_params.progress_callback  # a null pointer: llama.cpp calls none
         assert llama.n_vocab() == 49152
+    finally:
+        llama.close()
+
+
+@pytest.mark.parametrize(
+    ("system_info", "safe"),
+    [
+        ("CPU : SSE3 = 1 | AVX2 = 1 | AVX512 = 1 | REPACK = 1 | ", True),
+        ("CPU : AVX512 = 1 | AVX512_BF16 = 1 | AMX_INT8 = 1 | REPACK = 1 | ", False),
+        ("CPU : NEON = 1 | ARM_FMA = 1 | REPACK = 1 | ", True),
+    ],
+)
+def test_repacking_is_off_where_amx_kernels_are_built_in(system_info: str, safe: bool) -> None:
+    assert load_progress.repacking_is_safe(system_info) is safe
+
+
+@pytest.mark.parametrize("with_progress", [False, True])
+def test_the_model_is_loaded_with_repacking_as_this_llama_cpp_allows(
+    tiny_model_path: Path, with_progress: bool
+) -> None:
+    info = llama_cpp.llama_print_system_info().decode()
+    llama = _open(tiny_model_path, (lambda _f: True) if with_progress else None)
+    try:
+        assert llama.model_params.use_extra_bufts is load_progress.repacking_is_safe(info)
+        assert bool(llama.model_params.progress_callback) is with_progress
     finally:
         llama.close()
 
@@ -365,3 +392,23 @@ def test_not_even_a_failing_log_lets_an_exception_out(monkeypatch: pytest.Monkey
     assert relay._on_progress(0.5, NULL) is True
     assert relay._on_progress(1.0, NULL) is True
     assert relay.finished and not relay.cancelled
+
+
+def test_a_build_with_amx_kernels_loads_without_repacking_and_says_so(
+    tiny_model_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    amx = b"CPU : AVX512 = 1 | AMX_INT8 = 1 | REPACK = 1 | "
+    monkeypatch.setattr(llama_cpp, "llama_print_system_info", lambda: amx)
+    load_progress._repack.cache_clear()
+    try:
+        with caplog.at_level(logging.INFO, logger=load_progress.__name__):
+            for progress in (None, lambda _f: True):
+                llama = _open(tiny_model_path, progress)
+                try:
+                    assert llama.model_params.use_extra_bufts is False
+                finally:
+                    llama.close()
+        said = [r.getMessage() for r in caplog.records if r.name == load_progress.__name__]
+        assert said == ["llama.cpp's AMX kernels are off: they crash on some processors"]
+    finally:
+        load_progress._repack.cache_clear()

@@ -10,12 +10,16 @@ The callback runs inside a C call: an exception raised there would be printed as
 ignored" and lost, and ctypes would return an arbitrary value to llama.cpp. ``_ProgressRelay``
 therefore never lets one out, keeps the C function pointer alive for the whole load, and does
 little more than compare two numbers on the calls it does not pass on.
+
+The same subclass turns llama.cpp's weight repacking off where its AMX kernels would run (see
+``repacking_is_safe``).
 """
 
 from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 import logging
 import time
 from pathlib import Path
@@ -100,14 +104,38 @@ class _ProgressRelay:
         self._progress = None
 
 
+def repacking_is_safe(system_info: str) -> bool:
+    """Whether llama.cpp may repack the weights for its faster CPU kernels, judged from its
+    system info (``llama_print_system_info``).
+
+    Not where its AMX kernels are built in ("AMX_INT8 = 1": a build for Intel Xeon processors
+    from Sapphire Rapids on, which the installers' per-processor variants include): repacking
+    then puts Q4_K and Q4_0 weights in AMX buffers, and the matrix product on those crashes the
+    process on some of these processors (llama.cpp issues 20824 and 26954, open in the
+    llama.cpp of llama-cpp-python 0.3.36). Without repacking the same kernels run on AVX-512,
+    somewhat slower at reading a prompt.
+    """
+    return "AMX_INT8 = 1" not in system_info
+
+
+@functools.cache
+def _repack() -> bool:
+    info = llama_cpp.llama_print_system_info().decode("utf-8", errors="replace")
+    safe = repacking_is_safe(info)
+    if not safe:
+        log.info("llama.cpp's AMX kernels are off: they crash on some processors")
+    return safe
+
+
 class _ReportingLlama(Llama):
-    """``Llama`` whose model parameters carry a progress callback.
+    """``Llama`` whose model parameters carry a progress callback (when there is a relay) and
+    say whether weights may be repacked.
 
     ``Llama.__init__`` assigns ``self.model_params`` from ``llama_model_default_params()`` and
     then fills the same structure in; this property catches that assignment.
     """
 
-    def __init__(self, relay: _ProgressRelay, **options: Any) -> None:
+    def __init__(self, relay: _ProgressRelay | None, **options: Any) -> None:
         self._relay = relay
         super().__init__(**options)
 
@@ -117,7 +145,11 @@ class _ReportingLlama(Llama):
 
     @model_params.setter
     def model_params(self, params: llama_cpp.llama_model_params) -> None:
-        params.progress_callback = self._relay.c_callback
+        if self._relay is not None:
+            params.progress_callback = self._relay.c_callback
+        # A field of recent llama-cpp-python releases (0.3.36 has it); older ones lack it.
+        if not _repack() and any(name == "use_extra_bufts" for name, *_ in params._fields_):
+            params.use_extra_bufts = False
         self.__dict__["model_params"] = params
 
 
@@ -128,7 +160,7 @@ def open_llama(progress: LoadProgress | None, **options: Any) -> Llama:
     had read: nothing stays loaded), and ``KeyboardInterrupt`` when Ctrl+C stopped the load.
     """
     if progress is None:
-        return Llama(**options)
+        return _ReportingLlama(None, **options)
     relay = _ProgressRelay(progress)
     model_name = Path(str(options.get("model_path", ""))).name or "the model"
     try:
