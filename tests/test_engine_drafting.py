@@ -1,9 +1,12 @@
 """Answers drafted from the prompt (``assistant.engine.prompt_lookup``) inside the engine.
 
-On the tiny random-weight model (``tests.model_files.write_tiny_llama``), whose greedy babble
-repeats itself enough for many drafts to be taken and many to be dropped. What is pinned:
+On the tiny random-weight model (``tests.model_files.write_tiny_llama``) in Q8_0, whose
+greedy babble repeats itself enough for many drafts to be taken and many to be dropped. What
+is pinned:
 
 - drafting never changes the text: greedy and seeded answers are those of plain decoding;
+- the engine drafts only where its first batch gave the logits of single-token decoding (a
+  quantized model's always do; the f16 tiny model's do not on AVX-512);
 - the counts in ``last_drafts`` are those of the batches the engine really decoded;
 - a batch never holds a position the answer or the context cannot reach, nor, on several
   threads, a position from ``EXACT_DRAFT_POSITIONS`` on; with layers on a GPU nothing is
@@ -25,6 +28,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import llama_cpp
+import numpy as np
 import pytest
 
 from assistant.engine import local
@@ -51,13 +55,13 @@ def _greedy(max_tokens: int) -> GenerationSettings:
 
 
 @pytest.fixture
-def make_engine(tiny_model_path: Path) -> Iterator[MakeEngine]:
+def make_engine(tiny_quantized_model_path: Path) -> Iterator[MakeEngine]:
     """Fresh engines (nothing learned about batch costs yet), closed after the test."""
     engines: list[LocalEngine] = []
 
     def make(**options: Any) -> LocalEngine:
         settings: dict[str, Any] = {"n_ctx": 512, "n_threads": 1, "prompt_lookup": True}
-        engine = LocalEngine(tiny_model_path, **(settings | options))
+        engine = LocalEngine(tiny_quantized_model_path, **(settings | options))
         engines.append(engine)
         return engine
 
@@ -74,6 +78,10 @@ class Decodes:
 
     singles: list[tuple[int, int]] = dataclasses.field(default_factory=list)
     batches: list[tuple[int, int]] = dataclasses.field(default_factory=list)
+    # The engine's check of its first batch against single-token decoding (undone at once,
+    # so not counted above): where each began, and what it found.
+    checks: list[tuple[int, bool]] = dataclasses.field(default_factory=list)
+    checking: bool = False
 
     def clear(self) -> None:
         self.singles.clear()
@@ -92,17 +100,32 @@ class Decodes:
 def _record(engine: LocalEngine, monkeypatch: pytest.MonkeyPatch) -> Decodes:
     seen = Decodes()
     decode, decode_drafts = engine._decode, engine._decode_drafts
+    check = engine._batch_is_exact
 
     def recording_decode(tokens: list[int]) -> None:
-        seen.singles.append((engine._llama.n_tokens, len(tokens)))
+        if not seen.checking:
+            seen.singles.append((engine._llama.n_tokens, len(tokens)))
         decode(tokens)
 
     def recording_drafts(token: int, drafts: list[int]) -> None:
-        seen.batches.append((engine._llama.n_tokens, len(drafts)))
+        if not seen.checking:
+            seen.batches.append((engine._llama.n_tokens, len(drafts)))
         decode_drafts(token, drafts)
+
+    def recording_check(token: int, drafts: list[int]) -> bool:
+        start = engine._llama.n_tokens
+        seen.checking = True
+        try:
+            exact = check(token, drafts)
+        finally:
+            seen.checking = False
+        assert engine._llama.n_tokens == start == _held(engine)  # the context as it was
+        seen.checks.append((start, exact))
+        return exact
 
     monkeypatch.setattr(engine, "_decode", recording_decode)
     monkeypatch.setattr(engine, "_decode_drafts", recording_drafts)
+    monkeypatch.setattr(engine, "_batch_is_exact", recording_check)
     return seen
 
 
@@ -159,9 +182,77 @@ def test_drafted_answers_are_the_plain_answers(
     assert answer_positions == stats.completion_tokens
     assert accepted == answer_positions - decodes.answer_decodes(stats)
 
+    # The first batch was checked against single-token decoding, once, where it began.
+    assert decodes.checks == [(decodes.batches[0][0], True)]
+
     # Back to plain decoding: the counts are this answer's, not the last drafted one's.
     _answer(engine, _user(prompt), settings, drafting=False)
     assert engine.last_drafts == (0, 0)
+    _answer(engine, _user(prompt), settings, drafting=True)
+    assert len(decodes.checks) == 1
+
+
+# --- where batches and single tokens part -------------------------------------------------------
+
+
+def test_an_f16_model_drafts_only_where_its_batches_match_single_tokens(
+    tiny_model_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """f16 weights are multiplied by other kernels in a batch than for one token where the
+    processor has them (AVX-512): the engine drafts only where its first batch matched."""
+    engine = LocalEngine(tiny_model_path, n_ctx=512, n_threads=1, prompt_lookup=True)
+    try:
+        engine.batch_cost = CHEAP
+        decodes = _record(engine, monkeypatch)
+        settings = _greedy(120)
+        with caplog.at_level("INFO", logger=local.__name__):
+            drafted, _ = _answer(engine, _user(PROMPTS[2]), settings, drafting=True)
+        assert _answer(engine, _user(PROMPTS[2]), settings, drafting=False)[0] == drafted
+        ((_start, exact),) = decodes.checks
+        assert engine._can_draft is exact
+        off = "tiny-llama.gguf: drafting is off, since a batch's logits differ here from a "
+        assert any(r.getMessage().startswith(off) for r in caplog.records) is not exact
+        if not exact:
+            assert decodes.batches == [] and engine.last_drafts == (0, 0)
+    finally:
+        engine.close()
+
+
+def test_where_a_batch_differs_from_single_tokens_nothing_is_drafted_again(
+    make_engine: MakeEngine, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """As if this processor's batch kernels differed: the first batch's logits for its first
+    token are not those of the token alone by one bit."""
+    engine = make_engine()
+    engine.batch_cost = CHEAP
+    decodes = _record(engine, monkeypatch)
+    settings = _greedy(120)
+    plain, _ = _answer(engine, _user(PROMPTS[2]), settings, drafting=False)
+    logits_of = llama_cpp.llama_get_logits_ith
+
+    def off_by_a_bit(ctx: Any, index: int) -> Any:
+        row = logits_of(ctx, index)
+        if decodes.checking and index == 0:
+            row[0] = float(np.nextafter(np.float32(row[0]), np.float32(np.inf)))
+        return row
+
+    monkeypatch.setattr(llama_cpp, "llama_get_logits_ith", off_by_a_bit)
+    decodes.clear()
+    with caplog.at_level("INFO", logger=local.__name__):
+        drafted, stats = _answer(engine, _user(PROMPTS[2]), settings, drafting=True)
+    assert drafted == plain
+    assert decodes.checks == [(stats.prompt_tokens + 1, False)]
+    assert decodes.batches == [] and engine.last_drafts == (0, 0)
+    assert engine._can_draft is False
+    said = [r.getMessage() for r in caplog.records if r.name == local.__name__]
+    assert said == [
+        "tiny-llama-q8_0.gguf: drafting is off, since a batch's logits differ here from a "
+        "single token's and drafts could change the answer."
+    ]
+    # The context holds the plain answer's tokens, and later answers do not draft or check.
+    assert engine._llama.n_tokens == stats.prompt_tokens + stats.completion_tokens
+    assert _answer(engine, _user(PROMPTS[0]), settings, drafting=True)[0]
+    assert len(decodes.checks) == 1 and decodes.batches == []
 
 
 def test_a_seeded_sampled_answer_is_the_same_drafted(make_engine: MakeEngine) -> None:
@@ -179,7 +270,7 @@ def test_a_seeded_sampled_answer_is_the_same_drafted(make_engine: MakeEngine) ->
 # --- where batches may reach --------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("prompt", "max_tokens"), [("Hello", 40), ("Tell me about crows.", 64)])
+@pytest.mark.parametrize(("prompt", "max_tokens"), [("Hello", 48), ("Tell me about crows.", 64)])
 def test_batches_reach_the_answers_last_position_and_no_further(
     make_engine: MakeEngine, monkeypatch: pytest.MonkeyPatch, prompt: str, max_tokens: int
 ) -> None:

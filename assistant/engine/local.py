@@ -15,7 +15,8 @@ longest prefix with it. A long fixed preamble (the system prompt) is saved on it
 chats that share it start from it.
 
 Answers may also be decoded speculatively with drafts from the prompt
-(:mod:`assistant.engine.prompt_lookup`): same tokens, fewer passes over the model.
+(:mod:`assistant.engine.prompt_lookup`): same tokens, fewer passes over the model. Only where a
+batch gives the logits single tokens get (checked on the first batch, see ``_batch_is_exact``).
 """
 
 from __future__ import annotations
@@ -172,6 +173,9 @@ class LocalEngine:
             or llama_cpp.llama_model_is_hybrid(raw_model)
         )
         self._draft_batch: LlamaBatch | None = None
+        self._batches_checked = False
+        """Whether a batch was seen to give single-token decoding's logits (on the first
+        batch of drafts, see ``_batch_is_exact``; where it did not, ``_can_draft`` is off)."""
         # What decoding costs on this machine, measured as the engine goes (seconds): one
         # token alone, and each further token of a batch of drafts. Drafts are sized by it.
         self._single_s = 0.0
@@ -521,6 +525,12 @@ class LocalEngine:
                             self._exact_draft_room(llama.n_tokens),
                         )
                         drafts = lookup.propose(room)
+                    if drafts and not self._batches_checked:
+                        self._batches_checked = True
+                        if not self._batch_is_exact(token, drafts):
+                            self._can_draft = False
+                            drafts = []
+                            lookup = None
                     if drafts:
                         began = clock()
                         self._decode_drafts(token, drafts)
@@ -646,6 +656,35 @@ class LocalEngine:
         llama.n_tokens += 1
         self._unsaved = True
 
+    def _batch_is_exact(self, token: int, drafts: list[int]) -> bool:
+        """Whether the batch of ``token`` and ``drafts`` gives, for ``token``, the logits it
+        gets decoded alone; the context is left as it was.
+
+        llama.cpp multiplies a batch's rows by other kernels than a single token's where
+        this processor has them: on AVX-512, f16 and f32 weights then differ in the last
+        bits (quantized ones, read the same way either way, do not). A near tie could go
+        the other way and drafting would change the answer, so the engine drafts only
+        where the first batch matches, bit for bit.
+        """
+        llama = self._llama
+        start, unsaved = llama.n_tokens, self._unsaved
+        size = llama.n_vocab() * ctypes.sizeof(ctypes.c_float)
+        self._decode([token])
+        alone = ctypes.string_at(llama_cpp.llama_get_logits_ith(llama._ctx.ctx, -1), size)
+        self._drop_drafts([], start)
+        self._decode_drafts(token, drafts)
+        batched = ctypes.string_at(llama_cpp.llama_get_logits_ith(llama._ctx.ctx, 0), size)
+        self._drop_drafts([], start)
+        self._unsaved = unsaved
+        if batched != alone:
+            log.info(
+                "%s: drafting is off, since a batch's logits differ here from a single "
+                "token's and drafts could change the answer.",
+                self.path.name,
+            )
+            return False
+        return True
+
     def _learn_cost(self, lookup: PromptLookup, count: int, seconds: float) -> None:
         """Fold the time of one decode of ``count`` tokens into the cost model that sizes
         drafts. Averages move slowly: on a shared CPU single timings vary several-fold."""
@@ -665,9 +704,13 @@ class LocalEngine:
             return None
         return min(2.0, max(0.02, self._extra_s / self._single_s))
 
-    def _drop_drafts(self, drafts: list[int]) -> None:
-        """Remove drafts that were not accepted from the context."""
-        self._llama._ctx.kv_cache_seq_rm(0, self._llama.n_tokens, -1)
+    def _drop_drafts(self, drafts: list[int], keep: int | None = None) -> None:
+        """Remove drafts that were not accepted from the context (and, with ``keep``, all
+        positions from ``keep`` on)."""
+        llama = self._llama
+        if keep is not None:
+            llama.n_tokens = keep
+        llama._ctx.kv_cache_seq_rm(0, llama.n_tokens, -1)
         drafts.clear()
 
     def _token_bytes(self, token: int) -> bytes:
