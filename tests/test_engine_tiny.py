@@ -18,11 +18,14 @@ from typing import Any
 import llama_cpp
 import pytest
 
+from assistant.disk import format_bytes
 from assistant.engine import local
 from assistant.engine.base import CancelToken, ChatMessage, GenerationSettings
 from assistant.engine.local import LocalEngine
+from assistant.engine.prompt import FALLBACK_WARNING
 from assistant.engine.state_cache import StateCache
-from assistant.errors import InsufficientMemoryError
+from assistant.errors import ContextOverflowError, InsufficientMemoryError
+from assistant.models.hardware import detect_hardware, estimate_memory
 from tests.model_files import ENDS_ANSWERS, without_chat_template, write_tiny_llama
 from tests.support import gemma_base_path, smollm2_path
 
@@ -637,7 +640,7 @@ def test_a_new_engine_has_drafted_nothing_and_caps_its_context_at_the_trained_on
 ) -> None:
     engine = LocalEngine(tiny_model_path, n_ctx=4096, n_threads=1)  # trained on 2048
     try:
-        assert engine.last_drafts == (0, 0)
+        assert engine.last_drafts == (0, 0) and engine.prompt_lookup is False
         assert engine.measured_batch_cost is None
         assert engine.n_ctx == 2048 and engine._llama.n_ctx() == 2048
     finally:
@@ -668,3 +671,329 @@ def test_a_sliding_window_model_never_drafts() -> None:
         assert engine._can_draft is False
     finally:
         engine.close()
+
+
+# --- fitting a conversation into the context ------------------------------------------------------
+
+
+def _turns(count: int, words: int = 12) -> list[ChatMessage]:
+    """``count`` exchanges of different lengths, ending with a user's message."""
+    messages = []
+    for number in range(count):
+        messages.append(ChatMessage("user", f"question {number} " + "word " * (words + number)))
+        messages.append(ChatMessage("assistant", f"answer {number} " + "reply " * words))
+    messages.append(ChatMessage("user", "and the last question?"))
+    return messages
+
+
+def _budget(engine: LocalEngine, monkeypatch: pytest.MonkeyPatch, budget: int) -> None:
+    """Leave ``budget`` tokens for the prompt (the rest is the answer's reserve)."""
+    monkeypatch.setattr(engine, "answer_reserve", lambda _settings: engine.n_ctx - budget)
+
+
+def _fewest_drops(
+    engine: LocalEngine, messages: list[ChatMessage], budget: int
+) -> tuple[list[int], list[ChatMessage]] | None:
+    """What fitting must give, found by trying every cut: the kept part starts at a user's
+    message or at the last message, after at least one message that is not a system prompt,
+    and system prompts before it stay."""
+    for start, message in enumerate(messages):
+        if message.role != "user" and start != len(messages) - 1:
+            continue
+        before = messages[:start]
+        if not any(m.role != "system" for m in before):
+            continue
+        kept = [m for m in before if m.role == "system"] + messages[start:]
+        tokens, _stops = engine._tokenize_chat(kept)
+        if len(tokens) <= budget:
+            return tokens, [m for m in before if m.role != "system"]
+    return None
+
+
+@pytest.mark.parametrize("system", [True, False])
+def test_fitting_drops_the_fewest_oldest_exchanges_at_every_budget(
+    tiny: LocalEngine, monkeypatch: pytest.MonkeyPatch, system: bool
+) -> None:
+    messages = _turns(7)
+    if system:
+        messages.insert(0, ChatMessage("system", "You are terse."))
+    whole = len(tiny._tokenize_chat(messages)[0])
+    for budget in range(whole - 1, 10, -1):
+        _budget(tiny, monkeypatch, budget)
+        expected = _fewest_drops(tiny, messages, budget)
+        if expected is None:
+            with pytest.raises(ContextOverflowError):
+                tiny.fit_prompt(messages, GREEDY)
+            break
+        tokens, dropped, _stops = tiny.fit_prompt(messages, GREEDY)
+        assert (tokens, dropped) == expected, budget
+    else:
+        pytest.fail("no budget was too small for the last message")
+
+
+def test_fitting_keeps_a_last_message_that_is_not_the_users(
+    tiny: LocalEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    messages = _turns(2, words=30)[:-1]  # ends with the assistant's answer
+    last = [messages[-1]]
+    _budget(tiny, monkeypatch, len(tiny._tokenize_chat(last)[0]))
+    tokens, dropped, _stops = tiny.fit_prompt(messages, GREEDY)
+    assert tokens == tiny._tokenize_chat(last)[0]
+    assert dropped == messages[:-1]
+
+
+def test_a_prompt_of_exactly_the_budget_fits_as_it_is(tiny: LocalEngine) -> None:
+    """The budget is the context less the answer's reserve (its max_tokens, between 16 and a
+    quarter of the context): a prompt of exactly that many tokens is not cut."""
+    messages = [ChatMessage("user", "word " * 400)]
+    length = len(tiny._tokenize_chat(messages)[0])
+    reserve = tiny.n_ctx - length
+    assert 16 <= reserve <= tiny.n_ctx // 4
+    refuse = replace(GREEDY, overflow="refuse", max_tokens=reserve)
+    assert tiny.fit_prompt(messages, refuse)[:2] == (tiny._tokenize_chat(messages)[0], [])
+    with pytest.raises(ContextOverflowError) as raised:
+        tiny.fit_prompt(messages, replace(refuse, max_tokens=reserve + 1))
+    assert raised.value.message == (
+        f"This conversation is {length:,} tokens long, but the model's context window holds "
+        "512 tokens, including room for the answer."
+    )
+    assert raised.value.hint == (
+        "Start a new conversation, raise the context size in Settings, or let the app drop "
+        "the oldest turns."
+    )
+
+
+def test_a_message_too_long_alone_says_so(tiny: LocalEngine) -> None:
+    messages = [*_turns(1), ChatMessage("user", "word " * 600)]
+    alone = len(tiny._tokenize_chat(messages[-1:])[0])
+    with pytest.raises(ContextOverflowError) as raised:
+        tiny.fit_prompt(messages, GREEDY)
+    assert raised.value.message == (
+        f"Your message alone is {alone:,} tokens long, more than the model's context window "
+        "of 512 tokens can take with room for an answer."
+    )
+    assert raised.value.hint == "Shorten the message or raise the context size in Settings."
+
+
+def test_the_answers_reserve_is_its_length_within_16_and_a_quarter_of_the_context(
+    tiny_model_path: Path,
+) -> None:
+    engine = LocalEngine(tiny_model_path, n_ctx=510, n_threads=1)
+    try:
+        reserve = engine.answer_reserve
+        assert reserve(replace(GREEDY, max_tokens=1)) == 16
+        assert reserve(replace(GREEDY, max_tokens=100)) == 100
+        quarter = reserve(replace(GREEDY, max_tokens=1000))
+        assert quarter == 127 and isinstance(quarter, int)
+    finally:
+        engine.close()
+
+
+def test_an_empty_or_closed_engines_chat_is_refused(tiny_model_path: Path) -> None:
+    engine = LocalEngine(tiny_model_path, n_ctx=256, n_threads=1)
+    with pytest.raises(ValueError) as empty:
+        engine.fit_prompt([], GREEDY)
+    assert str(empty.value) == "a chat needs at least one message"
+    engine.close()
+    with pytest.raises(RuntimeError) as closed:
+        engine.fit_prompt([ChatMessage("user", "Hi")], GREEDY)
+    assert str(closed.value) == "this engine was closed; load the model again"
+
+
+# --- limits and what the log says -----------------------------------------------------------------
+
+
+def test_a_model_that_needs_more_memory_than_the_computer_has_is_refused(
+    tiny_model_path: Path,
+) -> None:
+    probe = LocalEngine(tiny_model_path, n_ctx=512, n_threads=1)
+    info = probe.info
+    probe.close()
+    needed = estimate_memory(
+        info.file_size, 512, layers=info.layers, kv_heads=info.kv_heads, head_dim=info.head_dim
+    ).total
+    hardware = replace(detect_hardware(), total_ram=needed)
+    LocalEngine(tiny_model_path, n_ctx=512, n_threads=1, hardware=hardware).close()  # just fits
+    with pytest.raises(InsufficientMemoryError) as raised:
+        LocalEngine(
+            tiny_model_path,
+            n_ctx=512,
+            n_threads=1,
+            hardware=replace(hardware, total_ram=needed - 1),
+        )
+    assert raised.value.message == (
+        f"Tiny llama (seed 0) needs about {format_bytes(needed)} of memory with a 512-token "
+        f"context, but this computer has {format_bytes(needed - 1)}."
+    )
+    assert raised.value.hint == "Pick a smaller model or lower the context size in Settings."
+
+
+def test_a_prompt_the_context_cannot_hold_is_a_known_problem(tiny_model_path: Path) -> None:
+    engine = LocalEngine(tiny_model_path, n_ctx=256, n_threads=1)
+    try:
+        engine._decode([1] * 250)
+        with pytest.raises(InsufficientMemoryError) as raised:
+            engine._decode([1] * 10)
+        assert raised.value.message == "The engine ran out of room while reading the conversation."
+        assert raised.value.hint == "Lower the context size or start a new conversation."
+        assert engine._llama.n_tokens == 250
+    finally:
+        engine.close()
+
+
+class _BusyMachine:
+    """A thread chooser that finds 1.5 cores taken by other programs."""
+
+    others_busy = 1.5
+
+    def __init__(self) -> None:
+        self.rested = 0
+
+    def pick(self) -> int:
+        return 1
+
+    def rest(self) -> None:
+        self.rested += 1
+
+
+def test_answering_on_fewer_threads_says_why(
+    tiny_model_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    hardware = replace(detect_hardware(), physical_cores=2)
+    engine = LocalEngine(tiny_model_path, n_ctx=256, hardware=hardware)
+    busy = _BusyMachine()
+    engine._threads = busy  # type: ignore[assignment]
+    try:
+        with caplog.at_level(logging.INFO, logger=local.__name__):
+            engine.stream_chat([ChatMessage("user", "Hi")], GREEDY).run()
+        said = [r.getMessage() for r in caplog.records if r.name == local.__name__]
+        assert said == ["Other programs keep 1.5 cores busy: answering with 1 of 2 threads."]
+        assert engine.n_threads == 1 and engine.max_threads == 2 and busy.rested == 1
+    finally:
+        engine.close()
+
+
+def test_a_base_models_fallback_template_is_logged(
+    tiny_model_path: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = without_chat_template(tiny_model_path, tmp_path / "base.gguf")
+    with caplog.at_level(logging.INFO, logger=local.__name__):
+        engine = LocalEngine(path, n_ctx=256, n_threads=1)
+    engine.close()
+    said = [r.getMessage() for r in caplog.records if r.name == local.__name__]
+    assert said == [f"base.gguf: {FALLBACK_WARNING}"]
+
+
+def test_a_state_llama_cpp_does_not_give_is_logged_and_not_saved(
+    tiny_model_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    cache = StateCache(None, memory_budget=1 << 24, min_tokens=4)
+    engine = LocalEngine(tiny_model_path, n_ctx=256, n_threads=1, state_cache=cache)
+    puts: list[int] = []
+    put = cache.put
+    monkeypatch.setattr(
+        cache, "put", lambda f, tokens, data: (puts.append(len(tokens)), put(f, tokens, data))
+    )
+    try:
+        engine.stream_chat([ChatMessage("user", "Hello there")], GREEDY).run()
+        engine._save_state()
+        engine._save_state()  # nothing new since: not saved twice
+        assert len(puts) == 1 and not engine._unsaved
+        engine._decode([1, 2])
+        monkeypatch.setattr(local.kv_state, "copy_out", lambda _llama: None)
+        with caplog.at_level(logging.WARNING, logger=local.__name__):
+            engine._save_state()
+        said = [r.getMessage() for r in caplog.records if r.name == local.__name__]
+        assert said == [f"llama.cpp returned no state for {engine._llama.n_tokens} tokens."]
+        assert len(puts) == 1 and engine._unsaved
+    finally:
+        monkeypatch.undo()
+        engine.close()
+
+
+# --- an answer's figures --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("max_tokens", [1, 2, 12])
+def test_an_answers_times_add_up(tiny: LocalEngine, max_tokens: int) -> None:
+    """The time to the first token and the decode speed after it make up the whole; one token
+    alone has no speed."""
+    settings = replace(GREEDY, max_tokens=max_tokens)
+    generation = tiny.stream_chat([ChatMessage("user", "Count with me")], settings)
+    generation.run()
+    stats = generation.stats
+    assert stats is not None and stats.completion_tokens == max_tokens
+    assert stats.ttft_s is not None and 0 < stats.ttft_s < stats.total_s < 60
+    if max_tokens == 1:
+        assert stats.tokens_per_s is None
+        return
+    assert stats.tokens_per_s is not None
+    decoding = (max_tokens - 1) / stats.tokens_per_s
+    assert stats.ttft_s + decoding == pytest.approx(stats.total_s, rel=1e-9)
+
+
+def test_the_stats_observer_hears_each_answer_and_its_failure_is_only_logged(
+    tiny: LocalEngine, caplog: pytest.LogCaptureFixture
+) -> None:
+    heard: list[Any] = []
+    tiny.on_stats = heard.append
+    generation = tiny.stream_chat([ChatMessage("user", "Hi")], GREEDY)
+    generation.run()
+    assert heard == [generation.stats] and heard[0] is generation.stats
+
+    def broken(_stats: Any) -> None:
+        raise RuntimeError("the observer broke")
+
+    tiny.on_stats = broken
+    with caplog.at_level(logging.ERROR, logger=local.__name__):
+        text = tiny.stream_chat([ChatMessage("user", "Hi")], GREEDY).run()
+    assert text == generation.text
+    said = [r.getMessage() for r in caplog.records if r.name == local.__name__]
+    assert said == ["The answer's stats observer failed"]
+
+
+def test_one_core_means_one_thread(tiny_model_path: Path) -> None:
+    hardware = replace(detect_hardware(), physical_cores=1)
+    engine = LocalEngine(tiny_model_path, n_ctx=256, hardware=hardware)
+    try:
+        assert engine.max_threads == engine.n_threads == 1
+    finally:
+        engine.close()
+
+
+def test_loading_and_answering_write_nothing_to_the_terminal(
+    tiny_model_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """llama-cpp-python, verbose, prints the model's metadata and timings: the CLI's and the
+    app's own output would drown in them."""
+    capfd.readouterr()
+    engine = LocalEngine(tiny_model_path, n_ctx=256, n_threads=1)
+    try:
+        engine.stream_chat([ChatMessage("user", "Hi")], GREEDY).run()
+    finally:
+        engine.close()
+    assert capfd.readouterr() == ("", "")
+
+
+def test_a_prompt_without_template_tokens_starts_with_the_models_bos() -> None:
+    """A transcript (no special tokens of its own) gets the BOS the model asks for; a rendered
+    chat template writes its own."""
+    engine = LocalEngine(gemma_base_path(), n_ctx=256, n_threads=1)
+    try:
+        tokens, _stops = engine._tokenize_chat([ChatMessage("user", "Hi")])
+        assert tokens[0] == engine._llama.token_bos()
+        assert tokens.count(engine._llama.token_bos()) == 1
+    finally:
+        engine.close()
+
+
+def test_an_answer_on_a_clock_that_stands_still_has_no_speed(
+    tiny: LocalEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(local.time, "perf_counter", lambda: 5.0)
+    generation = tiny.stream_chat([ChatMessage("user", "Hi")], GREEDY)
+    generation.run()
+    monkeypatch.undo()
+    stats = generation.stats
+    assert stats is not None and stats.completion_tokens == GREEDY.max_tokens
+    assert stats.total_s == 0 and stats.ttft_s == 0 and stats.tokens_per_s is None
