@@ -16,9 +16,9 @@ Also the suite's rules, applied to every test:
   model instead of SmolLM2 (``model_path`` hands it out) and the tests marked ``real_model``, which
   need a model that answers well, are left out: how the mutation run checks the engine's
   mechanics in minutes rather than hours;
-- a test that runs past its time fails alone (pytest-timeout raises in it, 300 s); one stuck
-  where that cannot reach it (inside a C call that never returns) ends the run a while later,
-  with every thread's stack, instead of blocking it for good.
+- a test that runs past its time fails alone (pytest-timeout raises in it: 300 s, or what its
+  own ``timeout`` mark allows); one stuck where that cannot reach it (inside a C call that never
+  returns) ends the run a while later, with every thread's stack, instead of blocking it for good.
 """
 
 from __future__ import annotations
@@ -134,12 +134,23 @@ STUCK_AFTER_S = float(os.environ.get("OFFLINE_ASSISTANT_TESTS_STUCK_AFTER_S", "4
 test still running this long after it started is stuck where nothing Python can reach it."""
 
 
+def _stuck_after(item: pytest.Item) -> float:
+    """:data:`STUCK_AFTER_S`, later by as much as the test's own ``timeout`` mark is longer
+    than the suite's, so that a test allowed more time is failed by its timeout, not ended."""
+    marker = item.get_closest_marker("timeout")
+    if marker is None or not marker.args:
+        return STUCK_AFTER_S
+    default = float(item.config.getini("timeout") or 0)
+    return STUCK_AFTER_S + max(0.0, float(marker.args[0]) - default)
+
+
 class _Watchdog:
     """Ends the run, with every thread's stack, when a test outlives :data:`STUCK_AFTER_S`."""
 
     def __init__(self) -> None:
         self._deadline: float | None = None
         self._item: pytest.Item | None = None
+        self._limit = STUCK_AFTER_S
         self._start()
         # A forked process (mutmut runs each mutant in one) keeps only the forking thread:
         # watch it with a thread of its own.
@@ -150,7 +161,8 @@ class _Watchdog:
         threading.Thread(target=self._watch, name="stuck-test watchdog", daemon=True).start()
 
     def arm(self, item: pytest.Item) -> None:
-        self._item, self._deadline = item, time.monotonic() + STUCK_AFTER_S
+        self._limit = _stuck_after(item)
+        self._item, self._deadline = item, time.monotonic() + self._limit
 
     def disarm(self) -> None:
         self._deadline = None
@@ -168,7 +180,7 @@ class _Watchdog:
                 capture.suspend_global_capture(in_=True)
             sys.stderr.write(
                 f"\n{item.nodeid} is stuck where its timeout cannot end it "
-                f"({STUCK_AFTER_S:.0f} s); ending the run. Every thread's stack:\n"
+                f"({self._limit:.0f} s); ending the run. Every thread's stack:\n"
             )
             sys.stderr.flush()
             faulthandler.dump_traceback(all_threads=True)
