@@ -95,6 +95,24 @@ def test_doctor_reports_processor_engine_folders_and_models() -> None:
     assert report["app"]["qt"] not in ("", "unknown")
 
 
+def test_the_doctor_itself_loads_neither_numpy_nor_the_engine() -> None:
+    """On an old processor either can die of an illegal instruction before the report is out:
+    the engine's check runs in a child, and the doctor's own process leaves both alone (no
+    model state saved here, as on a processor where the engine never ran)."""
+    probe = (
+        "import sys; from assistant.cli import main; rc = main(['doctor', '--json']); "
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'numpy', 'llama_cpp'}), "
+        "file=sys.stderr); sys.exit(rc)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=300,
+        env=child_env(), stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["engine"]["usable"]
+    assert result.stderr.strip().splitlines()[-1] == "[]"
+
+
 def test_doctor_text_names_each_part() -> None:
     result = run("doctor")
     assert result.returncode == 0, result.stderr
@@ -172,6 +190,7 @@ def test_doctor_on_an_emulated_old_cpu_reads_what_the_cpu_says() -> None:
         ["qemu-x86_64", "-cpu", "Nehalem", sys.executable, "-m", "assistant", "doctor", "--json"],
         capture_output=True, text=True, timeout=600, env=child_env(), stdin=subprocess.DEVNULL,
     )  # fmt: skip
+    assert result.stdout, result.stderr
     report = json.loads(result.stdout)
     shown = report["cpu"]["shown"]
     assert shown["sse4_2"] and not shown["avx"] and not shown["avx2"]

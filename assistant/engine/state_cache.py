@@ -44,9 +44,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-
-import numpy as np
-import numpy.typing as npt
+from typing import TYPE_CHECKING
 
 from assistant.atomic import atomic_write_text
 from assistant.models.hardware import GIB, MIB, Hardware
@@ -77,7 +75,15 @@ shared system prompt) is kept: it is the cheap start for new chats."""
 _TEMP_MAX_AGE_S = 3600.0
 _WRITER_IDLE_S = 5.0
 _COUNTS = ("hits", "misses", "tokens_restored")
-Tokens = npt.NDArray[np.int32]
+
+if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
+
+    Tokens = npt.NDArray[np.int32]
+# numpy is imported where tokens are handled, not here: the doctor and ``models memory`` read
+# this folder's figures in a process that must not load it where no state was ever saved (on a
+# processor below numpy's baseline its import fails, or dies of an illegal instruction).
 
 
 _OPEN_CACHES: weakref.WeakSet[StateCache] = weakref.WeakSet()
@@ -99,6 +105,8 @@ def default_memory_budget(hardware: Hardware) -> int:
 
 def common_prefix(held: Sequence[int] | Tokens, wanted: Sequence[int] | Tokens) -> int:
     """How many leading tokens the two sequences share."""
+    import numpy as np
+
     a = np.asarray(held, dtype=np.int32)
     b = np.asarray(wanted, dtype=np.int32)
     size = min(len(a), len(b))
@@ -203,6 +211,8 @@ class StateCache:
         token: sampling needs the last one's fresh logits), if that prefix is longer than
         ``better_than`` (what the context already holds) and worth restoring. Records a hit or
         a miss. A file found damaged is deleted and the next best state tried."""
+        import numpy as np
+
         wanted = np.asarray(tokens, dtype=np.int32)
         limit = len(wanted) - 1
         tried: set[str] = set()
@@ -262,6 +272,8 @@ class StateCache:
     def put(self, fingerprint: str, tokens: Sequence[int], data: bytearray) -> None:
         """Keep ``data``, the state of exactly ``tokens``, in memory now and on disk soon.
         States shorter than ``min_tokens`` are ignored."""
+        import numpy as np
+
         held = np.array(tokens, dtype=np.int32)
         if len(held) < self.min_tokens:
             return
@@ -586,6 +598,8 @@ def _read_index(path: Path) -> SavedState | None:
             return None
         if path.stat().st_size != offset + size:
             return None
+        import numpy as np
+
         tokens = np.frombuffer(raw, dtype="<i4").astype(np.int32)
         return SavedState(str(header["fingerprint"]), tokens, size, path=path)
     except (OSError, ValueError, KeyError, TypeError, UnicodeDecodeError):
