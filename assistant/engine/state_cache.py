@@ -76,14 +76,14 @@ _TEMP_MAX_AGE_S = 3600.0
 _WRITER_IDLE_S = 5.0
 _COUNTS = ("hits", "misses", "tokens_restored")
 
+# numpy is imported where tokens are handled, not here: the doctor and ``models memory`` read
+# this folder's figures in a process that must not load it where no state was ever saved (on a
+# processor below numpy's baseline its import fails, or dies of an illegal instruction).
 if TYPE_CHECKING:
     import numpy as np
     import numpy.typing as npt
 
     Tokens = npt.NDArray[np.int32]
-# numpy is imported where tokens are handled, not here: the doctor and ``models memory`` read
-# this folder's figures in a process that must not load it where no state was ever saved (on a
-# processor below numpy's baseline its import fails, or dies of an illegal instruction).
 
 
 _OPEN_CACHES: weakref.WeakSet[StateCache] = weakref.WeakSet()
